@@ -1,0 +1,50 @@
+# Every target bootstraps .venv from nothing, so a fresh clone needs no other step.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Peer SDKs are measured in their own environment, never in the project's dependencies.
+$(BENCH_STAMP): benchmarks/peers/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/peers/requirements.txt
+	touch $(BENCH_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m rollwise.cli lint examples/checkout/plan.yaml --flags examples/checkout/flags.yaml
+	@echo
+	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-1 tenant=acme team=checkout app_version=2.5.0
+	@echo
+	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-2 tenant=globex app_version=2.5.0
+	@echo
+	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-3 tenant=initech app_version=2.1.0
+	@echo
+	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml search-v2 --context key=u-4 region=eu-west
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/evaluation.py --peers-python $(BENCH_VENV)/bin/python
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache
