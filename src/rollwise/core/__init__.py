@@ -1,0 +1,98 @@
+"""The pure core of rollwise: model, targeting, bucketing, plans and the linter. No I/O."""
+
+from __future__ import annotations
+
+from rollwise.core._bucketing import BUCKETS, bucket, unit_text
+from rollwise.core._conditions import (
+    AllOf,
+    AnyOf,
+    AttributeCondition,
+    Condition,
+    InSegment,
+    Not,
+    Operator,
+)
+from rollwise.core._context import Context
+from rollwise.core._cron import Cron, parse_cron
+from rollwise.core._errors import InputError, RollwiseError, UnreadableInputError
+from rollwise.core._evaluation import Explanation, RuleTrace, describe_rule, evaluate, explain
+from rollwise.core._exposure import flag_at_stage, flag_rolled_back, stage_rules
+from rollwise.core._flag import Flag, FlagSet, Metric, MetricKind, Rule, Segment, Split, Variant
+from rollwise.core._flagfile import load_flags
+from rollwise.core._lint import RULES, Finding, LintRule, Severity, lint
+from rollwise.core._plan import (
+    Action,
+    Audience,
+    Guard,
+    GuardKind,
+    Plan,
+    Stage,
+    Tolerance,
+    Window,
+    Worse,
+    cumulative_audience,
+)
+from rollwise.core._planfile import load_plan
+from rollwise.core._quantities import format_duration, parse_duration, parse_percent
+from rollwise.core._resolution import ErrorCode, Reason, Resolution
+from rollwise.core._semver import Version, parse_version
+
+__all__ = [
+    "BUCKETS",
+    "RULES",
+    "Action",
+    "AllOf",
+    "AnyOf",
+    "AttributeCondition",
+    "Audience",
+    "Condition",
+    "Context",
+    "Cron",
+    "ErrorCode",
+    "Explanation",
+    "Finding",
+    "Flag",
+    "FlagSet",
+    "Guard",
+    "GuardKind",
+    "InSegment",
+    "InputError",
+    "LintRule",
+    "Metric",
+    "MetricKind",
+    "Not",
+    "Operator",
+    "Plan",
+    "Reason",
+    "Resolution",
+    "RollwiseError",
+    "Rule",
+    "RuleTrace",
+    "Segment",
+    "Severity",
+    "Split",
+    "Stage",
+    "Tolerance",
+    "UnreadableInputError",
+    "Variant",
+    "Version",
+    "Window",
+    "Worse",
+    "bucket",
+    "cumulative_audience",
+    "describe_rule",
+    "evaluate",
+    "explain",
+    "flag_at_stage",
+    "flag_rolled_back",
+    "format_duration",
+    "lint",
+    "load_flags",
+    "load_plan",
+    "parse_cron",
+    "parse_duration",
+    "parse_percent",
+    "parse_version",
+    "stage_rules",
+    "unit_text",
+]

@@ -1,0 +1,173 @@
+"""A flag compiled once into the shape the evaluation hot path wants.
+
+Every resolution a flag can return is built here, ahead of time, so an evaluation allocates
+nothing: it checks the kill switch and the app version, walks the rules' predicates and, for a
+percentage or split, hashes the unit once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from hashlib import sha256 as _sha256
+from struct import Struct
+from typing import TYPE_CHECKING
+
+from rollwise.core._bucketing import (
+    BUCKETS,
+    bucket_of,
+    percent_to_buckets,
+    salt_prefix,
+    unit_text,
+)
+from rollwise.core._conditions import Predicate
+from rollwise.core._resolution import ErrorCode, Reason, Resolution
+from rollwise.core._semver import parse_version
+
+if TYPE_CHECKING:
+    from rollwise.core._flag import Flag
+
+_first_uint64 = Struct(">Q").unpack_from
+_VERSION_ATTRIBUTE = "app_version"
+_VERSION_CACHE_LIMIT = 1024
+
+
+#: A compiled rule: (predicate or None, the attribute to bucket or None when the rule serves one
+#: variant to all who match, upper bucket bounds (exclusive) one per resolution, resolutions).
+#: A unit whose bucket is past the last bound falls through. Plain tuples: they unpack fastest.
+CompiledRule = tuple[Predicate | None, str | None, tuple[int, ...], tuple[Resolution, ...]]
+
+
+class Program:
+    """The compiled evaluation of one flag."""
+
+    __slots__ = (
+        "_killed",
+        "_min_version",
+        "_prefix",
+        "_rules",
+        "_version_cache",
+        "below_minimum",
+        "fallthrough",
+        "flag",
+        "killed",
+        "unit_missing",
+    )
+
+    def __init__(self, flag: Flag) -> None:
+        self.flag = flag.key
+        safe = flag.safe_default
+
+        def resolution(
+            variant: str,
+            reason: Reason,
+            rule: int | None = None,
+            error: ErrorCode | None = None,
+            message: str = "",
+        ) -> Resolution:
+            chosen = flag.variant(variant)
+            if chosen is None:
+                raise ValueError(f"flag {flag.key!r} has no variant {variant!r}")
+            return Resolution(
+                flag.key, variant, chosen.value, reason, rule, error, message, variant != safe.name
+            )
+
+        self._killed = flag.killed
+        self.killed = resolution(safe.name, Reason.KILLED, message="the kill switch is on")
+        self._min_version = flag.min_app_version
+        self.below_minimum = resolution(
+            safe.name,
+            Reason.VERSION_BELOW_MINIMUM,
+            message=f"{_VERSION_ATTRIBUTE} is missing or below {flag.min_app_version}",
+        )
+        self._version_cache: dict[object, bool] = {}
+        self._prefix = salt_prefix(flag.bucket_salt)
+        self.fallthrough = resolution(flag.fallthrough, Reason.FALLTHROUGH)
+        self.unit_missing: dict[str, Resolution] = {}
+        rules: list[CompiledRule] = []
+        for index, rule in enumerate(flag.rules):
+            predicate = rule.when.compile() if rule.when is not None else None
+            unit = rule.unit or flag.unit
+            if rule.percent is None and isinstance(rule.serve, str):
+                rules.append(
+                    (predicate, None, (), (resolution(rule.serve, Reason.RULE_MATCH, index),))
+                )
+                continue
+            self.unit_missing.setdefault(
+                unit,
+                resolution(
+                    safe.name,
+                    Reason.UNIT_MISSING,
+                    error=ErrorCode.UNIT_MISSING,
+                    message=f"the context has no usable {unit!r} (text or integer) to bucket by",
+                ),
+            )
+            share = percent_to_buckets(rule.percent if rule.percent is not None else 100.0)
+            if isinstance(rule.serve, str):
+                limits: tuple[int, ...] = (share,)
+                served: tuple[Resolution, ...] = (resolution(rule.serve, Reason.PERCENT, index),)
+            else:
+                # A split divides the rule's share of buckets between variants, in order.
+                bounds, total = [], 0.0
+                for _, weight in rule.serve.weights:
+                    total += weight
+                    bounds.append(round(share * total / 100.0))
+                bounds[-1] = share
+                limits = tuple(bounds)
+                served = tuple(
+                    resolution(name, Reason.SPLIT, index) for name, _ in rule.serve.weights
+                )
+            rules.append((predicate, unit, limits, served))
+        self._rules = tuple(rules)
+
+    def run(self, values: Mapping[str, object]) -> Resolution:
+        """Evaluate against a context's attribute dict. May raise on a broken predicate;
+        ``evaluate`` is the never-raising entry point."""
+        if self._killed:
+            return self.killed
+        if self._min_version is not None and not self._version_ok(values.get(_VERSION_ATTRIBUTE)):
+            return self.below_minimum
+        bucket = -1
+        bucketed_unit = None
+        for predicate, unit, limits, resolutions in self._rules:
+            if predicate is not None and not predicate(values):
+                continue
+            if unit is None:
+                return resolutions[0]
+            if unit != bucketed_unit:
+                text = values.get(unit)
+                if text.__class__ is not str or not text:
+                    text = unit_text(text)
+                    if text is None:
+                        return self.unit_missing[unit]
+                # Inlined bucket_of(): this is the hottest line of the SDK.
+                bucket = _first_uint64(_sha256(self._prefix + text.encode()).digest())[0] % BUCKETS
+                bucketed_unit = unit
+            if bucket < limits[0]:
+                return resolutions[0]
+            for limit, resolution in zip(limits, resolutions):  # noqa: B905
+                if bucket < limit:
+                    return resolution
+        return self.fallthrough
+
+    def bucket(self, unit_value: str) -> int:
+        return bucket_of(self._prefix, unit_value)
+
+    def _version_ok(self, value: object) -> bool:
+        cache = self._version_cache
+        try:
+            return cache[value]
+        except (KeyError, TypeError):
+            pass
+        minimum = self._min_version
+        version = parse_version(value) if isinstance(value, str) else None
+        result = version is not None and minimum is not None and version >= minimum
+        if isinstance(value, str):
+            if len(cache) >= _VERSION_CACHE_LIMIT:
+                cache.clear()
+            cache[value] = result
+        return result
+
+
+def compile_program(flag: Flag) -> Program:
+    """Compile a flag; raises ValueError when a rule names a variant the flag lacks."""
+    return Program(flag)
