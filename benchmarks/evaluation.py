@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Local flag evaluations per second on one core: rollwise against peer SDKs, in the same run.
+
+Two scenarios over the same 10,000 pre-built contexts (see benchmarks/peers/README.md):
+  a. a plain 25 % percentage rollout bucketed by user;
+  b. country in [US, CA, GB, DE] and email ends with @example.com and in segment `premium`
+     (tier in [gold, platinum]), then 50 % of those users.
+
+rollwise is measured in this process (the project's environment) through its public call,
+``client.enabled(flag, context)``, with the peers' own harness (benchmarks/peers/run_peers.py:
+same pool, pre-bound calls, warm-up, best of N timed repeats). The peers run in their own
+environment (``make bench`` builds .venv-bench), one child process each. Prints a table and
+writes JSON to benchmarks/results/evaluation.json.
+
+    python benchmarks/evaluation.py [--peers-python PATH] [--seconds 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "peers"))
+
+import run_peers  # noqa: E402  (the shared harness; it imports no SDK at module level)
+
+from rollwise import Client, Context  # noqa: E402
+from rollwise.core import load_flags  # noqa: E402
+
+FLAGS = f"""
+segments:
+  {run_peers.SEGMENT}:
+    when: [{{tier: {run_peers.PREMIUM_TIERS}}}]
+flags:
+  {run_peers.FLAG_A}:
+    variants: [off, on]
+    rules: [{{percent: {run_peers.ROLLOUT_A_PERCENT}, serve: on}}]
+  {run_peers.FLAG_B}:
+    variants: [off, on]
+    rules:
+      - when:
+          - country: {run_peers.TARGET_COUNTRIES}
+          - email: {{ends_with: "{run_peers.EMAIL_SUFFIX}"}}
+          - segment: {run_peers.SEGMENT}
+        percent: {run_peers.ROLLOUT_B_PERCENT}
+        serve: on
+"""
+
+#: The issue's targets: absolute floors per scenario, and the ratio to the fastest peer.
+FLOORS = {"a": 500_000, "b": 300_000}
+RATIO_TARGET = 5.0
+
+
+def bench_rollwise(seconds: float, repeats: int, warmup: float) -> dict[str, Any]:
+    users = run_peers.build_users()
+    client = Client(load_flags(FLAGS, "benchmark flags"))
+    contexts = [Context(user.key, user.attributes()) for user in users]
+    result: dict[str, Any] = {"call": "client.enabled(flag, context)"}
+    for scenario, flag in run_peers.SCENARIOS.items():
+        calls = [functools.partial(client.enabled, flag, context) for context in contexts]
+        result[scenario] = {
+            **run_peers.measure(calls, seconds, repeats, warmup),
+            **run_peers.check_share(scenario, calls, users),
+        }
+    return result
+
+
+def bench_peers(python: str, seconds: float, repeats: int, warmup: float) -> dict[str, Any]:
+    command = [
+        python,
+        str(HERE / "peers" / "run_peers.py"),
+        *("--seconds", str(seconds), "--repeats", str(repeats), "--warmup", str(warmup)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
+    if done.returncode != 0:
+        return {"error": f"peer benchmark exited {done.returncode}: {done.stderr.strip()[-500:]}"}
+    peers: dict[str, Any] = json.loads(done.stdout)["peers"]
+    return peers
+
+
+def _rate(entry: dict[str, Any], scenario: str) -> float | None:
+    figures = entry.get(scenario)
+    if not isinstance(figures, dict) or not figures.get("equivalent", False):
+        return None
+    return float(figures["evals_per_s"])
+
+
+def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
+    names = [name for name in peers if "error" not in peers[name]]
+    header = ["scenario", "rollwise", *names, "fastest peer", "ratio", "targets"]
+    rows, verdicts = [], {}
+    for scenario in run_peers.SCENARIOS:
+        ours = _rate(rollwise, scenario) or 0.0
+        theirs = {name: _rate(peers[name], scenario) for name in names}
+        fastest_name, fastest = max(
+            ((n, r) for n, r in theirs.items() if r is not None),
+            key=lambda item: item[1],
+            default=("none", None),
+        )
+        ratio = ours / fastest if fastest else None
+        met = ours >= FLOORS[scenario] and (ratio is None or ratio >= RATIO_TARGET)
+        verdicts[scenario] = {
+            "rollwise_evals_per_s": round(ours),
+            "fastest_peer": fastest_name,
+            "fastest_peer_evals_per_s": round(fastest) if fastest else None,
+            "ratio_to_fastest_peer": round(ratio, 2) if ratio else None,
+            "floor": FLOORS[scenario],
+            "ratio_target": RATIO_TARGET,
+            "targets_met": met,
+        }
+        rows.append(
+            [
+                scenario,
+                f"{ours:,.0f}",
+                *(f"{theirs[n]:,.0f}" if theirs[n] else "n/a" for n in names),
+                fastest_name,
+                f"{ratio:.1f}x" if ratio else "n/a",
+                f"{'met' if met else 'MISSED'} (>= {FLOORS[scenario]:,}/s, >= {RATIO_TARGET:g}x)",
+            ]
+        )
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    print("Evaluations per second, one thread, best of the repeats (higher is better)")
+    for row in [header, *rows]:
+        print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
+    for name in peers:
+        if "error" in peers[name]:
+            print(f"  {name}: not measured: {peers[name]['error']}")
+    return verdicts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="rollwise vs peer SDKs: local evaluation rate")
+    parser.add_argument("--peers-python", help="python of the peers' environment (.venv-bench)")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=0.3)
+    parser.add_argument("--output", default=str(HERE / "results" / "evaluation.json"))
+    args = parser.parse_args()
+    started = time.time()
+    rollwise = bench_rollwise(args.seconds, args.repeats, args.warmup)
+    peers = (
+        bench_peers(args.peers_python, args.seconds, args.repeats, args.warmup)
+        if args.peers_python
+        else {}
+    )
+    if "error" in peers:
+        print(f"peers not measured: {peers['error']}", file=sys.stderr)
+        peers = {}
+    verdicts = report(rollwise, peers)
+    document = {
+        "benchmark": "evaluation",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "started": started,
+        "rollwise": rollwise,
+        "peers": peers,
+        "summary": verdicts,
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
