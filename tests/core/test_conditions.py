@@ -82,6 +82,12 @@ def _matches(yaml_text: str, **attributes: object) -> bool:
         ("{groups: {not_in: [admins]}}", {"groups": ["staff", "admins"]}, False),
         ("{groups: {not_in: [admins]}}", {"groups": ["staff"]}, True),
         ("{key: {starts_with: u-}}", {}, True),
+        ("{seats: {equals: 1}}", {"seats": True}, False),
+        ("{beta: {equals: true}}", {"beta": 1}, False),
+        ("{beta: {equals: true}}", {"beta": True}, True),
+        ("{seats: {in: [1, 2]}}", {"seats": 2}, True),
+        ("{groups: {not_equals: free}}", {"groups": ["free", "pro"]}, False),
+        ("{groups: {not_equals: free}}", {"groups": ["pro"]}, True),
     ],
 )
 def test_operator(condition: str, attributes: dict[str, object], expected: bool) -> None:

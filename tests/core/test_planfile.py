@@ -58,10 +58,10 @@ def test_quantities_in_their_written_forms() -> None:
         """
 flag: f
 unit: user
-false_rollback_rate: 0.5%
+false_rollback_rate: 0.0125%
 guards:
   - {metric: e, kind: rate, tolerance: 0.2pp, max: 2%}
-  - {metric: l, kind: latency, quantile: p99, tolerance: 10%, max: 1.5s}
+  - {metric: l, kind: latency, quantile: p99.9, tolerance: 10%, max: 1.5s}
   - {metric: c, kind: rate, worse: lower, tolerance: 5%}
   - {metric: q, kind: gauge, max_growth: 5/s, breaches: 2, on_regression: pause}
 stages:
@@ -75,11 +75,11 @@ stages:
         False,
     )
     assert rate.maximum == pytest.approx(0.02)
-    assert latency.quantile == pytest.approx(0.99) and latency.maximum == 1500.0
+    assert latency.quantile == 0.999 and latency.maximum == 1500.0
     assert latency.tolerance is not None and latency.tolerance.relative
     assert conversion.worse is Worse.LOWER
     assert gauge.max_growth_per_minute == 300.0 and gauge.breaches == 2
-    assert plan.false_rollback_rate == pytest.approx(0.005)
+    assert plan.false_rollback_rate == pytest.approx(0.000125)
     assert plan.stages[0].bake == timedelta(minutes=90)
     assert plan.stages[1].audience.percent == 50.0 and not plan.stages[1].approval_required
 
@@ -167,6 +167,11 @@ def test_stage_errors_name_line_and_field(stages: str, line: int, path: str, mes
             "accepted: rollback, pause",
         ),
         ("{kind: rate}", "guards[0]", "missing field 'metric'"),
+        (
+            "{metric: e, kind: rate, tolerance: 200pp}",
+            "guards[0].tolerance",
+            "between 0pp and 100pp",
+        ),
     ],
 )
 def test_guard_errors_name_the_field(guard: str, path: str, message: str) -> None:

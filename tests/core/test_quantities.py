@@ -63,6 +63,7 @@ def test_semver_precedence_follows_the_spec() -> None:
     assert parse_version("2.4") == parse_version("2.4.0+build.5")
     assert parse_version("v2.4.1") is not None
     assert parse_version("banana") is None and parse_version("2.4.0.1") is None
+    assert parse_version("1.0.0-01") is None and parse_version("1.0.0-0") is not None
 
 
 def test_cron_next_start() -> None:
@@ -76,6 +77,12 @@ def test_cron_next_start() -> None:
     assert weekdays.next_at_or_after(datetime(2026, 11, 28)) == datetime(2026, 11, 30, 9, 30)
     quarterly = parse_cron("*/15 0,12 1 */3 *")
     assert quarterly.next_at_or_after(datetime(2026, 2, 2)) == datetime(2026, 4, 1, 0, 0)
+    # Vixie cron: with '*/2' in day-of-month the two day fields combine with AND (odd-day
+    # Mondays), not with the OR used when both are restricted.
+    odd_mondays = parse_cron("0 0 */2 * 1")
+    assert odd_mondays.next_at_or_after(datetime(2026, 11, 26)) == datetime(2026, 12, 7)
+    first_or_monday = parse_cron("0 0 1 * 1")
+    assert first_or_monday.next_at_or_after(datetime(2026, 11, 26)) == datetime(2026, 11, 30)
     sunday = parse_cron("0 0 * * 7")
     assert sunday.next_at_or_after(datetime(2026, 11, 26)) == datetime(2026, 11, 29)
 

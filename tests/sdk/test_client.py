@@ -21,7 +21,7 @@ def test_from_file_evaluates_like_the_core(flags_path: Path) -> None:
         assert client.resolve("new-checkout", context) == expected
         assert client.enabled("new-checkout", context) is expected.enabled
         assert client.enabled("new-checkout", Context.of(context)) is expected.enabled
-        assert client.variant("new-checkout", context) == expected.variant
+        assert client.variant("new-checkout", context, "off") == expected.variant
         assert client.value("new-checkout", context, None) is expected.value
 
 
@@ -52,7 +52,7 @@ def test_bad_context_serves_the_safe_default_and_logs(
     client = Client.from_file(flags_path)
     with caplog.at_level(logging.WARNING, logger="rollwise.sdk"):
         assert client.enabled("new-checkout", {"key": "u", "tenant": {"no": "dicts"}}) is False  # type: ignore[dict-item]
-        assert client.variant("new-checkout", ["not", "a", "mapping"]) == "off"  # type: ignore[arg-type]
+        assert client.variant("new-checkout", ["not", "a", "mapping"], "x") == "off"  # type: ignore[arg-type]
     assert any("new-checkout" in record.getMessage() for record in caplog.records)
 
 

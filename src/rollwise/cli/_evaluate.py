@@ -23,18 +23,21 @@ def add_parser(commands: Any) -> None:
         nargs="*",
         default=[],
         metavar="NAME=VALUE",
-        help="context attributes; 'key' is the context key. Numbers and true/false are typed.",
+        help="context attributes; 'key' is the context key. Whole numbers and true/false are "
+        "typed, everything else is text.",
     )
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     parser.set_defaults(run=run)
 
 
 def _typed(text: str) -> object:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, int | float | bool) else text
+    """Whole numbers and true/false are typed; everything else (``2.5``, an app version)
+    stays text, so that version conditions see what the application would send."""
+    if text in ("true", "false"):
+        return text == "true"
+    if text.lstrip("-").isdigit() and not (text.lstrip("-").startswith("0") and text != "0"):
+        return int(text)
+    return text
 
 
 def parse_context(pairs: list[str]) -> Context:

@@ -107,19 +107,8 @@ class AttributeCondition(Condition):
                 return (values.get(name) is not None) is wanted
 
             return exists
-        if self.operator is Operator.NOT_IN:
-            members = frozenset(self.operand)
-
-            # A list attribute is "not in" only if none of its items is in the list.
-            def not_in(values: Mapping[str, object]) -> bool:
-                value = values.get(name)
-                if value is None:
-                    return False
-                if value.__class__ is tuple or value.__class__ is list:
-                    return not any(item in members for item in value)
-                return value not in members
-
-            return not_in
+        if self.operator in _MEMBERSHIP:
+            return _membership(name, self.operand, self.operator in _NEGATED)
         test = _value_test(self.operator, self.operand)
 
         def predicate(values: Mapping[str, object]) -> bool:
@@ -217,6 +206,54 @@ class InSegment(Condition):
         return self.condition.compile()
 
 
+_MEMBERSHIP = frozenset({Operator.IN, Operator.NOT_IN, Operator.EQUALS, Operator.NOT_EQUALS})
+_NEGATED = frozenset({Operator.NOT_IN, Operator.NOT_EQUALS})
+
+
+def _membership(name: str, operand: tuple[object, ...], negated: bool) -> Predicate:
+    """in / equals and their negations. Text, the common case, is tested first and inline.
+
+    Booleans are kept apart from numbers (in Python ``True == 1``; here ``equals: 1`` does not
+    match ``true``). A list attribute is "in" if any item is, and "not in" only if none is.
+    """
+    members = frozenset(value for value in operand if value.__class__ is not bool)
+    booleans = frozenset(value for value in operand if value.__class__ is bool)
+
+    def contains(value: object) -> bool:
+        if value.__class__ is bool:
+            return value in booleans
+        try:
+            return value in members
+        except TypeError:  # unhashable: cannot be a member
+            return False
+
+    if negated:
+
+        def not_in(values: Mapping[str, object]) -> bool:
+            value = values.get(name)
+            if value.__class__ is str:
+                return value not in members
+            if value is None:
+                return False
+            if value.__class__ is tuple or value.__class__ is list:
+                return not any(contains(item) for item in value)
+            return not contains(value)
+
+        return not_in
+
+    def is_in(values: Mapping[str, object]) -> bool:
+        value = values.get(name)
+        if value.__class__ is str:
+            return value in members
+        if value is None:
+            return False
+        if value.__class__ is tuple or value.__class__ is list:
+            return any(contains(item) for item in value)
+        return contains(value)
+
+    return is_in
+
+
 def _grouped(condition: Condition) -> str:
     text = condition.describe()
     return f"({text})" if isinstance(condition, AllOf | AnyOf) else text
@@ -272,15 +309,6 @@ def _parse_ip(text: str) -> _Address | None:
 
 def _value_test(operator: Operator, operand: tuple[object, ...]) -> Callable[[object], bool]:
     """A test of one (non-list) attribute value against the operand."""
-    if operator is Operator.IN or operator is Operator.NOT_IN:
-        members = frozenset(operand)
-        return members.__contains__
-    if operator is Operator.EQUALS:
-        wanted = operand[0]
-        return lambda value: value == wanted
-    if operator is Operator.NOT_EQUALS:
-        unwanted = operand[0]
-        return lambda value: value != unwanted
     if operator in (Operator.STARTS_WITH, Operator.ENDS_WITH, Operator.CONTAINS):
         texts = tuple(str(text) for text in operand)
         if operator is Operator.STARTS_WITH:

@@ -109,6 +109,7 @@ def parse_cron(expression: str) -> Cron:
         days=days,
         months=months,
         weekdays=weekdays,
-        days_restricted=parts[2] != "*",
-        weekdays_restricted=parts[4] != "*",
+        # As in Vixie cron, a field that starts with '*' (also '*/2') does not restrict.
+        days_restricted=not parts[2].startswith("*"),
+        weekdays_restricted=not parts[4].startswith("*"),
     )

@@ -196,6 +196,8 @@ def _parse_metrics(node: Located) -> dict[str, Metric]:
     metrics: dict[str, Metric] = {}
     kinds = ", ".join(kind.value for kind in MetricKind)
     for name, entry in node.mapping("a mapping of metric names to kinds").items():
+        if not _NAME.fullmatch(name):
+            raise entry.error(f"metric name {name!r} may hold only letters, digits and _ . : / -")
         description = ""
         kind_node = entry
         if entry.is_mapping:
@@ -214,7 +216,13 @@ def _parse_metrics(node: Located) -> dict[str, Metric]:
 
 def _parse_variants(node: Located) -> tuple[Variant, ...]:
     if node.is_mapping:
-        variants = tuple(Variant(name, scalar(value)) for name, value in node.mapping().items())
+        entries = node.mapping("a mapping of variant names to values")
+        for name, value in entries.items():
+            if not _NAME.fullmatch(name):
+                raise value.error(
+                    f"variant name {name!r} may hold only letters, digits and _ . : / -"
+                )
+        variants = tuple(Variant(name, scalar(value)) for name, value in entries.items())
     else:
         names = [check_name(item, "variant name") for item in node.sequence("a list of variants")]
         if len(set(names)) != len(names):

@@ -102,7 +102,8 @@ class Stage:
     cover: tuple[str, ...] = ()
     approval_required: bool = False
     irreversible: bool = False
-    #: Percent of units kept unexposed as a baseline, taken out of the stage's percentage.
+    #: Percent of units always kept unexposed as a baseline: the stage exposes at most
+    #: 100 - holdback percent (``percent: 100, holdback: 2%`` exposes 98 %).
     holdback: float | None = None
 
     @property

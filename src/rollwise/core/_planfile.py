@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -21,8 +21,9 @@ from rollwise.core._plan import (
     Window,
     Worse,
 )
-from rollwise.core._quantities import parse_duration, parse_number
+from rollwise.core._quantities import parse_duration, parse_number, parse_percent
 
+_WINDOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _LATENCY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 _GROWTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*")
 _GROWTH_PER_MINUTE = {"s": 60.0, "sec": 60.0, "m": 1.0, "min": 1.0, "h": 1 / 60, "hour": 1 / 60}
@@ -101,6 +102,10 @@ def _tolerance(node: Located, kind: GuardKind) -> Tolerance:
                 raise node.error(
                     f"expected a tolerance like '10%' or '0.2pp', got {text!r}"
                 ) from None
+            if not 0 <= points <= 100:
+                raise node.error(
+                    f"a tolerance in points must be between 0pp and 100pp, got {text!r}"
+                )
             return Tolerance(points / 100, relative=False, text=text)
         raise node.error(
             f"a rate tolerance is relative ('10%' of the baseline) or absolute in percentage "
@@ -122,14 +127,15 @@ def _limit(node: Located, kind: GuardKind, what: str) -> float:
 
 def _quantile(node: Located) -> float:
     raw = scalar(node)
-    if isinstance(raw, str) and raw.lower().startswith("p"):
+    if isinstance(raw, str):
+        text = raw.strip().lower()
         try:
-            raw = parse_number(raw[1:]) / 100
+            raw = parse_number(text[1:]) / 100 if text.startswith("p") else parse_number(text)
         except ValueError:
             raw = None
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < 1:
         raise node.error(f"expected a quantile like 0.95 or 'p95', got {node.describe()}")
-    return float(raw)
+    return round(float(raw), 9)
 
 
 def _parse_guard(node: Located) -> Guard:
@@ -188,7 +194,7 @@ def _parse_stage(node: Located) -> Stage:
     segments = audience_fields.get("segments")
     percent_node = audience_fields.get("percent")
     audience_fields.done()
-    if segments is None and percent_node is None:
+    if (segments is None or not segments.items()) and percent_node is None:
         raise audience_node.error("an audience needs segments, a percent, or both")
     audience_percent = percent(percent_node) if percent_node is not None else None
     if audience_percent == 0 and percent_node is not None:
@@ -206,9 +212,9 @@ def _parse_stage(node: Located) -> Stage:
     approval_required = False
     if approval is not None:
         value = scalar(approval)
-        if value not in ("required", "none", True, False):
+        if value not in ("required", "none", "yes", "no", True, False):
             raise approval.error(f"approval is 'required' or 'none', got {approval.describe()}")
-        approval_required = value in ("required", True)
+        approval_required = value in ("required", "yes", True)
     irreversible_value = irreversible.value() if irreversible is not None else False
     if not isinstance(irreversible_value, bool):
         raise irreversible.error("irreversible must be true or false")  # type: ignore[union-attr]
@@ -237,8 +243,11 @@ def _parse_window(name: str, node: Located) -> Window:
     cron_node = fields.require("cron", "a cron expression like '0 2 * * *' (UTC)")
     duration = _duration(fields.require("duration", "a duration like '30m'"))
     fields.done()
+    if not _WINDOW_NAME.fullmatch(name):
+        raise node.error(f"window name {name!r} may hold only letters, digits and _ . : / -")
     try:
         cron = parse_cron(cron_node.text("a cron expression"))
+        cron.next_at_or_after(datetime(2000, 1, 1))  # a schedule that never fires is an error
     except ValueError as exc:
         raise cron_node.error(str(exc)) from None
     return Window(name, cron, duration)
@@ -287,13 +296,16 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         seen.add(stage.name)
     rollback_to = None
     if rollback is not None:
-        rollback_fields = Fields(rollback, "rollback")
+        rollback_fields = Fields(rollback, "rollback (a mapping like {to: off})")
         to = rollback_fields.get("to")
         rollback_fields.done()
         rollback_to = check_name(to, "variant name") if to is not None else None
     false_rollback_rate = 0.01
     if rate is not None:
-        rate_percent = percent(rate)
+        try:
+            rate_percent = parse_percent(scalar(rate))
+        except ValueError as exc:
+            raise rate.error(str(exc)) from None
         if not 0.001 <= rate_percent <= 20:
             raise rate.error("false_rollback_rate must be between 0.001% and 20%")
         false_rollback_rate = rate_percent / 100

@@ -45,6 +45,8 @@ def parse_version(text: str) -> Version | None:
     if pre is not None:
         identifiers: list[int | tuple[int, int | str]] = [0]
         for part in pre.split("."):
+            if part.isdigit() and part != "0" and part.startswith("0"):
+                return None  # spec §9: numeric identifiers have no leading zeroes
             identifiers.append((0, int(part)) if part.isdigit() else (1, part))
         rank = tuple(identifiers)
     return Version(int(major), int(minor or 0), int(patch or 0), rank)

@@ -66,9 +66,7 @@ class Client:
             logger.warning("flag %s: %s; serving the safe default", flag, resolution.message)
         return resolution
 
-    def variant(
-        self, flag: str, context: Context | Mapping[str, object], default: str = "off"
-    ) -> str:
+    def variant(self, flag: str, context: Context | Mapping[str, object], default: str) -> str:
         """The name of the variant served; ``default`` for an unknown flag."""
         resolution = self.resolve(flag, context)
         return default if resolution.reason is Reason.FLAG_NOT_FOUND else resolution.variant
