@@ -154,3 +154,23 @@ def test_installed_command_runs(plan_path: Path, flags_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "plan ok" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [
+        ("n=12", 12),
+        ("n=-3", -3),
+        ("n=0", 0),
+        ("n=007", "007"),
+        ("n=--5", "--5"),
+        ("n=²", "²"),
+        ("n=2.5", "2.5"),
+        ("n=true", True),
+    ],
+)
+def test_context_values_are_typed_only_when_unambiguous(pair: str, expected: object) -> None:
+    """Whole numbers and true/false are typed; anything else stays text and never crashes."""
+    from rollwise.cli._evaluate import parse_context
+
+    assert parse_context(["key=u", pair]).attributes["n"] == expected

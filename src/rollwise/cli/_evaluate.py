@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from rollwise.cli._files import read_flags
 from rollwise.core import BUCKETS, Context, InputError, explain
+
+_WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
 
 
 def add_parser(commands: Any) -> None:
@@ -35,7 +38,7 @@ def _typed(text: str) -> object:
     stays text, so that version conditions see what the application would send."""
     if text in ("true", "false"):
         return text == "true"
-    if text.lstrip("-").isdigit() and not (text.lstrip("-").startswith("0") and text != "0"):
+    if _WHOLE_NUMBER.fullmatch(text):
         return int(text)
     return text
 

@@ -33,15 +33,17 @@ _COMBINATORS = ("all", "any", "not", "segment")
 _OPERATORS = ", ".join(op.value for op in Operator)
 
 
-def check_name(node: Located, what: str) -> str:
-    """A key, variant, segment or metric name: letters, digits and ``_ . : / -``."""
-    text = node.text(what)
-    if not _NAME.fullmatch(text):
+def check_name(node: Located, what: str, text: str | None = None) -> str:
+    """A key, variant, segment, metric or window name: letters, digits and ``_ . : / -``.
+
+    ``text`` is the name when it is a mapping key (``node`` is then the value under it)."""
+    name = node.text(what) if text is None else text
+    if not _NAME.fullmatch(name):
         raise node.error(
-            f"{what} {text!r} may hold only letters, digits and _ . : / - "
+            f"{what} {name!r} may hold only letters, digits and _ . : / - "
             f"(and must start with a letter or digit)"
         )
-    return text
+    return name
 
 
 def scalar(node: Located) -> object:
@@ -178,8 +180,7 @@ def _parse_segments(node: Located) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     # Segments may refer to segments defined above them.
     for name, entry in node.mapping("a mapping of segment names to definitions").items():
-        if not _NAME.fullmatch(name):
-            raise entry.error(f"segment name {name!r} may hold only letters, digits and _ . : / -")
+        check_name(entry, "segment name", name)
         fields = Fields(entry, f"segment {name!r}")
         when = fields.require("when", "the segment's conditions, e.g. [{team: [checkout]}]")
         description = fields.get("description")
@@ -196,8 +197,7 @@ def _parse_metrics(node: Located) -> dict[str, Metric]:
     metrics: dict[str, Metric] = {}
     kinds = ", ".join(kind.value for kind in MetricKind)
     for name, entry in node.mapping("a mapping of metric names to kinds").items():
-        if not _NAME.fullmatch(name):
-            raise entry.error(f"metric name {name!r} may hold only letters, digits and _ . : / -")
+        check_name(entry, "metric name", name)
         description = ""
         kind_node = entry
         if entry.is_mapping:
@@ -218,10 +218,7 @@ def _parse_variants(node: Located) -> tuple[Variant, ...]:
     if node.is_mapping:
         entries = node.mapping("a mapping of variant names to values")
         for name, value in entries.items():
-            if not _NAME.fullmatch(name):
-                raise value.error(
-                    f"variant name {name!r} may hold only letters, digits and _ . : / -"
-                )
+            check_name(value, "variant name", name)
         variants = tuple(Variant(name, scalar(value)) for name, value in entries.items())
     else:
         names = [check_name(item, "variant name") for item in node.sequence("a list of variants")]
@@ -279,8 +276,7 @@ def _parse_rule(
 
 def parse_flag(key: str, node: Located, segments: Mapping[str, Segment]) -> Flag:
     """One flag definition (the value under its key in ``flags:``)."""
-    if not _NAME.fullmatch(key):
-        raise node.error(f"flag key {key!r} may hold only letters, digits and _ . : / -")
+    check_name(node, "flag key", key)
     fields = Fields(node, f"flag {key!r}")
     variants = _parse_variants(fields.require("variants", "a list like [off, on]"))
     rules_node = fields.get("rules")

@@ -23,7 +23,6 @@ from rollwise.core._plan import (
 )
 from rollwise.core._quantities import parse_duration, parse_number, parse_percent
 
-_WINDOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _LATENCY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 _GROWTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*")
 _GROWTH_PER_MINUTE = {"s": 60.0, "sec": 60.0, "m": 1.0, "min": 1.0, "h": 1 / 60, "hour": 1 / 60}
@@ -133,9 +132,11 @@ def _quantile(node: Located) -> float:
             raw = parse_number(text[1:]) / 100 if text.startswith("p") else parse_number(text)
         except ValueError:
             raw = None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < 1:
+    if not isinstance(raw, bool) and isinstance(raw, int | float):
+        raw = round(float(raw), 9)
+    if isinstance(raw, bool) or not isinstance(raw, float) or not 0 < raw < 1:
         raise node.error(f"expected a quantile like 0.95 or 'p95', got {node.describe()}")
-    return round(float(raw), 9)
+    return raw
 
 
 def _parse_guard(node: Located) -> Guard:
@@ -213,7 +214,10 @@ def _parse_stage(node: Located) -> Stage:
     if approval is not None:
         value = scalar(approval)
         if value not in ("required", "none", "yes", "no", True, False):
-            raise approval.error(f"approval is 'required' or 'none', got {approval.describe()}")
+            raise approval.error(
+                f"approval is 'required' or 'none' (or yes/no, true/false), "
+                f"got {approval.describe()}"
+            )
         approval_required = value in ("required", "yes", True)
     irreversible_value = irreversible.value() if irreversible is not None else False
     if not isinstance(irreversible_value, bool):
@@ -243,8 +247,7 @@ def _parse_window(name: str, node: Located) -> Window:
     cron_node = fields.require("cron", "a cron expression like '0 2 * * *' (UTC)")
     duration = _duration(fields.require("duration", "a duration like '30m'"))
     fields.done()
-    if not _WINDOW_NAME.fullmatch(name):
-        raise node.error(f"window name {name!r} may hold only letters, digits and _ . : / -")
+    check_name(node, "window name", name)
     try:
         cron = parse_cron(cron_node.text("a cron expression"))
         cron.next_at_or_after(datetime(2000, 1, 1))  # a schedule that never fires is an error
