@@ -151,6 +151,7 @@ def _parse_guard(node: Located) -> Guard:
     growth = fields.get("max_growth")
     breaches = fields.get("breaches")
     by = fields.get("by")
+    max_segments = fields.get("max_segments")
     action = fields.get("on_regression")
     fields.done()
     if quantile_node is not None and kind is not GuardKind.LATENCY:
@@ -166,6 +167,8 @@ def _parse_guard(node: Located) -> Guard:
             raise growth.error(f"expected a growth rate like '100/min', got {growth.describe()}")
         growth_per_minute = float(match.group(1)) * _GROWTH_PER_MINUTE[match.group(2)]
     by_names = _names(by, "attribute") if by is not None else ()
+    if max_segments is not None and not by_names:
+        raise max_segments.error("max_segments goes with by (the attribute to split by)")
     if by_names and kind is GuardKind.GAUGE:
         raise by.error("a gauge is system-wide; it cannot be split by context attributes")  # type: ignore[union-attr]
     return Guard(
@@ -183,6 +186,7 @@ def _parse_guard(node: Located) -> Guard:
         max_growth_per_minute=growth_per_minute,
         breaches=_count(breaches, "breaches") if breaches else 3,
         by=by_names,
+        max_segments=_count(max_segments, "max_segments") if max_segments else 20,
         on_regression=_choice(action, Action, "action") if action else Action.ROLLBACK,
     )
 

@@ -1,0 +1,86 @@
+"""Judgement: anytime-valid guard verdicts and the stage decision. Pure, like all of core.
+
+See docs/judgement.md for the methods, their citations and their measured behaviour.
+"""
+
+from __future__ import annotations
+
+from rollwise.core.judgement._decision import (
+    SAMPLE_RATIO_ALPHA,
+    Decision,
+    Gate,
+    Move,
+    RolloutState,
+    RolloutStatus,
+    decide,
+    harm_alpha,
+    harm_tests,
+    judge_guard,
+)
+from rollwise.core.judgement._evidence import (
+    HARM_ALTERNATIVES,
+    SAFE_ALTERNATIVES,
+    quantile_bounds,
+    rate_log_evidence,
+    sample_ratio_log_evidence,
+)
+from rollwise.core.judgement._histogram import (
+    LATENCY_BOUNDARIES_MS,
+    LATENCY_BUCKETS,
+    histogram_of,
+    histogram_quantile,
+    latency_bucket,
+)
+from rollwise.core.judgement._observations import (
+    Exposure,
+    GaugeReading,
+    LatencySample,
+    Observations,
+    RateSample,
+    SegmentKey,
+    Tally,
+)
+from rollwise.core.judgement._verdicts import (
+    SAFE_ERROR_RATE,
+    GuardVerdict,
+    Verdict,
+    judge_gauge,
+    judge_latency,
+    judge_rate,
+)
+
+__all__ = [
+    "HARM_ALTERNATIVES",
+    "LATENCY_BOUNDARIES_MS",
+    "LATENCY_BUCKETS",
+    "SAFE_ALTERNATIVES",
+    "SAFE_ERROR_RATE",
+    "SAMPLE_RATIO_ALPHA",
+    "Decision",
+    "Exposure",
+    "Gate",
+    "GaugeReading",
+    "GuardVerdict",
+    "LatencySample",
+    "Move",
+    "Observations",
+    "RateSample",
+    "RolloutState",
+    "RolloutStatus",
+    "SegmentKey",
+    "Tally",
+    "Verdict",
+    "decide",
+    "harm_alpha",
+    "harm_tests",
+    "histogram_of",
+    "histogram_quantile",
+    "judge_gauge",
+    "judge_guard",
+    "judge_latency",
+    "judge_rate",
+    "latency_bucket",
+    "quantile_bounds",
+    "rate_log_evidence",
+    "sample_ratio_log_evidence",
+]

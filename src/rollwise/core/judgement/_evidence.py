@@ -1,0 +1,206 @@
+"""Anytime-valid evidence: e-processes that stay valid however often they are looked at.
+
+Three constructions, each a nonnegative supermartingale under its null hypothesis, so that by
+Ville's inequality P(sup_t E_t ≥ 1/α) ≤ α: the controller may look at every tick and stop at
+the first crossing without inflating its error rate (Ramdas, Grünwald, Vovk & Shafer, "Game-
+theoretic statistics and safe anytime-valid inference", Statistical Science 2023).
+
+**Rates** (errors, timeouts, mismatches, conversions): the conditional Poisson construction of
+Lindon & Malek, "Anytime-valid inference for multinomial count data", NeurIPS 2022. Model events
+on each side as Poisson processes whose intensities are proportional to that side's requests,
+with rate ratio θ = rate(exposed) / rate(baseline). Given the event total x = x_T + x_C and the
+request counts n_T, n_C of a stage, x_T ~ Binomial(x, p(θ)), with p(θ) = θ r / (θ r + 1) and
+r = n_T / n_C. The baseline's own rate cancels out, and so does any change of traffic share from
+one stage to the next: each stage contributes its own binomial likelihood ratio, and the product
+over stages is a martingale. Against a one-sided null θ ≤ θ0 the likelihood ratio for any
+θ1 > θ0 is a supermartingale (monotone likelihood ratio), and so is a mixture of them. We mix
+over a small geometric grid of alternatives, equal weights, chosen in docs/judgement.md.
+
+**Quantiles** (latency): for a threshold b, the indicators 1{X ≤ b} are Bernoulli(F(b)), and
+Q(q) > b ⇔ F(b) < q. A one-sided mixture test of "F(b) ≥ q" at every histogram edge gives a
+confidence sequence for the q-quantile (Howard & Ramdas, "Sequential estimation of quantiles
+with applications to A/B-testing and best-arm identification", Bernoulli 2022); because the test
+statistic is monotone in b, the whole family errs only if the test at the true quantile does.
+
+**Sample ratio** (exposure against assignment): a Beta-binomial mixture of binomial likelihood
+ratios against the assigned share, the two-sided conjugate construction of Lindon & Malek §3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import accumulate
+
+from rollwise.core.judgement._histogram import LATENCY_BOUNDARIES_MS
+from rollwise.core.judgement._observations import RateSample
+
+#: Harm alternatives, as multiples of the tolerance boundary θ0 in the worse direction. A
+#: geometric grid from "a little worse than tolerated" to "several times worse": the choice and
+#: its effect on detection time are measured in docs/judgement.md.
+HARM_ALTERNATIVES: tuple[float, ...] = (1.15, 1.4, 1.8, 2.4, 3.2, 4.5)
+#: Safety alternatives, as multiples of θ0 in the better direction (θ = 1 is 0.91 × θ0 at a
+#: 10 % tolerance, which the grid brackets).
+SAFE_ALTERNATIVES: tuple[float, ...] = (0.95, 0.9, 0.85, 0.75, 0.6)
+#: Quantile alternatives: tail masses as multiples of the null tail mass (1 - q).
+_TAIL_HEAVIER = (1.25, 1.6, 2.2, 3.5)
+_TAIL_LIGHTER = (0.8, 0.6, 0.4, 0.2)
+#: Concentration of the Beta prior of the sample-ratio test.
+SRM_CONCENTRATION = 200.0
+
+
+def _log_mean_exp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+
+
+def rate_log_evidence(
+    samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float]
+) -> float:
+    """log E for H0 "θ on the near side of θ0", mixing θ1 = θ0 × a over ``alternatives``.
+
+    ``alternatives`` above 1 test "θ ≤ θ0" (evidence that θ is larger), below 1 test
+    "θ ≥ θ0". Each sample is one stage: its binomial likelihood ratio given its event total.
+    """
+    logs = [0.0] * len(alternatives)
+    for sample in samples:
+        n_t, x_t = sample.exposed.requests, sample.exposed.events
+        n_c, x_c = sample.baseline.requests, sample.baseline.events
+        if n_t == 0 or n_c == 0 or x_t + x_c == 0:
+            continue  # no events, or one side empty: the split carries no information
+        r = n_t / n_c
+        p0 = theta0 * r / (theta0 * r + 1)
+        log_p0, log_q0 = math.log(p0), math.log1p(-p0)
+        for index, multiple in enumerate(alternatives):
+            theta1 = theta0 * multiple
+            p1 = theta1 * r / (theta1 * r + 1)
+            logs[index] += x_t * (math.log(p1) - log_p0) + x_c * (math.log1p(-p1) - log_q0)
+    return _log_mean_exp(logs)
+
+
+def rate_ratio(samples: Sequence[RateSample]) -> float | None:
+    """The pooled estimate of θ: the exposed rate over the baseline rate."""
+    n_t = sum(s.exposed.requests for s in samples)
+    x_t = sum(s.exposed.events for s in samples)
+    n_c = sum(s.baseline.requests for s in samples)
+    x_c = sum(s.baseline.events for s in samples)
+    if not n_t or not n_c or not x_c:
+        return None
+    return (x_t / n_t) / (x_c / n_c)
+
+
+def rate_bounds(
+    all_stages: Sequence[RateSample],
+    current_stage: Sequence[RateSample],
+    log_harm_threshold: float,
+    log_safe_threshold: float,
+    higher_is_worse: bool,
+) -> tuple[float, float]:
+    """The anytime-valid interval for θ that matches the verdicts exactly.
+
+    In the worse direction the bound is where the harm test flips (from all stages); in the
+    better direction, where the safety test flips (current stage). So a verdict of harm is
+    "the worse-side bound is past the tolerance" and safe is "the better-side bound is inside".
+    """
+    harm = HARM_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in HARM_ALTERNATIVES)
+    safe = SAFE_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in SAFE_ALTERNATIVES)
+
+    def flip(
+        samples: Sequence[RateSample], alternatives: Sequence[float], threshold: float
+    ) -> float:
+        # The e-value against θ0 falls as θ0 moves towards the alternatives' side.
+        lo, hi = math.log(1e-4), math.log(1e4)
+        rising = alternatives[0] > 1
+        for _ in range(50):
+            middle = (lo + hi) / 2
+            rejected = rate_log_evidence(samples, math.exp(middle), alternatives) >= threshold
+            if rejected == rising:
+                lo = middle
+            else:
+                hi = middle
+        return math.exp((lo + hi) / 2)
+
+    worse_bound = flip(all_stages, harm, log_harm_threshold)
+    better_bound = flip(current_stage, safe, log_safe_threshold)
+    if higher_is_worse:
+        return worse_bound, better_bound
+    return better_bound, worse_bound
+
+
+# --- quantiles -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _bernoulli_coefficients(
+    null: float, alternatives: tuple[float, ...]
+) -> tuple[tuple[float, float], ...]:
+    log_p0, log_q0 = math.log(null), math.log1p(-null)
+    return tuple((math.log(p) - log_p0, math.log1p(-p) - log_q0) for p in alternatives)
+
+
+def bernoulli_log_evidence(
+    successes: int, total: int, null: float, alternatives: Sequence[float]
+) -> float:
+    """log E against "success probability is ``null``", mixing over ``alternatives``."""
+    if total == 0 or not alternatives:
+        return 0.0
+    failures = total - successes
+    coefficients = _bernoulli_coefficients(null, tuple(alternatives))
+    return _log_mean_exp([successes * a + failures * b for a, b in coefficients])
+
+
+def quantile_bounds(
+    counts: Sequence[int], quantile: float, log_threshold: float
+) -> tuple[float, float]:
+    """An anytime-valid interval (in ms, at histogram-edge resolution) for a quantile.
+
+    Each bound errs with probability at most exp(-log_threshold). Returns (0, inf) bounds
+    where the data do not yet say anything.
+    """
+    total = sum(counts)
+    if total == 0:
+        return 0.0, math.inf
+    tail = 1.0 - quantile
+    lighter_p = tuple(1.0 - tail * m for m in _TAIL_HEAVIER if tail * m < 1)  # F(b) below q
+    heavier_p = tuple(1.0 - tail * m for m in _TAIL_LIGHTER)  # F(b) above q
+    cumulative = list(accumulate(counts[: len(LATENCY_BOUNDARIES_MS)]))
+    # Lower bound: the largest edge b with evidence F(b) < q (a prefix of the edges).
+    lo, hi = -1, len(cumulative) - 1
+    while lo < hi:
+        middle = (lo + hi + 1) // 2
+        if bernoulli_log_evidence(cumulative[middle], total, quantile, lighter_p) >= log_threshold:
+            lo = middle
+        else:
+            hi = middle - 1
+    lower = LATENCY_BOUNDARIES_MS[lo] if lo >= 0 else 0.0
+    # Upper bound: the smallest edge b with evidence F(b) > q (a suffix of the edges).
+    lo2, hi2 = 0, len(cumulative)
+    while lo2 < hi2:
+        middle = (lo2 + hi2) // 2
+        if bernoulli_log_evidence(cumulative[middle], total, quantile, heavier_p) >= log_threshold:
+            hi2 = middle
+        else:
+            lo2 = middle + 1
+    upper = LATENCY_BOUNDARIES_MS[lo2] if lo2 < len(cumulative) else math.inf
+    return lower, upper
+
+
+# --- sample ratio ----------------------------------------------------------------------------
+
+
+def sample_ratio_log_evidence(exposed: int, baseline: int, assigned: float) -> float:
+    """log E against "units are exposed with probability ``assigned``" (two-sided)."""
+    total = exposed + baseline
+    if total == 0 or not 0 < assigned < 1:
+        return 0.0
+    a, b = SRM_CONCENTRATION * assigned, SRM_CONCENTRATION * (1 - assigned)
+    log_marginal = _log_beta(a + exposed, b + baseline) - _log_beta(a, b)
+    log_null = exposed * math.log(assigned) + baseline * math.log1p(-assigned)
+    return log_marginal - log_null
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)

@@ -1,0 +1,96 @@
+"""What the controller has seen, as the judgement reads it: tallies, histograms, readings.
+
+Everything is cumulative per stage: the store (and the simulator) keep aggregates per
+(rollout, stage, variant, segment, metric), and these types are their totals. A judgement is
+then a pure function of the totals, which is what makes it restartable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Requests (opportunities) and the events among them (errors, timeouts, conversions)."""
+
+    requests: int = 0
+    events: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.requests + other.requests, self.events + other.events)
+
+    @property
+    def rate(self) -> float | None:
+        return self.events / self.requests if self.requests else None
+
+
+@dataclass(frozen=True, slots=True)
+class RateSample:
+    """One stage's totals of a rate metric on both sides."""
+
+    exposed: Tally = Tally()
+    baseline: Tally = Tally()
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySample:
+    """One stage's latency histograms (counts per bucket of ``LATENCY_BOUNDARIES_MS``)."""
+
+    exposed: tuple[int, ...] = ()
+    baseline: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeReading:
+    at: datetime
+    value: float
+
+
+#: A metric's series: one sample per stage, index = stage index (missing stages are empty).
+RateSeries = Sequence[RateSample]
+LatencySeries = Sequence[LatencySample]
+
+#: Key of a split metric: (attribute, value), e.g. ("tenant", "globex"). None is the whole.
+SegmentKey = tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """Units that reached a stage's percentage rule, by side: the input of the ratio check."""
+
+    exposed_units: int = 0
+    baseline_units: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Everything the judgement may use at one tick."""
+
+    rates: Mapping[tuple[str, SegmentKey], RateSeries] = field(default_factory=dict)
+    latencies: Mapping[tuple[str, SegmentKey], LatencySeries] = field(default_factory=dict)
+    gauges: Mapping[str, Sequence[GaugeReading]] = field(default_factory=dict)
+    #: Per stage: units assigned by the percentage rule, for the sample-ratio check.
+    exposure: Sequence[Exposure] = ()
+    #: Per stage: exposed requests in total, and per value of min_samples_per's attribute.
+    samples: Sequence[int] = ()
+    samples_per: Sequence[Mapping[str, int]] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", MappingProxyType(dict(self.rates)))
+        object.__setattr__(self, "latencies", MappingProxyType(dict(self.latencies)))
+        object.__setattr__(self, "gauges", MappingProxyType(dict(self.gauges)))
+
+    def segments(self, metric: str, attribute: str) -> list[str]:
+        """The values of ``attribute`` seen for ``metric``, largest (by requests) first."""
+        sizes: dict[str, int] = {}
+        for (name, key), series in self.rates.items():
+            if name == metric and key is not None and key[0] == attribute:
+                sizes[key[1]] = sum(s.exposed.requests + s.baseline.requests for s in series)
+        for (name, key), lseries in self.latencies.items():
+            if name == metric and key is not None and key[0] == attribute:
+                sizes[key[1]] = sum(sum(s.exposed) + sum(s.baseline) for s in lseries)
+        return sorted(sizes, key=lambda value: (-sizes[value], value))

@@ -1,0 +1,331 @@
+"""A guard's verdict from its evidence: safe, harm or pending, with the numbers behind it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from rollwise.core._plan import Guard, GuardKind, Worse
+from rollwise.core.judgement._evidence import (
+    HARM_ALTERNATIVES,
+    SAFE_ALTERNATIVES,
+    bernoulli_log_evidence,
+    quantile_bounds,
+    rate_bounds,
+    rate_log_evidence,
+    rate_ratio,
+)
+from rollwise.core.judgement._histogram import add_histograms, histogram_quantile
+from rollwise.core.judgement._observations import (
+    GaugeReading,
+    LatencySample,
+    RateSample,
+    SegmentKey,
+    Tally,
+)
+
+#: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
+SAFE_ERROR_RATE = 0.05
+
+
+class Verdict(StrEnum):
+    SAFE = "safe"  # evidence that it is within tolerance
+    HARM = "harm"  # evidence of a regression
+    PENDING = "pending"  # not enough evidence yet
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    """One guard (or one segment of it) judged now, with its evidence."""
+
+    metric: str
+    kind: GuardKind
+    verdict: Verdict
+    sentence: str
+    segment: SegmentKey = None
+    #: Rates: θ = exposed rate / baseline rate. Latency: the exposed quantile minus (or over)
+    #: the baseline's. Gauges: the latest reading.
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    #: The value the estimate is held against (θ0 for rates, the tolerated difference or ratio
+    #: for latency, the limit for gauges).
+    threshold: float | None = None
+    tolerance: str = ""
+    exposed: Tally | None = None
+    baseline: Tally | None = None
+    exposed_quantile: float | None = None
+    baseline_quantile: float | None = None
+    harm_evidence: float = 0.0  # log E of the harm test, against log(1/α)
+    safe_evidence: float = 0.0
+
+
+def _total(samples: Sequence[RateSample]) -> tuple[Tally, Tally]:
+    exposed, baseline = Tally(), Tally()
+    for sample in samples:
+        exposed += sample.exposed
+        baseline += sample.baseline
+    return exposed, baseline
+
+
+def _where(segment: SegmentKey) -> str:
+    return f" for {segment[0]} {segment[1]}" if segment else ""
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.3g}%"
+
+
+def _limit_evidence(exposed: Tally, guard: Guard) -> tuple[float, float] | None:
+    """(log E harm, log E safe) of the exposed rate against the guard's absolute limit."""
+    limit, above = (guard.maximum, True) if guard.maximum is not None else (guard.minimum, False)
+    if limit is None or not 0 < limit < 1:
+        return None
+    heavier = [p for p in (limit * m for m in (1.25, 1.6, 2.2, 3.5)) if p < 1]
+    lighter = [limit * m for m in (0.8, 0.6, 0.4, 0.2)]
+    worse, better = (heavier, lighter) if above else (lighter, heavier)
+    return (
+        bernoulli_log_evidence(exposed.events, exposed.requests, limit, worse),
+        bernoulli_log_evidence(exposed.events, exposed.requests, limit, better),
+    )
+
+
+def judge_rate(
+    guard: Guard,
+    samples: Sequence[RateSample],
+    stage: int,
+    harm_alpha: float,
+    segment: SegmentKey = None,
+    bounds: bool = True,
+) -> GuardVerdict:
+    """Judge a rate guard from per-stage samples (index = stage) up to ``stage``.
+
+    Harm uses every stage so far (one e-process for the whole rollout); safety uses the
+    current stage only, so an expansion rests on evidence about the current exposure. A guard
+    with both a tolerance and an absolute limit splits its α between the two tests.
+    """
+    history = list(samples[: stage + 1])
+    current = history[stage:]
+    exposed, baseline = _total(history)
+    stage_exposed, _ = _total(current)
+    higher = guard.worse is Worse.HIGHER
+    sign = 1 if higher else -1
+    tolerance = guard.tolerance
+    limit = _limit_evidence(exposed, guard)
+    tests = (1 if tolerance is not None else 0) + (1 if limit is not None else 0)
+    log_harm = math.log(max(tests, 1) / harm_alpha)
+    log_safe = math.log(max(tests, 1) / SAFE_ERROR_RATE)
+    estimate = rate_ratio(history)
+    label = f"{guard.metric}{_where(segment)}"
+    shown = f"{_percent(exposed.rate or 0)} exposed vs {_percent(baseline.rate or 0)} baseline"
+    change = f"{(estimate - 1) * 100:+.0f}%" if estimate is not None else "n/a"
+
+    harm = False
+    safe = tests > 0
+    theta0: float | None = None
+    harm_e = safe_e = 0.0
+    lower = upper = None
+    if tolerance is not None:
+        if tolerance.relative:
+            theta0 = 1 + sign * tolerance.amount
+        elif baseline.rate:
+            # Absolute tolerance (percentage points) at the baseline's current rate: a plug-in
+            # approximation, documented in docs/judgement.md.
+            theta0 = max(1 + sign * tolerance.amount / baseline.rate, 1e-6)
+        if theta0 is None:
+            safe = False
+        else:
+            harm_alts = HARM_ALTERNATIVES if higher else tuple(1 / a for a in HARM_ALTERNATIVES)
+            safe_alts = SAFE_ALTERNATIVES if higher else tuple(1 / a for a in SAFE_ALTERNATIVES)
+            harm_e = rate_log_evidence(history, theta0, harm_alts)
+            safe_e = rate_log_evidence(current, theta0, safe_alts)
+            harm = harm_e >= log_harm
+            safe = safe_e >= log_safe
+            if bounds:
+                lower, upper = rate_bounds(history, current, log_harm, log_safe, higher)
+    limit_note = ""
+    if limit is not None:
+        limit_harm, _ = limit
+        limit_value = guard.maximum if guard.maximum is not None else guard.minimum
+        if limit_harm >= log_harm:
+            harm = True
+            limit_note = f", past its limit of {_percent(limit_value or 0)}"
+        # Safety against the limit, like safety against the baseline, is about this stage.
+        stage_limit = _limit_evidence(stage_exposed, guard)
+        safe = safe and stage_limit is not None and stage_limit[1] >= log_safe
+        harm_e = max(harm_e, limit_harm)
+    if harm:
+        verdict = Verdict.HARM
+        sentence = (
+            f"{label} is worse than tolerated: {shown} ({change}, tolerance "
+            f"{tolerance.text if tolerance else 'none'}){limit_note}"
+        )
+    elif safe:
+        verdict = Verdict.SAFE
+        sentence = f"{label} is within tolerance: {shown} ({change})"
+    else:
+        verdict = Verdict.PENDING
+        sentence = (
+            f"{label}: not conclusive yet: {shown} ({change}) over "
+            f"{exposed.requests:,} exposed requests"
+        )
+    return GuardVerdict(
+        guard.metric,
+        guard.kind,
+        verdict,
+        sentence,
+        segment,
+        estimate,
+        lower,
+        upper,
+        theta0,
+        tolerance.text if tolerance else "",
+        exposed,
+        baseline,
+        harm_evidence=harm_e,
+        safe_evidence=safe_e,
+    )
+
+
+def judge_latency(
+    guard: Guard,
+    samples: Sequence[LatencySample],
+    stage: int,
+    harm_alpha: float,
+    segment: SegmentKey = None,
+) -> GuardVerdict:
+    """Judge a latency guard: the exposed quantile against the baseline's, by histogram CSs.
+
+    Harm: the exposed quantile's lower bound exceeds the baseline's upper bound by more than
+    the tolerance (each bound at α/2). Safe: the exposed upper bound is within tolerance of the
+    baseline's lower bound, on the current stage (each at the safety level / 2).
+    """
+    quantile = guard.quantile or 0.95
+    history = list(samples[: stage + 1])
+    exposed_all: tuple[int, ...] = ()
+    baseline_all: tuple[int, ...] = ()
+    for sample in history:
+        exposed_all = add_histograms(exposed_all, sample.exposed)
+        baseline_all = add_histograms(baseline_all, sample.baseline)
+    current = history[stage] if len(history) > stage else LatencySample()
+    higher = guard.worse is Worse.HIGHER
+    tolerance = guard.tolerance
+
+    def tolerated(reference: float) -> float:
+        """The worst acceptable exposed quantile, given a baseline quantile."""
+        if tolerance is None:
+            return reference
+        if tolerance.relative:
+            return (
+                reference * (1 + tolerance.amount) if higher else reference * (1 - tolerance.amount)
+            )
+        return reference + tolerance.amount if higher else reference - tolerance.amount
+
+    harm_level = math.log(2 / harm_alpha)
+    safe_level = math.log(2 / SAFE_ERROR_RATE)
+    t_low, t_high = quantile_bounds(exposed_all, quantile, harm_level)
+    c_low, c_high = quantile_bounds(baseline_all, quantile, harm_level)
+    s_t_low, s_t_high = quantile_bounds(current.exposed, quantile, safe_level)
+    s_c_low, s_c_high = quantile_bounds(current.baseline, quantile, safe_level)
+    exposed_q = histogram_quantile(exposed_all, quantile)
+    baseline_q = histogram_quantile(baseline_all, quantile)
+    label = f"{guard.metric} p{quantile * 100:g}{_where(segment)}"
+    if higher:
+        harm = c_high < math.inf and t_low > tolerated(c_high)
+        safe = s_t_high < math.inf and s_t_high <= tolerated(s_c_low)
+    else:
+        harm = t_high < math.inf and t_high < tolerated(c_low)
+        safe = s_t_low > 0 and s_t_low >= tolerated(s_c_high)
+    over_limit = guard.maximum is not None and exposed_q is not None and exposed_q > guard.maximum
+    if over_limit and guard.maximum is not None and t_low > guard.maximum:
+        harm = True
+    shown = (
+        f"{exposed_q:.0f} ms exposed vs {baseline_q:.0f} ms baseline"
+        if exposed_q is not None and baseline_q is not None
+        else "no data yet"
+    )
+    if harm:
+        verdict, sentence = Verdict.HARM, f"{label} is worse than tolerated: {shown}"
+    elif safe and not over_limit:
+        verdict, sentence = Verdict.SAFE, f"{label} is within tolerance: {shown}"
+    else:
+        verdict, sentence = Verdict.PENDING, f"{label}: not conclusive yet: {shown}"
+    estimate = exposed_q - baseline_q if exposed_q is not None and baseline_q is not None else None
+    return GuardVerdict(
+        guard.metric,
+        guard.kind,
+        verdict,
+        sentence,
+        segment,
+        estimate,
+        t_low - c_high if c_high < math.inf else None,
+        t_high - c_low if t_high < math.inf else None,
+        None,
+        tolerance.text if tolerance else "",
+        Tally(sum(exposed_all)),
+        Tally(sum(baseline_all)),
+        exposed_q,
+        baseline_q,
+    )
+
+
+def judge_gauge(guard: Guard, readings: Sequence[GaugeReading], now: datetime) -> GuardVerdict:
+    """A system-wide value against absolute limits: harm after ``breaches`` breaching readings
+    in a row, safe when the latest readings are all within limits."""
+    recent = [r for r in readings if r.at <= now]
+    if not recent:
+        return GuardVerdict(
+            guard.metric, guard.kind, Verdict.PENDING, f"{guard.metric}: no readings yet"
+        )
+
+    def breach(index: int) -> str | None:
+        reading = recent[index]
+        if guard.maximum is not None and reading.value > guard.maximum:
+            return f"{reading.value:g} > max {guard.maximum:g}"
+        if guard.minimum is not None and reading.value < guard.minimum:
+            return f"{reading.value:g} < min {guard.minimum:g}"
+        if guard.max_growth_per_minute is not None:
+            # Growth against the latest reading at least a minute older.
+            for earlier in reversed(recent[:index]):
+                minutes = (reading.at - earlier.at) / timedelta(minutes=1)
+                if minutes >= 1:
+                    growth = (reading.value - earlier.value) / minutes
+                    if growth > guard.max_growth_per_minute:
+                        return f"grows {growth:.3g}/min > {guard.max_growth_per_minute:g}/min"
+                    break
+        return None
+
+    latest = recent[-guard.breaches :]
+    reasons = [breach(len(recent) - len(latest) + i) for i in range(len(latest))]
+    value = recent[-1].value
+    limit = guard.maximum if guard.maximum is not None else guard.minimum
+    if len(latest) == guard.breaches and all(reasons):
+        return GuardVerdict(
+            guard.metric,
+            guard.kind,
+            Verdict.HARM,
+            f"{guard.metric}: {reasons[-1]} for {guard.breaches} readings in a row",
+            estimate=value,
+            threshold=limit,
+        )
+    if reasons[-1] is None:
+        return GuardVerdict(
+            guard.metric,
+            guard.kind,
+            Verdict.SAFE,
+            f"{guard.metric} is within its limits ({value:g})",
+            estimate=value,
+            threshold=limit,
+        )
+    breached = sum(1 for r in reversed(reasons) if r)
+    return GuardVerdict(
+        guard.metric,
+        guard.kind,
+        Verdict.PENDING,
+        f"{guard.metric}: {reasons[-1]} ({breached} of {guard.breaches} breaches in a row)",
+        estimate=value,
+        threshold=limit,
+    )

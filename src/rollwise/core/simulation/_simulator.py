@@ -1,0 +1,456 @@
+"""Monte Carlo runs of a plan: the real decision function on a simulated clock.
+
+Each tick draws the traffic of every cell of the population (a tenant or the internal team,
+times a request shape): requests, the share that is exposed under the current stage's flag
+(evaluated with the real bucketing on the cell's users), events and latency histograms per
+side. The counts are added to per-stage aggregates keyed like the SDK's, (stage, variant,
+segment, metric), and ``decide`` is called with them. Randomness comes only from the numpy
+Generator passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from rollwise.core._context import Context
+from rollwise.core._errors import InputError
+from rollwise.core._evaluation import evaluate
+from rollwise.core._exposure import flag_at_stage
+from rollwise.core._flag import Flag, FlagSet, Variant
+from rollwise.core._plan import GuardKind, Plan, Worse
+from rollwise.core.judgement import (
+    LATENCY_BOUNDARIES_MS,
+    Decision,
+    Exposure,
+    GaugeReading,
+    LatencySample,
+    Move,
+    Observations,
+    RateSample,
+    RolloutState,
+    SegmentKey,
+    Tally,
+    decide,
+)
+from rollwise.core.simulation._scenario import Scenario
+
+_Z95 = 1.6448536269514722
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday morning
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    tenant: str
+    team: str | None
+    traffic_type: str
+    share: float  # of all requests
+
+
+@dataclass
+class RunResult:
+    """How one simulated rollout ended."""
+
+    outcome: str  # rolled_back, paused, completed, unfinished
+    seconds: float
+    stage_reached: int
+    exposed_requests: int
+    exposed_failures: int
+    units_exposed: float
+    trigger: str = ""
+    reasons: tuple[str, ...] = ()
+    #: (seconds since start, share of requests exposed) at each stage change, for plots.
+    exposure_steps: list[tuple[float, float]] = field(default_factory=list)
+
+
+class Population:
+    """The cells of the simulated world and their users."""
+
+    def __init__(self, scenario: Scenario, plan: Plan) -> None:
+        names = scenario.names()
+        weights = np.array([1 / (rank + 1) ** scenario.tenant_skew for rank in range(len(names))])
+        weights = weights / weights.sum() * (1 - scenario.internal_share)
+        self.cells: list[Cell] = []
+        self.users: dict[str, list[str]] = {}
+        groups: list[tuple[str, str | None, float]] = [
+            (name, None, float(w)) for name, w in zip(names, weights, strict=True)
+        ]
+        if scenario.internal_share > 0:
+            groups.append(("internal", scenario.internal_team, scenario.internal_share))
+        for tenant, team, share in groups:
+            count = max(20, round(scenario.users_per_tenant * share * len(groups)))
+            self.users[tenant] = [f"{tenant}-user-{index}" for index in range(count)]
+            for traffic_type, type_share in scenario.traffic_types:
+                self.cells.append(Cell(tenant, team, traffic_type, share * type_share))
+        self.shares = np.array([cell.share for cell in self.cells])
+        self.unit = plan.unit
+
+    def contexts(self, cell: Cell) -> list[Context]:
+        attributes: dict[str, object] = {
+            "tenant": cell.tenant,
+            "traffic_type": cell.traffic_type,
+            "app_version": "99.0.0",
+        }
+        if cell.team:
+            attributes["team"] = cell.team
+        result = []
+        for user in self.users[cell.tenant]:
+            values = dict(attributes)
+            if self.unit not in values and self.unit not in ("user", "key"):
+                values[self.unit] = f"{user}-{self.unit}"
+            result.append(Context.of({"key": user, **values}))
+        return result
+
+    def exposure(self, flag: Flag) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cell: share of its requests exposed, and (per cell) how many users the
+        percentage rule assigned to each side (the sample-ratio check's input)."""
+        fractions, assigned_exposed, assigned_baseline = [], [], []
+        for cell in self.cells:
+            exposed = percent_exposed = percent_baseline = 0
+            contexts = self.contexts(cell)
+            for context in contexts:
+                resolution = evaluate(flag, context)
+                if resolution.enabled:
+                    exposed += 1
+                if resolution.reason == "percent":
+                    percent_exposed += 1
+                elif resolution.reason == "fallthrough" and any(r.percent for r in flag.rules):
+                    percent_baseline += 1
+            fractions.append(exposed / len(contexts))
+            assigned_exposed.append(percent_exposed)
+            assigned_baseline.append(percent_baseline)
+        return np.array(fractions), np.array(assigned_exposed), np.array(assigned_baseline)
+
+
+def _lognormal_bucket_probabilities(
+    p95_ms: float, sigma: float, scale: float, added_ms: float
+) -> np.ndarray:
+    """P(bucket) for latency = scale × LogNormal(median, sigma) + added, at the histogram edges."""
+    from math import erf
+
+    median = p95_ms / math.exp(_Z95 * sigma)
+    edges = np.array(LATENCY_BOUNDARIES_MS)
+
+    def cdf(x: float) -> float:
+        y = (x - added_ms) / scale
+        if y <= 0:
+            return 0.0
+        return 0.5 * (1 + erf((math.log(y) - math.log(median)) / (sigma * math.sqrt(2))))
+
+    cumulative = np.array([cdf(x) for x in edges] + [1.0])
+    probabilities = np.diff(np.concatenate([[0.0], cumulative]))
+    probabilities = np.clip(probabilities, 0, None)
+    result: np.ndarray = probabilities / probabilities.sum()
+    return result
+
+
+class Simulation:
+    """Prepared once per (plan, flags, scenario); each ``run`` is one Monte Carlo rollout."""
+
+    def __init__(self, plan: Plan, flags: FlagSet | None, scenario: Scenario) -> None:
+        self.plan = plan
+        self.scenario = scenario
+        flag = flags.flags.get(plan.flag) if flags is not None else None
+        if flag is None:
+            flag = Flag(plan.flag, (Variant("off", False), Variant(plan.variant, True)))
+        segments = flags.segments if flags is not None else {}
+        self.population = Population(scenario, plan)
+        self.stage_flags = []
+        self.stage_exposure = []
+        for index in range(len(plan.stages)):
+            try:
+                staged = flag_at_stage(flag, plan, index, segments)
+            except InputError as exc:
+                raise InputError(f"{exc.message}; pass the flags file with --flags") from None
+            self.stage_flags.append(staged)
+            self.stage_exposure.append(self.population.exposure(staged))
+        self.rate_metrics = sorted({g.metric for g in plan.guards if g.kind is GuardKind.RATE})
+        self.latency_metrics = sorted(
+            {g.metric for g in plan.guards if g.kind is GuardKind.LATENCY}
+        )
+        self.gauges = [g for g in plan.guards if g.kind is GuardKind.GAUGE]
+        self.split_by = sorted({a for g in plan.guards for a in g.by})
+        per = {s.min_samples_per for s in plan.stages if s.min_samples_per}
+        self.sample_attributes = sorted(per)
+        regression = scenario.regression
+        self.regressed_cells = np.ones(len(self.population.cells), dtype=bool)
+        if regression is not None and regression.within is not None:
+            attribute, value = regression.within
+            self.regressed_cells = np.array(
+                [self._attribute(cell, attribute) == value for cell in self.population.cells]
+            )
+            if not self.regressed_cells.any():
+                raise InputError(
+                    f"no simulated traffic has {attribute}={value}; tenants are "
+                    f"{', '.join(scenario.names())}",
+                    path="--in",
+                )
+        self.latency_base = _lognormal_bucket_probabilities(
+            scenario.latency_p95_ms, scenario.latency_sigma, 1.0, 0.0
+        )
+        self.latency_regressed = self.latency_base
+        if regression is not None and regression.metric in self.latency_metrics:
+            self.latency_regressed = _lognormal_bucket_probabilities(
+                scenario.latency_p95_ms,
+                scenario.latency_sigma,
+                regression.factor,
+                regression.added_ms,
+            )
+        # Which rate metric counts as "failed requests" for the blast radius.
+        failing = [
+            g.metric for g in plan.guards if g.kind is GuardKind.RATE and g.worse is Worse.HIGHER
+        ]
+        if regression is not None and regression.metric in self.rate_metrics:
+            self.failure_metric: str | None = regression.metric
+        else:
+            self.failure_metric = failing[0] if failing else None
+        known = set(self.rate_metrics) | set(self.latency_metrics) | {g.metric for g in self.gauges}
+        if regression is not None and regression.metric not in known:
+            raise InputError(
+                f"the plan has no guard on {regression.metric!r}; guarded metrics: "
+                f"{', '.join(sorted(known))}",
+                path="--regression",
+            )
+        self.masks = {
+            attribute: self._masks(attribute)
+            for attribute in {*self.split_by, *self.sample_attributes}
+        }
+
+    @staticmethod
+    def _attribute(cell: Cell, attribute: str) -> str | None:
+        return {"tenant": cell.tenant, "traffic_type": cell.traffic_type, "team": cell.team}.get(
+            attribute
+        )
+
+    def _masks(self, attribute: str) -> dict[str, np.ndarray]:
+        values: dict[str, list[int]] = {}
+        for index, cell in enumerate(self.population.cells):
+            value = self._attribute(cell, attribute)
+            if value is not None:
+                values.setdefault(value, []).append(index)
+        return {value: np.array(indexes) for value, indexes in values.items()}
+
+    def run(
+        self, rng: np.random.Generator, *, keep_decisions: bool = False
+    ) -> tuple[RunResult, list[Decision]]:
+        """One simulated rollout, from stage 0 until it stops or the horizon passes."""
+        scenario, plan = self.scenario, self.plan
+        cells = len(self.population.cells)
+        tick_seconds = scenario.tick.total_seconds()
+        expected = scenario.requests_per_second * tick_seconds * self.population.shares
+        regression = scenario.regression
+        stages = len(plan.stages)
+        n_exposed = np.zeros((stages, cells), dtype=np.int64)
+        n_baseline = np.zeros((stages, cells), dtype=np.int64)
+        events_exposed = {m: np.zeros((stages, cells), dtype=np.int64) for m in self.rate_metrics}
+        events_baseline = {m: np.zeros((stages, cells), dtype=np.int64) for m in self.rate_metrics}
+        hist_exposed = {
+            m: np.zeros((stages, len(self.latency_base)), dtype=np.int64)
+            for m in self.latency_metrics
+        }
+        hist_baseline = {
+            m: np.zeros((stages, len(self.latency_base)), dtype=np.int64)
+            for m in self.latency_metrics
+        }
+        gauge_readings: dict[str, list[GaugeReading]] = {g.metric: [] for g in self.gauges}
+        state = RolloutState(0, START)
+        approvals = [stage.name for stage in plan.stages] if scenario.approve else []
+        now = START
+        decisions: list[Decision] = []
+        steps: list[tuple[float, float]] = [
+            (0.0, float(self.stage_exposure[0][0] @ self.population.shares))
+        ]
+        decision: Decision | None = None
+        end = START + scenario.horizon
+        while now < end:
+            now += scenario.tick
+            stage = state.stage
+            fractions = self.stage_exposure[stage][0]
+            requests = rng.poisson(expected)
+            exposed = rng.binomial(requests, fractions)
+            baseline = requests - exposed
+            n_exposed[stage] += exposed
+            n_baseline[stage] += baseline
+            for metric in self.rate_metrics:
+                rate_exposed = np.full(cells, scenario.error_rate)
+                if regression is not None and regression.metric == metric:
+                    rate_exposed = np.where(
+                        self.regressed_cells,
+                        min(scenario.error_rate * regression.factor, 1.0),
+                        scenario.error_rate,
+                    )
+                events_exposed[metric][stage] += rng.binomial(exposed, rate_exposed)
+                events_baseline[metric][stage] += rng.binomial(baseline, scenario.error_rate)
+            for metric in self.latency_metrics:
+                total_exposed = int(exposed.sum())
+                regressed_exposed = (
+                    int(exposed[self.regressed_cells].sum())
+                    if regression and regression.metric == metric
+                    else 0
+                )
+                hist_exposed[metric][stage] += rng.multinomial(
+                    total_exposed - regressed_exposed, self.latency_base
+                )
+                if regressed_exposed:
+                    hist_exposed[metric][stage] += rng.multinomial(
+                        regressed_exposed, self.latency_regressed
+                    )
+                hist_baseline[metric][stage] += rng.multinomial(
+                    int(baseline.sum()), self.latency_base
+                )
+            share_exposed = float(exposed.sum() / max(requests.sum(), 1))
+            for guard in self.gauges:
+                limit = guard.maximum if guard.maximum is not None else (guard.minimum or 1.0)
+                level = scenario.gauge_level * limit * (1 + 0.05 * rng.standard_normal())
+                if regression is not None and regression.metric == guard.metric:
+                    level *= 1 + (regression.factor - 1) * share_exposed
+                gauge_readings[guard.metric].append(GaugeReading(now, float(level)))
+                del gauge_readings[guard.metric][:-64]
+            observations = self._observations(
+                stage,
+                n_exposed,
+                n_baseline,
+                events_exposed,
+                events_baseline,
+                hist_exposed,
+                hist_baseline,
+                gauge_readings,
+            )
+            decision = decide(plan, state, observations, now, approvals, bounds=keep_decisions)
+            if keep_decisions:
+                decisions.append(decision)
+            if decision.move is Move.EXPAND:
+                state = RolloutState(stage + 1, now)
+                share = float(self.stage_exposure[stage + 1][0] @ self.population.shares)
+                steps.append(((now - START).total_seconds(), share))
+                continue
+            if decision.move in (Move.ROLLBACK, Move.PAUSE, Move.COMPLETE):
+                break
+        outcome = {
+            Move.ROLLBACK: "rolled_back",
+            Move.PAUSE: "paused",
+            Move.COMPLETE: "completed",
+        }.get(decision.move if decision else Move.HOLD, "unfinished")
+        failures = 0
+        if self.failure_metric is not None:
+            failures = int(events_exposed[self.failure_metric].sum())
+        trigger = ""
+        if decision is not None and decision.trigger is not None:
+            segment = decision.trigger.segment
+            trigger = decision.trigger.metric + (f" ({segment[0]}={segment[1]})" if segment else "")
+        result = RunResult(
+            outcome=outcome,
+            seconds=(now - START).total_seconds(),
+            stage_reached=state.stage,
+            exposed_requests=int(n_exposed.sum()),
+            exposed_failures=failures,
+            units_exposed=self._units_exposed(n_exposed),
+            trigger=trigger,
+            reasons=decision.reasons if decision else (),
+            exposure_steps=steps,
+        )
+        return result, decisions
+
+    def _units_exposed(self, n_exposed: np.ndarray) -> float:
+        """Distinct units that made at least one exposed request (expected value given the
+        exposed requests of each cell, spread evenly over the cell's exposed users)."""
+        per_cell = n_exposed.sum(axis=0)
+        if self.plan.unit == "tenant":
+            tenants = {self.population.cells[i].tenant for i in np.nonzero(per_cell)[0]}
+            return float(len(tenants))
+        total = 0.0
+        by_tenant: dict[str, int] = {}
+        for index, cell in enumerate(self.population.cells):
+            by_tenant[cell.tenant] = by_tenant.get(cell.tenant, 0) + int(per_cell[index])
+        final = self.stage_exposure[-1][0]
+        for tenant, requests in by_tenant.items():
+            if not requests:
+                continue
+            users = len(self.population.users[tenant])
+            shares = [final[i] for i, c in enumerate(self.population.cells) if c.tenant == tenant]
+            exposed_users = max(1.0, users * max(shares))
+            total += exposed_users * (1 - (1 - 1 / exposed_users) ** requests)
+        return total
+
+    def _observations(
+        self,
+        stage: int,
+        n_exposed: np.ndarray,
+        n_baseline: np.ndarray,
+        events_exposed: dict[str, np.ndarray],
+        events_baseline: dict[str, np.ndarray],
+        hist_exposed: dict[str, np.ndarray],
+        hist_baseline: dict[str, np.ndarray],
+        gauges: dict[str, list[GaugeReading]],
+    ) -> Observations:
+        upto = stage + 1
+        rates: dict[tuple[str, SegmentKey], list[RateSample]] = {}
+        for metric in self.rate_metrics:
+            keys: list[tuple[SegmentKey, np.ndarray | slice]] = [(None, slice(None))]
+            for attribute in self.split_by:
+                keys.extend(
+                    ((attribute, value), mask) for value, mask in self.masks[attribute].items()
+                )
+            for key, mask in keys:
+                ne = n_exposed[:upto, mask].sum(axis=1)
+                nb = n_baseline[:upto, mask].sum(axis=1)
+                xe = events_exposed[metric][:upto, mask].sum(axis=1)
+                xb = events_baseline[metric][:upto, mask].sum(axis=1)
+                rates[(metric, key)] = [
+                    RateSample(Tally(int(ne[s]), int(xe[s])), Tally(int(nb[s]), int(xb[s])))
+                    for s in range(upto)
+                ]
+        latencies: dict[tuple[str, SegmentKey], list[LatencySample]] = {
+            (metric, None): [
+                LatencySample(
+                    tuple(hist_exposed[metric][s].tolist()),
+                    tuple(hist_baseline[metric][s].tolist()),
+                )
+                for s in range(upto)
+            ]
+            for metric in self.latency_metrics
+        }
+        samples = [int(v) for v in n_exposed[:upto].sum(axis=1)]
+        samples_per: list[dict[str, int]] = []
+        per_attribute = self.plan.stages[stage].min_samples_per
+        for s in range(upto):
+            per: dict[str, int] = {}
+            if per_attribute is not None and per_attribute in self.masks:
+                per = {
+                    value: int(n_exposed[s, mask].sum())
+                    for value, mask in self.masks[per_attribute].items()
+                }
+            samples_per.append(per)
+        exposure = []
+        for s in range(upto):
+            _, assigned_exposed, assigned_baseline = self.stage_exposure[s]
+            seen = (n_exposed[s] + n_baseline[s]) > 0
+            exposure.append(
+                Exposure(int(assigned_exposed[seen].sum()), int(assigned_baseline[seen].sum()))
+            )
+        return Observations(
+            rates=rates,
+            latencies=latencies,
+            gauges={metric: tuple(readings) for metric, readings in gauges.items()},
+            exposure=exposure,
+            samples=samples,
+            samples_per=samples_per,
+        )
+
+
+def share_exposed(simulation: Simulation, stage: int) -> float:
+    return float(simulation.stage_exposure[stage][0] @ simulation.population.shares)
+
+
+def run_many(simulation: Simulation, runs: int, seed: int) -> list[RunResult]:
+    """``runs`` independent rollouts from one seed (run i uses the i-th spawned stream)."""
+    streams = np.random.SeedSequence(seed).spawn(runs)
+    return [simulation.run(np.random.default_rng(stream))[0] for stream in streams]
+
+
+def stage_shares(simulation: Simulation) -> Sequence[float]:
+    return [share_exposed(simulation, index) for index in range(len(simulation.plan.stages))]
