@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_PLAN = yaml.safe_load((ROOT / "examples/checkout/plan.yaml").read_text())
 # PyYAML reads the bare on/off of the file as booleans; rollwise reads them as variant names.
 EXAMPLE_PLAN.update(variant="on", rollback={"to": "off"})
+# Without declared traffic the simulation rule (RW019) stays out of the other rules' tests.
+DECLARED_TRAFFIC = EXAMPLE_PLAN.pop("traffic")
 EXAMPLE_FLAGS = load_flags((ROOT / "examples/checkout/flags.yaml").read_text())
 
 Plan = dict[str, Any]
@@ -156,8 +158,29 @@ CASES: list[tuple[str, Callable[[Plan], object], Callable[[Plan], object]]] = [
 
 
 def test_example_plan_is_clean_with_its_flags() -> None:
-    """The shipped example has no finding at all when checked against its flags file."""
-    assert _codes(EXAMPLE_PLAN) == set()
+    """The shipped example has no finding at all when checked against its flags file,
+    including the simulation at its declared traffic."""
+    assert _codes({**EXAMPLE_PLAN, "traffic": DECLARED_TRAFFIC}) == set()
+
+
+LOW_TRAFFIC_PLAN: Plan = {
+    "flag": "new-checkout",
+    "unit": "user",
+    "max_stage_duration": "1d",
+    "guards": [{"metric": "checkout.error", "kind": "rate", "tolerance": "10%"}],
+    "stages": [
+        {"name": "canary", "audience": {"percent": 1}, "bake": "1h", "min_samples": 100},
+        {"name": "all", "audience": {"percent": 100}, "holdback": "2%"},
+    ],
+}
+
+
+def test_rw019_simulates_detection_at_the_declared_traffic() -> None:
+    """At 2 requests/s a 1 % canary cannot catch a 2x regression within a day; at 2,000/s it
+    can; without declared traffic the rule does not run."""
+    assert "RW019" in _codes({**LOW_TRAFFIC_PLAN, "traffic": "2/s"}, flags=None)
+    assert "RW019" not in _codes({**LOW_TRAFFIC_PLAN, "traffic": "2000/s"}, flags=None)
+    assert "RW019" not in _codes(LOW_TRAFFIC_PLAN, flags=None)
 
 
 @pytest.mark.parametrize(("code", "trigger", "near_miss"), CASES, ids=[c[0] for c in CASES])
@@ -180,7 +203,7 @@ def test_rw018_says_references_were_not_checked_without_flags() -> None:
 
 def test_every_rule_is_tested_and_documented() -> None:
     """Each rule has a case here (RW018 above) and a section in docs/lint.md with its code."""
-    tested = {code for code, _, _ in CASES} | {"RW018"}
+    tested = {code for code, _, _ in CASES} | {"RW018", "RW019"}
     assert {rule.code for rule in RULES} == tested
     docs = (ROOT / "docs" / "lint.md").read_text()
     for rule in RULES:

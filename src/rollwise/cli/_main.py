@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rollwise.cli import _evaluate, _lint
+from rollwise.cli import _evaluate, _lint, _simulate
 from rollwise.core import RollwiseError
 
 #: Exit codes shared by every command.
@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _lint.add_parser(commands)
     _evaluate.add_parser(commands)
+    _simulate.add_parser(commands)
     return parser
 
 

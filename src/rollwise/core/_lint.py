@@ -384,6 +384,55 @@ def _unchecked(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
         yield "", "segments, metrics and the flag were not checked: pass --flags FLAGS"
 
 
+#: Runs the linter simulates for RW019, and the share of them that must detect in time.
+DETECTION_RUNS = 20
+DETECTION_SHARE = 0.9
+
+
+@_rule(
+    "RW019",
+    "stage-ends-before-detection",
+    Severity.WARNING,
+    "at the declared traffic, a stage ends before it could detect a 2x error-rate regression",
+)
+def _detects_in_time(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
+    guard = next(
+        (g for g in plan.guards if g.kind is GuardKind.RATE and g.tolerance is not None),
+        None,
+    )
+    needs_segments = any(stage.audience.segments for stage in plan.stages)
+    if plan.traffic_per_second is None or guard is None or (needs_segments and flags is None):
+        return
+    # Imported here: the simulator needs numpy, which the SDK's import path does not.
+    import numpy as np
+
+    from rollwise.core.simulation import Regression, Scenario, Simulation
+
+    scenario = Scenario(
+        requests_per_second=plan.traffic_per_second,
+        regression=Regression(guard.metric, factor=2.0 if guard.worse.value == "higher" else 0.5),
+    )
+    simulation = Simulation(plan, flags, scenario)
+    missed: dict[int, int] = {}
+    for stream in np.random.SeedSequence(0).spawn(DETECTION_RUNS):
+        result, _ = simulation.run(np.random.default_rng(stream))
+        if result.outcome != "rolled_back":
+            missed[result.stage_reached] = missed.get(result.stage_reached, 0) + 1
+        elif result.stage_reached > 0:
+            # It left earlier stages without catching the regression.
+            missed[0] = missed.get(0, 0) + 1
+    for index, count in sorted(missed.items()):
+        if count > DETECTION_RUNS * (1 - DETECTION_SHARE):
+            stage = plan.stages[index]
+            yield (
+                f"stages[{index}]",
+                f"at {plan.traffic_per_second:g} requests/s, stage {stage.name!r} ended without "
+                f"catching a 2x regression of {guard.metric} in {count} of {DETECTION_RUNS} "
+                f"simulated runs; it needs more traffic, a longer max_stage_duration or a wider "
+                f"audience (see rollwise simulate)",
+            )
+
+
 #: Every lint rule, by code.
 RULES: tuple[LintRule, ...] = tuple(_RULES)
 

@@ -150,6 +150,8 @@ class Plan:
     windows: Mapping[str, Window] = field(default_factory=dict)
     #: The false-rollback rate the judgement keeps, per rollout, across all guards and segments.
     false_rollback_rate: float = 0.01
+    #: The traffic the team expects (requests per second), for the linter's simulation.
+    traffic_per_second: float | None = None
     #: Where each field path came from in the source file (for findings); empty if built in code.
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     source: str | None = field(default=None, compare=False)

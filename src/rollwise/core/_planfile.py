@@ -21,7 +21,7 @@ from rollwise.core._plan import (
     Window,
     Worse,
 )
-from rollwise.core._quantities import parse_duration, parse_number, parse_percent
+from rollwise.core._quantities import parse_duration, parse_number, parse_percent, parse_rate
 
 _LATENCY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 _GROWTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*")
@@ -291,6 +291,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
     rollback = fields.get("rollback")
     windows_node = fields.get("windows")
     rate = fields.get("false_rollback_rate")
+    traffic = fields.get("traffic")
     fields.done()
 
     stages = tuple(_parse_stage(item) for item in stages_node.sequence("a list of stages"))
@@ -316,6 +317,12 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         if not 0.001 <= rate_percent <= 20:
             raise rate.error("false_rollback_rate must be between 0.001% and 20%")
         false_rollback_rate = rate_percent / 100
+    traffic_per_second = None
+    if traffic is not None:
+        try:
+            traffic_per_second = parse_rate(traffic.text("a rate like '50/s'"))
+        except ValueError as exc:
+            raise traffic.error(str(exc)) from None
     windows = {
         name: _parse_window(name, node)
         for name, node in (windows_node.mapping().items() if windows_node else [])
@@ -334,6 +341,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         max_stage_duration=_duration(max_duration) if max_duration else None,
         windows=windows,
         false_rollback_rate=false_rollback_rate,
+        traffic_per_second=traffic_per_second,
         lines=lines,
         source=source,
     )

@@ -82,3 +82,32 @@ def parse_percent(value: object) -> float:
 
 def format_percent(value: float) -> str:
     return f"{value:g}%"
+
+
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*/\s*(s|sec|m|min|h|hour|d|day)\s*")
+_RATE_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+def parse_rate(text: str) -> float:
+    """``"50/s"``, ``"3000/min"``, ``"2M/day"`` → events per second.
+
+    Raises:
+        ValueError: with a message saying what is accepted.
+    """
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected a rate like '50/s', '3000/min' or '2M/day', got {text!r}")
+    amount = float(match.group(1)) * {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6}[match.group(2)]
+    per_second = amount / _RATE_SECONDS[match.group(3)]
+    if per_second <= 0:
+        raise ValueError(f"a rate must be above zero, got {text!r}")
+    return per_second

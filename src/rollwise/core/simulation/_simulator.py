@@ -105,25 +105,32 @@ class Population:
             result.append(Context.of({"key": user, **values}))
         return result
 
-    def exposure(self, flag: Flag) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cell: share of its requests exposed, and (per cell) how many users the
-        percentage rule assigned to each side (the sample-ratio check's input)."""
-        fractions, assigned_exposed, assigned_baseline = [], [], []
+    def exposure(self, flag: Flag) -> tuple[np.ndarray, list[frozenset[str]], list[frozenset[str]]]:
+        """Per cell: the share of its requests exposed, and the distinct units the percentage
+        rule assigned to each side (the sample-ratio check counts units, not users)."""
+        fractions: list[float] = []
+        assigned_exposed: list[frozenset[str]] = []
+        assigned_baseline: list[frozenset[str]] = []
+        has_percent = any(rule.percent for rule in flag.rules)
+        unit = "user" if self.unit == "key" else self.unit
         for cell in self.cells:
-            exposed = percent_exposed = percent_baseline = 0
+            exposed = 0
+            percent_exposed: set[str] = set()
+            percent_baseline: set[str] = set()
             contexts = self.contexts(cell)
             for context in contexts:
                 resolution = evaluate(flag, context)
                 if resolution.enabled:
                     exposed += 1
+                value = str(context.values.get(unit))
                 if resolution.reason == "percent":
-                    percent_exposed += 1
-                elif resolution.reason == "fallthrough" and any(r.percent for r in flag.rules):
-                    percent_baseline += 1
+                    percent_exposed.add(value)
+                elif resolution.reason == "fallthrough" and has_percent:
+                    percent_baseline.add(value)
             fractions.append(exposed / len(contexts))
-            assigned_exposed.append(percent_exposed)
-            assigned_baseline.append(percent_baseline)
-        return np.array(fractions), np.array(assigned_exposed), np.array(assigned_baseline)
+            assigned_exposed.append(frozenset(percent_exposed))
+            assigned_baseline.append(frozenset(percent_baseline))
+        return np.array(fractions), assigned_exposed, assigned_baseline
 
 
 def _lognormal_bucket_probabilities(
@@ -215,6 +222,7 @@ class Simulation:
                 f"{', '.join(sorted(known))}",
                 path="--regression",
             )
+        self._assigned_cache: dict[tuple[int, bytes], Exposure] = {}
         self.masks = {
             attribute: self._masks(attribute)
             for attribute in {*self.split_by, *self.sample_attributes}
@@ -355,6 +363,19 @@ class Simulation:
         )
         return result, decisions
 
+    def _assigned(self, stage: int, seen: np.ndarray) -> Exposure:
+        """Distinct units assigned to each side among the cells that had traffic (cached: the
+        set of cells with traffic settles within the first ticks)."""
+        key = (stage, seen.tobytes())
+        cached = self._assigned_cache.get(key)
+        if cached is None:
+            _, assigned_exposed, assigned_baseline = self.stage_exposure[stage]
+            cells = np.nonzero(seen)[0]
+            exposed = frozenset[str]().union(*(assigned_exposed[i] for i in cells))
+            baseline = frozenset[str]().union(*(assigned_baseline[i] for i in cells))
+            cached = self._assigned_cache[key] = Exposure(len(exposed), len(baseline))
+        return cached
+
     def _units_exposed(self, n_exposed: np.ndarray) -> float:
         """Distinct units that made at least one exposed request (expected value given the
         exposed requests of each cell, spread evenly over the cell's exposed users)."""
@@ -425,13 +446,7 @@ class Simulation:
                     for value, mask in self.masks[per_attribute].items()
                 }
             samples_per.append(per)
-        exposure = []
-        for s in range(upto):
-            _, assigned_exposed, assigned_baseline = self.stage_exposure[s]
-            seen = (n_exposed[s] + n_baseline[s]) > 0
-            exposure.append(
-                Exposure(int(assigned_exposed[seen].sum()), int(assigned_baseline[seen].sum()))
-            )
+        exposure = [self._assigned(s, (n_exposed[s] + n_baseline[s]) > 0) for s in range(upto)]
         return Observations(
             rates=rates,
             latencies=latencies,
