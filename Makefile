@@ -45,6 +45,8 @@ test: lint typecheck unit
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/evaluation.py --peers-python $(BENCH_VENV)/bin/python
+	$(BIN)/python benchmarks/judgement.py
+	$(BIN)/python benchmarks/mixture.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -67,12 +67,12 @@ def _scenario(args: argparse.Namespace, plan_traffic: float | None) -> Scenario:
         raise InputError("must be at least 1", path="--runs")
     within = None
     if args.within:
+        if args.regression is None:
+            raise InputError("--in confines a regression: give --regression too", path="--in")
         attribute, sep, value = args.within.partition("=")
         if not sep or not attribute or not value:
             raise InputError(f"expected ATTR=VALUE, got {args.within!r}", path="--in")
         within = (attribute, value)
-    elif args.regression is None and args.within:
-        raise InputError("--in needs --regression", path="--in")
     regression = Regression.parse(args.regression, within) if args.regression else None
     return Scenario(
         requests_per_second=traffic,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from operator import add
 from collections.abc import Sequence
 
 _FIRST_MS = 0.25
@@ -40,7 +41,9 @@ def add_histograms(first: Sequence[int], second: Sequence[int]) -> tuple[int, ..
         return tuple(second)
     if not second:
         return tuple(first)
-    return tuple(a + b for a, b in zip(first, second, strict=True))
+    if len(first) != len(second):
+        raise ValueError("histograms with different bucket counts cannot be added")
+    return tuple(map(add, first, second))
 
 
 def histogram_quantile(counts: Sequence[int], quantile: float) -> float | None:

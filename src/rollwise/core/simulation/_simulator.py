@@ -223,6 +223,19 @@ class Simulation:
                 path="--regression",
             )
         self._assigned_cache: dict[tuple[int, bytes], Exposure] = {}
+        # Rows: the whole traffic, then each (attribute, value) guards split by.
+        self.keys: list[SegmentKey] = [None]
+        rows = [np.ones(len(self.population.cells))]
+        for attribute in self.split_by:
+            for value, indexes in self._masks(attribute).items():
+                self.keys.append((attribute, value))
+                row = np.zeros(len(self.population.cells))
+                row[indexes] = 1
+                rows.append(row)
+        self.membership = np.array(rows, dtype=np.int64)
+        self._cached_stage = -1
+        self._finished: dict[tuple[str, SegmentKey], list[RateSample]] = {}
+        self._current: dict[tuple[str, SegmentKey], list[RateSample]] = {}
         self.masks = {
             attribute: self._masks(attribute)
             for attribute in {*self.split_by, *self.sample_attributes}
@@ -247,6 +260,7 @@ class Simulation:
     ) -> tuple[RunResult, list[Decision]]:
         """One simulated rollout, from stage 0 until it stops or the horizon passes."""
         scenario, plan = self.scenario, self.plan
+        self._cached_stage, self._finished, self._current = -1, {}, {}
         cells = len(self.population.cells)
         tick_seconds = scenario.tick.total_seconds()
         expected = scenario.requests_per_second * tick_seconds * self.population.shares
@@ -409,22 +423,27 @@ class Simulation:
         gauges: dict[str, list[GaugeReading]],
     ) -> Observations:
         upto = stage + 1
+        if stage != self._cached_stage:
+            # Earlier stages no longer change: keep their samples instead of rebuilding them.
+            self._finished = self._current
+            self._cached_stage = stage
         rates: dict[tuple[str, SegmentKey], list[RateSample]] = {}
+        membership = self.membership
+        ne = membership @ n_exposed[stage]
+        nb = membership @ n_baseline[stage]
+        current: dict[tuple[str, SegmentKey], RateSample] = {}
         for metric in self.rate_metrics:
-            keys: list[tuple[SegmentKey, np.ndarray | slice]] = [(None, slice(None))]
-            for attribute in self.split_by:
-                keys.extend(
-                    ((attribute, value), mask) for value, mask in self.masks[attribute].items()
+            xe = membership @ events_exposed[metric][stage]
+            xb = membership @ events_baseline[metric][stage]
+            for row, key in enumerate(self.keys):
+                sample = RateSample(
+                    Tally(int(ne[row]), int(xe[row])), Tally(int(nb[row]), int(xb[row]))
                 )
-            for key, mask in keys:
-                ne = n_exposed[:upto, mask].sum(axis=1)
-                nb = n_baseline[:upto, mask].sum(axis=1)
-                xe = events_exposed[metric][:upto, mask].sum(axis=1)
-                xb = events_baseline[metric][:upto, mask].sum(axis=1)
-                rates[(metric, key)] = [
-                    RateSample(Tally(int(ne[s]), int(xe[s])), Tally(int(nb[s]), int(xb[s])))
-                    for s in range(upto)
-                ]
+                current[(metric, key)] = sample
+                rates[(metric, key)] = [*self._finished.get((metric, key), ()), sample]
+        self._current = {
+            key: [*self._finished.get(key, ()), sample] for key, sample in current.items()
+        }
         latencies: dict[tuple[str, SegmentKey], list[LatencySample]] = {
             (metric, None): [
                 LatencySample(
