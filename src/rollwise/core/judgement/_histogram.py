@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from operator import add
 from collections.abc import Sequence
+from operator import add
 
 _FIRST_MS = 0.25
 _GROWTH = 1.03
