@@ -7,7 +7,17 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["rollwise", "rollwise.core", "rollwise.sdk", "rollwise.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "rollwise",
+        "rollwise.core",
+        "rollwise.core.judgement",
+        "rollwise.core.simulation",
+        "rollwise.sdk",
+        "rollwise.cli",
+    ],
+)
 def test_all_is_sorted_and_importable(module: str) -> None:
     """__all__ is sorted (constants, classes, then functions), unique, and each name exists."""
     namespace = importlib.import_module(module)
@@ -29,3 +39,9 @@ def test_sdk_does_not_import_the_cli() -> None:
         del sys.modules[name]
     importlib.import_module("rollwise.sdk")
     assert not [m for m in sys.modules if m.startswith("rollwise.cli")]
+    # Nor the judgement or the simulator (numpy stays out of the application's import path).
+    assert not [
+        m
+        for m in sys.modules
+        if m.startswith(("rollwise.core.judgement", "rollwise.core.simulation"))
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from rollwise.core import load_plan
@@ -95,10 +96,10 @@ def test_expands_when_every_gate_is_met_and_every_guard_is_safe() -> None:
 
 def test_completes_after_the_last_stage() -> None:
     """The last stage, safe and met → complete."""
+    later = replace(SAFE, stage=1)
     observations = _observations(
-        errors=SAFE,
         samples=[2_000_000, 2_000_000],
-        rates={("errors", None): [SAFE, SAFE], ("abandoned", None): [SAFE, SAFE]},
+        rates={("errors", None): [SAFE, later], ("abandoned", None): [SAFE, later]},
         exposure=[Exposure(500, 9500), Exposure(2500, 7500)],
     )
     decision = _decide(observations, stage=1)

@@ -172,3 +172,36 @@ def test_no_data_is_pending_not_safe() -> None:
     assert judge_rate(guard, [], 0, 0.01).verdict is Verdict.PENDING
     empty = [RateSample(Tally(500, 0), Tally(9500, 0))]
     assert judge_rate(guard, empty, 0, 0.01).verdict is Verdict.PENDING
+
+
+def test_windows_protect_against_simpsons_paradox() -> None:
+    """No regression, but the exposed share (2 % / 8 %) moves with the base rate (0.5 % /
+    1.5 %): totals pooled over the stage look 30 % worse, and the stage-level comparison
+    flags harm; compared window by window, no run is flagged."""
+    guard = _guard()
+    pooled_flags = windowed_flags = 0
+    runs = 100
+    for stream in np.random.SeedSequence(17).spawn(runs):
+        rng = np.random.default_rng(stream)
+        windows: list[RateSample] = []
+        for window in range(12):
+            share, rate = (0.02, 0.005) if window % 2 == 0 else (0.08, 0.015)
+            requests = 200_000
+            exposed = int(rng.binomial(requests, share))
+            windows.append(
+                RateSample(
+                    Tally(exposed, int(rng.binomial(exposed, rate))),
+                    Tally(requests - exposed, int(rng.binomial(requests - exposed, rate))),
+                    window=window,
+                )
+            )
+        pooled = RateSample(
+            Tally(sum(w.exposed.requests for w in windows), sum(w.exposed.events for w in windows)),
+            Tally(
+                sum(w.baseline.requests for w in windows), sum(w.baseline.events for w in windows)
+            ),
+        )
+        pooled_flags += judge_rate(guard, [pooled], 0, 0.01, bounds=False).verdict is Verdict.HARM
+        windowed_flags += judge_rate(guard, windows, 0, 0.01, bounds=False).verdict is Verdict.HARM
+    assert pooled_flags / runs > 0.9
+    assert windowed_flags == 0

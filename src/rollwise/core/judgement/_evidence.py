@@ -9,12 +9,13 @@ theoretic statistics and safe anytime-valid inference", Statistical Science 2023
 Lindon & Malek, "Anytime-valid inference for multinomial count data", NeurIPS 2022. Model events
 on each side as Poisson processes whose intensities are proportional to that side's requests,
 with rate ratio θ = rate(exposed) / rate(baseline). Given the event total x = x_T + x_C and the
-request counts n_T, n_C of a stage, x_T ~ Binomial(x, p(θ)), with p(θ) = θ r / (θ r + 1) and
-r = n_T / n_C. The baseline's own rate cancels out, and so does any change of traffic share from
-one stage to the next: each stage contributes its own binomial likelihood ratio, and the product
-over stages is a martingale. Against a one-sided null θ ≤ θ0 the likelihood ratio for any
-θ1 > θ0 is a supermartingale (monotone likelihood ratio), and so is a mixture of them. We mix
-over a small geometric grid of alternatives, equal weights, chosen in docs/judgement.md.
+request counts n_T, n_C of a stratum (a stage within a time window), x_T ~ Binomial(x, p(θ)),
+with p(θ) = θ r / (θ r + 1) and r = n_T / n_C. The baseline's own rate cancels out, and so does
+any change of traffic share from one stratum to the next: each contributes its own binomial
+likelihood ratio, and the product over strata is a martingale. Against a one-sided null
+θ ≤ θ0 the likelihood ratio for any θ1 > θ0 is a supermartingale (monotone likelihood
+ratio), and so is a mixture of them. We mix over a small geometric grid of alternatives, equal
+weights, chosen in docs/judgement.md.
 
 **Quantiles** (latency): for a threshold b, the indicators 1{X ≤ b} are Bernoulli(F(b)), and
 Q(q) > b ⇔ F(b) < q. A one-sided mixture test of "F(b) ≥ q" at every histogram edge gives a
@@ -57,27 +58,41 @@ def _log_mean_exp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
 
 
+@lru_cache(maxsize=65536)
+def _stratum_log_ratios(
+    n_t: int, x_t: int, n_c: int, x_c: int, theta0: float, alternatives: tuple[float, ...]
+) -> tuple[float, ...]:
+    """One stratum's log likelihood ratios, one per alternative (memoised: a finished window
+    never changes, and the controller asks again at every tick)."""
+    r = n_t / n_c
+    p0 = theta0 * r / (theta0 * r + 1)
+    log_p0, log_q0 = math.log(p0), math.log1p(-p0)
+    ratios = []
+    for multiple in alternatives:
+        theta1 = theta0 * multiple
+        p1 = theta1 * r / (theta1 * r + 1)
+        ratios.append(x_t * (math.log(p1) - log_p0) + x_c * (math.log1p(-p1) - log_q0))
+    return tuple(ratios)
+
+
 def rate_log_evidence(
     samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float]
 ) -> float:
     """log E for H0 "θ on the near side of θ0", mixing θ1 = θ0 × a over ``alternatives``.
 
     ``alternatives`` above 1 test "θ ≤ θ0" (evidence that θ is larger), below 1 test
-    "θ ≥ θ0". Each sample is one stage: its binomial likelihood ratio given its event total.
+    "θ ≥ θ0". Each sample is one stratum (a stage within a time window): its binomial
+    likelihood ratio given its event total, with its own exposed share r.
     """
-    logs = [0.0] * len(alternatives)
+    grid = tuple(alternatives)
+    logs = [0.0] * len(grid)
     for sample in samples:
         n_t, x_t = sample.exposed.requests, sample.exposed.events
         n_c, x_c = sample.baseline.requests, sample.baseline.events
         if n_t == 0 or n_c == 0 or x_t + x_c == 0:
             continue  # no events, or one side empty: the split carries no information
-        r = n_t / n_c
-        p0 = theta0 * r / (theta0 * r + 1)
-        log_p0, log_q0 = math.log(p0), math.log1p(-p0)
-        for index, multiple in enumerate(alternatives):
-            theta1 = theta0 * multiple
-            p1 = theta1 * r / (theta1 * r + 1)
-            logs[index] += x_t * (math.log(p1) - log_p0) + x_c * (math.log1p(-p1) - log_q0)
+        for index, ratio in enumerate(_stratum_log_ratios(n_t, x_t, n_c, x_c, theta0, grid)):
+            logs[index] += ratio
     return _log_mean_exp(logs)
 
 

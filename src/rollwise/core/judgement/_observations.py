@@ -30,18 +30,28 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class RateSample:
-    """One stage's totals of a rate metric on both sides."""
+    """A rate metric's totals on both sides within one stratum: one stage, one time window.
+
+    Strata matter: the exposed share of requests and the base rate may both move with the
+    time of day, and comparing totals pooled over such changes is biased (Simpson's paradox).
+    Within a short window both are steady, so the judgement compares the sides window by
+    window. ``window`` is any increasing label of the window (e.g. its start in minutes).
+    """
 
     exposed: Tally = Tally()
     baseline: Tally = Tally()
+    stage: int = 0
+    window: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class LatencySample:
-    """One stage's latency histograms (counts per bucket of ``LATENCY_BOUNDARIES_MS``)."""
+    """Latency histograms (counts per bucket of ``LATENCY_BOUNDARIES_MS``) of one stratum."""
 
     exposed: tuple[int, ...] = ()
     baseline: tuple[int, ...] = ()
+    stage: int = 0
+    window: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +60,7 @@ class GaugeReading:
     value: float
 
 
-#: A metric's series: one sample per stage, index = stage index (missing stages are empty).
+#: A metric's series: its strata in time order, each labelled with its stage and window.
 RateSeries = Sequence[RateSample]
 LatencySeries = Sequence[LatencySample]
 

@@ -101,14 +101,14 @@ def judge_rate(
     segment: SegmentKey = None,
     bounds: bool = True,
 ) -> GuardVerdict:
-    """Judge a rate guard from per-stage samples (index = stage) up to ``stage``.
+    """Judge a rate guard from its strata up to ``stage``.
 
-    Harm uses every stage so far (one e-process for the whole rollout); safety uses the
-    current stage only, so an expansion rests on evidence about the current exposure. A guard
+    Harm uses every stratum so far (one e-process for the whole rollout); safety uses the
+    current stage's only, so an expansion rests on evidence about the current exposure. A guard
     with both a tolerance and an absolute limit splits its α between the two tests.
     """
-    history = list(samples[: stage + 1])
-    current = history[stage:]
+    history = [sample for sample in samples if sample.stage <= stage]
+    current = [sample for sample in history if sample.stage == stage]
     exposed, baseline = _total(history)
     stage_exposed, _ = _total(current)
     higher = guard.worse is Worse.HIGHER
@@ -204,13 +204,20 @@ def judge_latency(
     baseline's lower bound, on the current stage (each at the safety level / 2).
     """
     quantile = guard.quantile or 0.95
-    history = list(samples[: stage + 1])
     exposed_all: tuple[int, ...] = ()
     baseline_all: tuple[int, ...] = ()
-    for sample in history:
+    current = LatencySample(stage=stage)
+    for sample in samples:
+        if sample.stage > stage:
+            continue
         exposed_all = add_histograms(exposed_all, sample.exposed)
         baseline_all = add_histograms(baseline_all, sample.baseline)
-    current = history[stage] if len(history) > stage else LatencySample()
+        if sample.stage == stage:
+            current = LatencySample(
+                add_histograms(current.exposed, sample.exposed),
+                add_histograms(current.baseline, sample.baseline),
+                stage,
+            )
     higher = guard.worse is Worse.HIGHER
     tolerance = guard.tolerance
 

@@ -68,6 +68,8 @@ class Scenario:
     internal_team: str = "checkout"
     users_per_tenant: int = 200
     tick: timedelta = timedelta(minutes=1)
+    #: Aggregation window: rate metrics are compared window by window (see RateSample).
+    window: timedelta = timedelta(hours=1)
     #: Longest simulated time of one run.
     horizon: timedelta = timedelta(days=30)
     #: Stages that need approval are approved at once (a person's delay is not simulated).

@@ -233,9 +233,8 @@ class Simulation:
                 row[indexes] = 1
                 rows.append(row)
         self.membership = np.array(rows, dtype=np.int64)
-        self._cached_stage = -1
-        self._finished: dict[tuple[str, SegmentKey], list[RateSample]] = {}
-        self._current: dict[tuple[str, SegmentKey], list[RateSample]] = {}
+        # Finished strata (stage × window) of the run in progress, per metric and segment.
+        self._strata: dict[tuple[str, SegmentKey], list[RateSample]] = {}
         self.masks = {
             attribute: self._masks(attribute)
             for attribute in {*self.split_by, *self.sample_attributes}
@@ -260,8 +259,10 @@ class Simulation:
     ) -> tuple[RunResult, list[Decision]]:
         """One simulated rollout, from stage 0 until it stops or the horizon passes."""
         scenario, plan = self.scenario, self.plan
-        self._cached_stage, self._finished, self._current = -1, {}, {}
+        self._strata = {}
         cells = len(self.population.cells)
+        stratum = (0, 0)
+        current = self._empty_stratum()
         tick_seconds = scenario.tick.total_seconds()
         expected = scenario.requests_per_second * tick_seconds * self.population.shares
         regression = scenario.regression
@@ -291,12 +292,18 @@ class Simulation:
         while now < end:
             now += scenario.tick
             stage = state.stage
+            label = (stage, int((now - scenario.tick - START) / scenario.window))
+            if label != stratum:
+                self._finish_stratum(stratum, current)
+                stratum, current = label, self._empty_stratum()
             fractions = self.stage_exposure[stage][0]
             requests = rng.poisson(expected)
             exposed = rng.binomial(requests, fractions)
             baseline = requests - exposed
             n_exposed[stage] += exposed
             n_baseline[stage] += baseline
+            current["requests", True] += exposed
+            current["requests", False] += baseline
             for metric in self.rate_metrics:
                 rate_exposed = np.full(cells, scenario.error_rate)
                 if regression is not None and regression.metric == metric:
@@ -305,8 +312,12 @@ class Simulation:
                         min(scenario.error_rate * regression.factor, 1.0),
                         scenario.error_rate,
                     )
-                events_exposed[metric][stage] += rng.binomial(exposed, rate_exposed)
-                events_baseline[metric][stage] += rng.binomial(baseline, scenario.error_rate)
+                new_exposed = rng.binomial(exposed, rate_exposed)
+                new_baseline = rng.binomial(baseline, scenario.error_rate)
+                events_exposed[metric][stage] += new_exposed
+                events_baseline[metric][stage] += new_baseline
+                current[metric, True] += new_exposed
+                current[metric, False] += new_baseline
             for metric in self.latency_metrics:
                 total_exposed = int(exposed.sum())
                 regressed_exposed = (
@@ -333,14 +344,7 @@ class Simulation:
                 gauge_readings[guard.metric].append(GaugeReading(now, float(level)))
                 del gauge_readings[guard.metric][:-64]
             observations = self._observations(
-                stage,
-                n_exposed,
-                n_baseline,
-                events_exposed,
-                events_baseline,
-                hist_exposed,
-                hist_baseline,
-                gauge_readings,
+                stratum, current, n_exposed, n_baseline, hist_exposed, hist_baseline, gauge_readings
             )
             decision = decide(plan, state, observations, now, approvals, bounds=keep_decisions)
             if keep_decisions:
@@ -411,44 +415,66 @@ class Simulation:
             total += exposed_users * (1 - (1 - 1 / exposed_users) ** requests)
         return total
 
+    def _empty_stratum(self) -> dict[tuple[str, bool], np.ndarray]:
+        cells = len(self.population.cells)
+        names = ["requests", *self.rate_metrics]
+        return {
+            (name, side): np.zeros(cells, dtype=np.int64)
+            for name in names
+            for side in (True, False)
+        }
+
+    def _stratum_samples(
+        self, label: tuple[int, int], counts: dict[tuple[str, bool], np.ndarray]
+    ) -> dict[tuple[str, SegmentKey], RateSample]:
+        """One stratum's samples for the whole traffic and every segment, by matrix product."""
+        membership = self.membership
+        ne = membership @ counts["requests", True]
+        nb = membership @ counts["requests", False]
+        samples: dict[tuple[str, SegmentKey], RateSample] = {}
+        for metric in self.rate_metrics:
+            xe = membership @ counts[metric, True]
+            xb = membership @ counts[metric, False]
+            for row, key in enumerate(self.keys):
+                samples[(metric, key)] = RateSample(
+                    Tally(int(ne[row]), int(xe[row])),
+                    Tally(int(nb[row]), int(xb[row])),
+                    stage=label[0],
+                    window=label[1],
+                )
+        return samples
+
+    def _finish_stratum(
+        self, label: tuple[int, int], counts: dict[tuple[str, bool], np.ndarray]
+    ) -> None:
+        """A window (or stage) is over: its samples no longer change, so keep them."""
+        if not counts["requests", True].any() and not counts["requests", False].any():
+            return
+        for key, sample in self._stratum_samples(label, counts).items():
+            self._strata.setdefault(key, []).append(sample)
+
     def _observations(
         self,
-        stage: int,
+        stratum: tuple[int, int],
+        current: dict[tuple[str, bool], np.ndarray],
         n_exposed: np.ndarray,
         n_baseline: np.ndarray,
-        events_exposed: dict[str, np.ndarray],
-        events_baseline: dict[str, np.ndarray],
         hist_exposed: dict[str, np.ndarray],
         hist_baseline: dict[str, np.ndarray],
         gauges: dict[str, list[GaugeReading]],
     ) -> Observations:
+        stage = stratum[0]
         upto = stage + 1
-        if stage != self._cached_stage:
-            # Earlier stages no longer change: keep their samples instead of rebuilding them.
-            self._finished = self._current
-            self._cached_stage = stage
-        rates: dict[tuple[str, SegmentKey], list[RateSample]] = {}
-        membership = self.membership
-        ne = membership @ n_exposed[stage]
-        nb = membership @ n_baseline[stage]
-        current: dict[tuple[str, SegmentKey], RateSample] = {}
-        for metric in self.rate_metrics:
-            xe = membership @ events_exposed[metric][stage]
-            xb = membership @ events_baseline[metric][stage]
-            for row, key in enumerate(self.keys):
-                sample = RateSample(
-                    Tally(int(ne[row]), int(xe[row])), Tally(int(nb[row]), int(xb[row]))
-                )
-                current[(metric, key)] = sample
-                rates[(metric, key)] = [*self._finished.get((metric, key), ()), sample]
-        self._current = {
-            key: [*self._finished.get(key, ()), sample] for key, sample in current.items()
+        rates = {
+            key: [*self._strata.get(key, ()), sample]
+            for key, sample in self._stratum_samples(stratum, current).items()
         }
         latencies: dict[tuple[str, SegmentKey], list[LatencySample]] = {
             (metric, None): [
                 LatencySample(
                     tuple(hist_exposed[metric][s].tolist()),
                     tuple(hist_baseline[metric][s].tolist()),
+                    stage=s,
                 )
                 for s in range(upto)
             ]
