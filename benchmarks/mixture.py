@@ -7,7 +7,7 @@ requests to detection for several grids and regressions, on identical streams (f
 with the real ``rate_log_evidence``. 5 % of traffic exposed, base error rate 1 %, tolerance 10 %,
 α = 1 %. Prints a table and writes benchmarks/results/mixture.json.
 
-    python benchmarks/mixture.py [--runs 400] [--seed 1]
+    python benchmarks/mixture.py [--runs 300] [--seed 1]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def detection(grid: tuple[float, ...], factor: float, runs: int, seed: int) -> d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
