@@ -15,6 +15,7 @@ import pytest
         "rollwise.core.judgement",
         "rollwise.core.simulation",
         "rollwise.sdk",
+        "rollwise.store",
         "rollwise.cli",
     ],
 )

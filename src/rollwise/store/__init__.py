@@ -1,0 +1,36 @@
+"""Persistence: SQLite by default, PostgreSQL for several replicas; migrated on open."""
+
+from __future__ import annotations
+
+from rollwise.store._errors import ConflictError, NotFoundError, StaleVersionError, StoreError
+from rollwise.store._migrate import migrate
+from rollwise.store._records import (
+    AggregateRow,
+    AuditEntry,
+    DecisionRecord,
+    ExposureRow,
+    PlanRecord,
+    Role,
+    RolloutRecord,
+    TokenRecord,
+)
+from rollwise.store._store import Store, build_observations, decision_evidence
+
+__all__ = [
+    "AggregateRow",
+    "AuditEntry",
+    "ConflictError",
+    "DecisionRecord",
+    "ExposureRow",
+    "NotFoundError",
+    "PlanRecord",
+    "Role",
+    "RolloutRecord",
+    "StaleVersionError",
+    "Store",
+    "StoreError",
+    "TokenRecord",
+    "build_observations",
+    "decision_evidence",
+    "migrate",
+]

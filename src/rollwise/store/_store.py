@@ -1,0 +1,724 @@
+"""The store: flags, plans, rollouts, decisions, the audit log, aggregates, the ledger, tokens.
+
+SQLite by default (one file, WAL), PostgreSQL by URL; migrations are applied on open. Every
+change writes its audit entry in the same transaction, and rollout transitions are guarded by
+the version the caller read, so two controllers (or a restarted one) can never apply the same
+transition twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from rollwise.core import FlagSet, InputError, Plan, load_flags, load_plan
+from rollwise.core.judgement import (
+    Decision,
+    Exposure,
+    LatencySample,
+    Observations,
+    RateSample,
+    RolloutStatus,
+    SegmentKey,
+    Tally,
+)
+from rollwise.store import _schema as t
+from rollwise.store._errors import ConflictError, NotFoundError, StaleVersionError
+from rollwise.store._migrate import migrate
+from rollwise.store._records import (
+    AggregateRow,
+    AuditEntry,
+    DecisionRecord,
+    ExposureRow,
+    PlanRecord,
+    Role,
+    RolloutRecord,
+    TokenRecord,
+)
+
+_SNAPSHOT = "snapshot_version"
+_LIVE = (RolloutStatus.RUNNING.value, RolloutStatus.PAUSED.value)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything in rollwise is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    """All persistent state of a rollwise server."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and migrate. ``sqlite:///path.db`` or ``postgresql://…``.
+
+        Raises:
+            InputError: the URL is not one the store can use.
+        """
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        try:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise InputError(f"cannot use database URL {url!r}: {exc}", path="--db") from None
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        elif engine.dialect.name != "postgresql":
+            raise InputError("the store runs on SQLite or PostgreSQL", path="--db")
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- audit and snapshot version ------------------------------------------------------
+
+    @staticmethod
+    def _audit(
+        connection: sa.Connection,
+        now: datetime,
+        actor: str,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        connection.execute(
+            t.audit.insert().values(
+                at=now, actor=actor, action=action, target=target, details=details or {}
+            )
+        )
+
+    @staticmethod
+    def _bump_snapshot(connection: sa.Connection) -> int:
+        updated = connection.execute(
+            t.meta.update().where(t.meta.c.key == _SNAPSHOT).values(value=t.meta.c.value + 1)
+        )
+        if updated.rowcount == 0:
+            connection.execute(t.meta.insert().values(key=_SNAPSHOT, value=1))
+            return 1
+        return int(
+            connection.execute(
+                sa.select(t.meta.c.value).where(t.meta.c.key == _SNAPSHOT)
+            ).scalar_one()
+        )
+
+    def snapshot_version(self) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(t.meta.c.value).where(t.meta.c.key == _SNAPSHOT)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def audit_log(self, limit: int = 100, target: str | None = None) -> list[AuditEntry]:
+        """The newest entries first."""
+        query = sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(limit)
+        if target is not None:
+            query = query.where(t.audit.c.target == target)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AuditEntry(row.id, _utc(row.at), row.actor, row.action, row.target, dict(row.details))
+            for row in rows
+        ]
+
+    # --- flags ---------------------------------------------------------------------------
+
+    def apply_flags(self, text: str, source: str, actor: str, now: datetime) -> int:
+        """Validate and store a flags file; returns the new snapshot version.
+
+        Raises:
+            InputError: the file is invalid; nothing is stored.
+        """
+        flags = load_flags(text, source)
+        with self.engine.begin() as connection:
+            latest = connection.execute(sa.select(sa.func.max(t.flag_files.c.version))).scalar()
+            version = int(latest or 0) + 1
+            connection.execute(
+                t.flag_files.insert().values(
+                    version=version, text=text, applied_at=now, applied_by=actor
+                )
+            )
+            self._audit(
+                connection,
+                now,
+                actor,
+                "flags.apply",
+                source,
+                {
+                    "version": version,
+                    "flags": sorted(flags.flags),
+                    "segments": sorted(flags.segments),
+                },
+            )
+            return self._bump_snapshot(connection)
+
+    def flags_text(self) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(t.flag_files.c.text).order_by(t.flag_files.c.version.desc()).limit(1)
+            ).scalar_one_or_none()
+
+    def flags(self) -> FlagSet:
+        """The applied flags, with their kill switches."""
+        text = self.flags_text()
+        flags = load_flags(text, "stored flags") if text is not None else FlagSet()
+        killed = self.kill_switches()
+        return replace(
+            flags,
+            flags={
+                key: replace(flag, killed=killed.get(key, flag.killed))
+                for key, flag in flags.flags.items()
+            },
+            version=self.snapshot_version(),
+        )
+
+    def kill_switches(self) -> dict[str, bool]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(t.kill_switches.c.flag, t.kill_switches.c.killed))
+            return {row.flag: bool(row.killed) for row in rows}
+
+    def set_killed(self, flag: str, killed: bool, actor: str, now: datetime) -> int:
+        """Turn a flag's kill switch on or off; returns the new snapshot version.
+
+        Raises:
+            NotFoundError: no applied flag has that key.
+        """
+        if flag not in self.flags().flags:
+            raise NotFoundError(f"unknown flag {flag!r}")
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                t.kill_switches.update()
+                .where(t.kill_switches.c.flag == flag)
+                .values(killed=killed, changed_at=now, changed_by=actor)
+            )
+            if updated.rowcount == 0:
+                connection.execute(
+                    t.kill_switches.insert().values(
+                        flag=flag, killed=killed, changed_at=now, changed_by=actor
+                    )
+                )
+            self._audit(connection, now, actor, "flag.kill" if killed else "flag.unkill", flag)
+            return self._bump_snapshot(connection)
+
+    # --- plans ---------------------------------------------------------------------------
+
+    def save_plan(self, text: str, source: str, actor: str, now: datetime) -> PlanRecord:
+        """Validate and store a plan as the next version for its flag.
+
+        Raises:
+            InputError: the plan is invalid; nothing is stored.
+        """
+        plan = load_plan(text, source)
+        with self.engine.begin() as connection:
+            latest = connection.execute(
+                sa.select(sa.func.max(t.plans.c.version)).where(t.plans.c.flag == plan.flag)
+            ).scalar()
+            version = int(latest or 0) + 1
+            plan_id = connection.execute(
+                t.plans.insert()
+                .values(
+                    flag=plan.flag, version=version, text=text, created_at=now, created_by=actor
+                )
+                .returning(t.plans.c.id)
+            ).scalar_one()
+            self._audit(
+                connection,
+                now,
+                actor,
+                "plan.save",
+                plan.flag,
+                {"plan_id": plan_id, "version": version},
+            )
+        return PlanRecord(plan_id, plan.flag, version, text, now, actor)
+
+    def plan(self, plan_id: int) -> PlanRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(t.plans).where(t.plans.c.id == plan_id)
+            ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no plan {plan_id}")
+        return PlanRecord(
+            row.id, row.flag, row.version, row.text, _utc(row.created_at), row.created_by
+        )
+
+    def parsed_plan(self, plan_id: int) -> Plan:
+        record = self.plan(plan_id)
+        return load_plan(record.text, f"plan {record.flag} v{record.version}")
+
+    # --- rollouts ------------------------------------------------------------------------
+
+    @staticmethod
+    def _rollout(row: Any) -> RolloutRecord:
+        return RolloutRecord(
+            row.id,
+            row.flag,
+            row.plan_id,
+            RolloutStatus(row.status),
+            row.stage,
+            _utc(row.stage_entered_at),
+            _utc(row.started_at),
+            _utc(row.ended_at) if row.ended_at else None,
+            row.version,
+            tuple(row.approvals or ()),
+        )
+
+    def start_rollout(self, plan_id: int, actor: str, now: datetime) -> RolloutRecord:
+        """Start a rollout of a stored plan at its first stage.
+
+        Raises:
+            NotFoundError: no such plan, or its flag is not applied.
+            ConflictError: the flag already has a live (running or paused) rollout.
+        """
+        plan = self.plan(plan_id)
+        if plan.flag not in self.flags().flags:
+            raise NotFoundError(f"the plan's flag {plan.flag!r} is not in the applied flags")
+        try:
+            with self.engine.begin() as connection:
+                rollout_id = connection.execute(
+                    t.rollouts.insert()
+                    .values(
+                        flag=plan.flag,
+                        plan_id=plan_id,
+                        status=RolloutStatus.RUNNING.value,
+                        stage=0,
+                        stage_entered_at=now,
+                        started_at=now,
+                        version=1,
+                        approvals=[],
+                    )
+                    .returning(t.rollouts.c.id)
+                ).scalar_one()
+                self._audit(
+                    connection,
+                    now,
+                    actor,
+                    "rollout.start",
+                    plan.flag,
+                    {"rollout_id": rollout_id, "plan_id": plan_id, "plan_version": plan.version},
+                )
+                self._bump_snapshot(connection)
+        except IntegrityError:
+            raise ConflictError(f"flag {plan.flag!r} already has a live rollout") from None
+        return self.rollout(rollout_id)
+
+    def rollout(self, rollout_id: int) -> RolloutRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(t.rollouts).where(t.rollouts.c.id == rollout_id)
+            ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no rollout {rollout_id}")
+        return self._rollout(row)
+
+    def rollouts(self, *, live: bool = False) -> list[RolloutRecord]:
+        query = sa.select(t.rollouts).order_by(t.rollouts.c.id)
+        if live:
+            query = query.where(t.rollouts.c.status.in_(_LIVE))
+        with self.engine.connect() as connection:
+            return [self._rollout(row) for row in connection.execute(query)]
+
+    def live_rollout(self, flag: str) -> RolloutRecord | None:
+        for rollout in self.rollouts(live=True):
+            if rollout.flag == flag:
+                return rollout
+        return None
+
+    def transition(
+        self,
+        rollout: RolloutRecord,
+        *,
+        actor: str,
+        action: str,
+        now: datetime,
+        status: RolloutStatus | None = None,
+        stage: int | None = None,
+        approvals: Sequence[str] | None = None,
+        decision: Decision | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> RolloutRecord:
+        """Apply a change to the rollout ``rollout`` was read as, exactly once.
+
+        The decision (if any), the audit entry and the new snapshot version are written in the
+        same transaction as the change.
+
+        Raises:
+            StaleVersionError: the rollout changed since it was read; nothing was written.
+        """
+        values: dict[str, Any] = {"version": rollout.version + 1}
+        exposure_changes = False
+        if status is not None and status is not rollout.status:
+            values["status"] = status.value
+            exposure_changes = True
+            if status in (RolloutStatus.ROLLED_BACK, RolloutStatus.COMPLETED):
+                values["ended_at"] = now
+        if stage is not None and stage != rollout.stage:
+            values["stage"] = stage
+            values["stage_entered_at"] = now
+            exposure_changes = True
+        if approvals is not None:
+            values["approvals"] = list(approvals)
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                t.rollouts.update()
+                .where(t.rollouts.c.id == rollout.id, t.rollouts.c.version == rollout.version)
+                .values(**values)
+            )
+            if updated.rowcount != 1:
+                raise StaleVersionError(
+                    f"rollout {rollout.id} changed since version {rollout.version} was read"
+                )
+            if decision is not None:
+                self._insert_decision(connection, rollout.id, decision)
+            self._audit(
+                connection,
+                now,
+                actor,
+                action,
+                rollout.flag,
+                {"rollout_id": rollout.id, "from_version": rollout.version, **(details or {})},
+            )
+            if exposure_changes:
+                self._bump_snapshot(connection)
+        return self.rollout(rollout.id)
+
+    @staticmethod
+    def _insert_decision(connection: sa.Connection, rollout_id: int, decision: Decision) -> None:
+        connection.execute(
+            t.decisions.insert().values(
+                rollout_id=rollout_id,
+                at=decision.at,
+                stage=decision.stage,
+                move=decision.move.value,
+                reasons=list(decision.reasons),
+                evidence=decision_evidence(decision),
+            )
+        )
+
+    def record_decision(self, rollout_id: int, decision: Decision) -> None:
+        """Keep a decision that changed nothing (a hold), for the decision log."""
+        with self.engine.begin() as connection:
+            self._insert_decision(connection, rollout_id, decision)
+
+    def decisions(self, rollout_id: int, limit: int = 200) -> list[DecisionRecord]:
+        """The newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.decisions)
+                .where(t.decisions.c.rollout_id == rollout_id)
+                .order_by(t.decisions.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [
+            DecisionRecord(
+                r.id, r.rollout_id, _utc(r.at), r.stage, r.move, tuple(r.reasons), dict(r.evidence)
+            )
+            for r in rows
+        ]
+
+    # --- events --------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        batch_id: str,
+        source: str,
+        aggregates: Iterable[AggregateRow],
+        exposures: Iterable[ExposureRow],
+        now: datetime,
+    ) -> bool:
+        """Add a batch of aggregates and exposures, once. Returns False when the batch was
+        applied before (a retry), and applies nothing then. All of a batch or none of it."""
+        rows = list(aggregates)
+        units = list(exposures)
+        named = {row.rollout_id for row in rows} | {unit.rollout_id for unit in units}
+        if named:
+            with self.engine.connect() as connection:
+                known = set(
+                    connection.execute(
+                        sa.select(t.rollouts.c.id).where(t.rollouts.c.id.in_(named))
+                    ).scalars()
+                )
+            if named - known:
+                missing = ", ".join(str(i) for i in sorted(named - known))
+                raise NotFoundError(f"the batch names unknown rollout(s): {missing}")
+        for _attempt in range(3):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        t.batches.insert().values(id=batch_id, received_at=now, source=source)
+                    )
+                    for row in rows:
+                        self._add_aggregate(connection, row)
+                    for unit in units:
+                        self._add_exposure(connection, unit)
+                return True
+            except IntegrityError:
+                if self._batch_seen(batch_id):
+                    return False
+                # Two batches created the same new aggregate at once: the loser retries.
+                continue
+        raise ConflictError(f"batch {batch_id!r} kept colliding with concurrent batches")
+
+    def _batch_seen(self, batch_id: str) -> bool:
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(t.batches.c.id).where(t.batches.c.id == batch_id)
+                ).first()
+                is not None
+            )
+
+    @staticmethod
+    def _add_aggregate(connection: sa.Connection, row: AggregateRow) -> None:
+        key = (
+            (t.aggregates.c.rollout_id == row.rollout_id)
+            & (t.aggregates.c.stage == row.stage)
+            & (t.aggregates.c.window == row.window)
+            & (t.aggregates.c.exposed == row.exposed)
+            & (t.aggregates.c.segment == row.segment)
+            & (t.aggregates.c.metric == row.metric)
+        )
+        existing = connection.execute(
+            sa.select(t.aggregates.c.histogram).where(key).with_for_update()
+        ).one_or_none()
+        if existing is None:
+            connection.execute(
+                t.aggregates.insert().values(
+                    rollout_id=row.rollout_id,
+                    stage=row.stage,
+                    window=row.window,
+                    exposed=row.exposed,
+                    segment=row.segment,
+                    metric=row.metric,
+                    requests=row.requests,
+                    events=row.events,
+                    histogram=list(row.histogram) if row.histogram is not None else None,
+                )
+            )
+            return
+        histogram = existing.histogram
+        if row.histogram is not None:
+            histogram = (
+                [a + b for a, b in zip(histogram, row.histogram, strict=True)]
+                if histogram
+                else list(row.histogram)
+            )
+        connection.execute(
+            t.aggregates.update()
+            .where(key)
+            .values(
+                requests=t.aggregates.c.requests + row.requests,
+                events=t.aggregates.c.events + row.events,
+                histogram=histogram,
+            )
+        )
+
+    @staticmethod
+    def _add_exposure(connection: sa.Connection, unit: ExposureRow) -> None:
+        seen = connection.execute(
+            sa.select(t.ledger.c.unit).where(
+                (t.ledger.c.rollout_id == unit.rollout_id) & (t.ledger.c.unit == unit.unit)
+            )
+        ).first()
+        if seen is None:
+            connection.execute(
+                t.ledger.insert().values(
+                    rollout_id=unit.rollout_id,
+                    unit=unit.unit,
+                    stage=unit.stage,
+                    exposed=unit.exposed,
+                    first_seen=unit.at,
+                )
+            )
+        elif unit.exposed:
+            # First exposure wins over an earlier baseline sighting (the unit joined later).
+            connection.execute(
+                t.ledger.update()
+                .where(
+                    (t.ledger.c.rollout_id == unit.rollout_id)
+                    & (t.ledger.c.unit == unit.unit)
+                    & (t.ledger.c.exposed == sa.false())
+                )
+                .values(exposed=True, stage=unit.stage, first_seen=unit.at)
+            )
+
+    def ledger(self, rollout_id: int) -> list[tuple[str, int, datetime]]:
+        """Exposed units with the stage and time of their first exposure."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.ledger.c.unit, t.ledger.c.stage, t.ledger.c.first_seen)
+                .where((t.ledger.c.rollout_id == rollout_id) & (t.ledger.c.exposed == sa.true()))
+                .order_by(t.ledger.c.first_seen)
+            ).all()
+        return [(row.unit, row.stage, _utc(row.first_seen)) for row in rows]
+
+    def observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
+        """The rollout's aggregates and ledger as the judgement reads them."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.aggregates)
+                .where(t.aggregates.c.rollout_id == rollout.id)
+                .order_by(t.aggregates.c.stage, t.aggregates.c.window)
+            ).all()
+            ledger_rows = connection.execute(
+                sa.select(t.ledger.c.stage, t.ledger.c.exposed, sa.func.count())
+                .where(t.ledger.c.rollout_id == rollout.id)
+                .group_by(t.ledger.c.stage, t.ledger.c.exposed)
+            ).all()
+        return build_observations(rows, ledger_rows, plan, rollout.stage)
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def create_token(
+        self, name: str, role: Role, actor: str, now: datetime
+    ) -> tuple[TokenRecord, str]:
+        """A new token; the secret is returned once and only its hash is stored."""
+        token_id = secrets.token_hex(8)
+        secret = f"rw_{role.value}_{secrets.token_urlsafe(32)}"
+        with self.engine.begin() as connection:
+            connection.execute(
+                t.tokens.insert().values(
+                    id=token_id,
+                    name=name,
+                    role=role.value,
+                    secret_hash=_secret_hash(secret),
+                    created_at=now,
+                )
+            )
+            self._audit(
+                connection, now, actor, "token.create", token_id, {"name": name, "role": role.value}
+            )
+        return TokenRecord(token_id, name, role, now), secret
+
+    def authenticate(self, secret: str) -> TokenRecord | None:
+        """The live token with this secret, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(t.tokens).where(t.tokens.c.secret_hash == _secret_hash(secret))
+            ).one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        return TokenRecord(row.id, row.name, Role(row.role), _utc(row.created_at))
+
+    def revoke_token(self, token_id: str, actor: str, now: datetime) -> None:
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                t.tokens.update().where(t.tokens.c.id == token_id).values(revoked_at=now)
+            )
+            if updated.rowcount == 0:
+                raise NotFoundError(f"no token {token_id!r}")
+            self._audit(connection, now, actor, "token.revoke", token_id)
+
+    def has_tokens(self) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(t.tokens.c.id).limit(1)).first() is not None
+
+
+def decision_evidence(decision: Decision) -> dict[str, Any]:
+    """A decision's numbers as JSON-ready data (what the decision log shows)."""
+
+    def verdict(v: Any) -> dict[str, Any]:
+        return {
+            "metric": v.metric,
+            "kind": v.kind.value,
+            "verdict": v.verdict.value,
+            "sentence": v.sentence,
+            "segment": list(v.segment) if v.segment else None,
+            "estimate": v.estimate,
+            "lower": v.lower,
+            "upper": v.upper,
+            "threshold": v.threshold,
+            "tolerance": v.tolerance,
+            "exposed": [v.exposed.requests, v.exposed.events] if v.exposed else None,
+            "baseline": [v.baseline.requests, v.baseline.events] if v.baseline else None,
+        }
+
+    return {
+        "verdicts": [verdict(v) for v in decision.verdicts],
+        "segments": [verdict(v) for v in decision.segment_verdicts if v.verdict.value != "pending"],
+        "gates": [
+            {
+                "name": g.name,
+                "met": g.met,
+                "sentence": g.sentence,
+                "current": g.current,
+                "required": g.required,
+            }
+            for g in decision.gates
+        ],
+        "trigger": verdict(decision.trigger) if decision.trigger else None,
+    }
+
+
+def build_observations(
+    rows: Sequence[Any], ledger_rows: Sequence[Any], plan: Plan, stage: int
+) -> Observations:
+    """Aggregate rows (ordered by stage, window) → the judgement's strata."""
+    rates: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[Tally]]] = {}
+    latencies: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[tuple[int, ...]]]] = {}
+    samples = [0] * (stage + 1)
+    samples_per: list[dict[str, int]] = [{} for _ in range(stage + 1)]
+    for row in rows:
+        segment: SegmentKey = None
+        if row.segment:
+            attribute, _, value = row.segment.partition("=")
+            segment = (attribute, value)
+        key = (row.metric, segment)
+        stratum = (row.stage, row.window)
+        side = 0 if row.exposed else 1
+        if row.histogram is not None:
+            cell = latencies.setdefault(key, {}).setdefault(stratum, [(), ()])
+            cell[side] = tuple(row.histogram)
+        else:
+            tallies = rates.setdefault(key, {}).setdefault(stratum, [Tally(), Tally()])
+            tallies[side] = Tally(row.requests, row.events)
+        if row.exposed and row.stage <= stage:
+            if segment is None:
+                samples[row.stage] = max(samples[row.stage], row.requests)
+            elif segment[0] == plan.stages[row.stage].min_samples_per:
+                per = samples_per[row.stage]
+                per[segment[1]] = max(per.get(segment[1], 0), row.requests)
+    exposure = [Exposure() for _ in range(stage + 1)]
+    for ledger_stage, exposed, count in ledger_rows:
+        if ledger_stage <= stage:
+            current = exposure[ledger_stage]
+            exposure[ledger_stage] = (
+                replace(current, exposed_units=current.exposed_units + count)
+                if exposed
+                else replace(current, baseline_units=current.baseline_units + count)
+            )
+    return Observations(
+        rates={
+            key: [RateSample(pair[0], pair[1], s, w) for (s, w), pair in strata.items()]
+            for key, strata in rates.items()
+        },
+        latencies={
+            key: [LatencySample(pair[0], pair[1], s, w) for (s, w), pair in strata.items()]
+            for key, strata in latencies.items()
+        },
+        exposure=exposure,
+        samples=samples,
+        samples_per=samples_per,
+    )
