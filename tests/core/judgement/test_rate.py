@@ -205,3 +205,14 @@ def test_windows_protect_against_simpsons_paradox() -> None:
         windowed_flags += judge_rate(guard, windows, 0, 0.01, bounds=False).verdict is Verdict.HARM
     assert pooled_flags / runs > 0.9
     assert windowed_flags == 0
+
+
+def test_the_estimate_is_stratified_too() -> None:
+    """The displayed θ is the Mantel-Haenszel ratio over windows: 1.0 in the Simpson example,
+    where pooled totals would say 1.32."""
+    windows = [
+        RateSample(Tally(1000, 5), Tally(49_000, 245), window=0),
+        RateSample(Tally(4000, 60), Tally(46_000, 690), window=1),
+    ]
+    verdict = judge_rate(_guard(), windows, 0, 0.01)
+    assert verdict.estimate == pytest.approx(1.0)

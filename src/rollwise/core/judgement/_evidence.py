@@ -97,14 +97,19 @@ def rate_log_evidence(
 
 
 def rate_ratio(samples: Sequence[RateSample]) -> float | None:
-    """The pooled estimate of θ: the exposed rate over the baseline rate."""
-    n_t = sum(s.exposed.requests for s in samples)
-    x_t = sum(s.exposed.events for s in samples)
-    n_c = sum(s.baseline.requests for s in samples)
-    x_c = sum(s.baseline.events for s in samples)
-    if not n_t or not n_c or not x_c:
+    """The estimate of θ across strata: the Mantel-Haenszel rate ratio (Rothman & Greenland,
+    *Modern Epidemiology*, ch. 15), which, unlike pooled totals, is not biased when the
+    exposed share moves with the base rate."""
+    numerator = denominator = 0.0
+    for sample in samples:
+        n_t, n_c = sample.exposed.requests, sample.baseline.requests
+        total = n_t + n_c
+        if n_t and n_c:
+            numerator += sample.exposed.events * n_c / total
+            denominator += sample.baseline.events * n_t / total
+    if not denominator:
         return None
-    return (x_t / n_t) / (x_c / n_c)
+    return numerator / denominator
 
 
 def rate_bounds(

@@ -64,11 +64,13 @@ class GuardVerdict:
 
 
 def _total(samples: Sequence[RateSample]) -> tuple[Tally, Tally]:
-    exposed, baseline = Tally(), Tally()
+    n_t = x_t = n_c = x_c = 0
     for sample in samples:
-        exposed += sample.exposed
-        baseline += sample.baseline
-    return exposed, baseline
+        n_t += sample.exposed.requests
+        x_t += sample.exposed.events
+        n_c += sample.baseline.requests
+        x_c += sample.baseline.events
+    return Tally(n_t, x_t), Tally(n_c, x_c)
 
 
 def _where(segment: SegmentKey) -> str:
