@@ -612,6 +612,29 @@ class Store:
             )
         return TokenRecord(token_id, name, role, now), secret
 
+    def ensure_token(
+        self, secret: str, name: str, role: Role, actor: str, now: datetime
+    ) -> TokenRecord:
+        """A token with a secret chosen outside (``ROLLWISE_ADMIN_TOKEN``), created once."""
+        existing = self.authenticate(secret)
+        if existing is not None:
+            return existing
+        token_id = secrets.token_hex(8)
+        with self.engine.begin() as connection:
+            connection.execute(
+                t.tokens.insert().values(
+                    id=token_id,
+                    name=name,
+                    role=role.value,
+                    secret_hash=_secret_hash(secret),
+                    created_at=now,
+                )
+            )
+            self._audit(
+                connection, now, actor, "token.create", token_id, {"name": name, "role": role.value}
+            )
+        return TokenRecord(token_id, name, role, now)
+
     def authenticate(self, secret: str) -> TokenRecord | None:
         """The live token with this secret, or None."""
         with self.engine.connect() as connection:

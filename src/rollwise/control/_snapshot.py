@@ -1,0 +1,66 @@
+"""What SDKs are served: the applied flags, with kill switches and each rollout's stage rules."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from rollwise.core import Flag, FlagSet, GuardKind, flag_at_stage, flag_rolled_back
+from rollwise.core._flagdump import flags_document
+from rollwise.core.judgement import RolloutStatus
+from rollwise.store import RolloutRecord, Store
+
+logger = logging.getLogger("rollwise.control")
+
+
+def _latest_by_flag(rollouts: list[RolloutRecord]) -> dict[str, RolloutRecord]:
+    latest: dict[str, RolloutRecord] = {}
+    for rollout in rollouts:  # ordered by id: later rollouts win
+        latest[rollout.flag] = rollout
+    return latest
+
+
+def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
+    """The flag set SDKs evaluate, and the live rollouts they attribute outcomes to.
+
+    A running or paused rollout serves its current stage; a completed one keeps its last stage;
+    a rolled-back one keeps serving its rollback variant until the flag is rolled out again —
+    falling back to the flag's static rules could expose the change anew.
+    """
+    flags = store.flags()
+    served: dict[str, Flag] = dict(flags.flags)
+    live: list[dict[str, Any]] = []
+    for key, rollout in _latest_by_flag(store.rollouts()).items():
+        flag = served.get(key)
+        if flag is None:
+            continue
+        plan = store.parsed_plan(rollout.plan_id)
+        if rollout.status is RolloutStatus.ROLLED_BACK:
+            staged = flag_rolled_back(flag, plan)
+        else:
+            staged = flag_at_stage(flag, plan, rollout.stage, flags.segments)
+        served[key] = replace(staged, killed=flag.killed)
+        if rollout.status in (RolloutStatus.RUNNING, RolloutStatus.PAUSED):
+            live.append(
+                {
+                    "id": rollout.id,
+                    "flag": key,
+                    "stage": rollout.stage,
+                    "variant": plan.variant,
+                    "unit": plan.unit,
+                    "metrics": {
+                        g.metric: g.kind.value for g in plan.guards if g.kind is not GuardKind.GAUGE
+                    },
+                    "segments": sorted({a for g in plan.guards for a in g.by}),
+                    "samples_per": plan.stages[rollout.stage].min_samples_per,
+                }
+            )
+    return replace(flags, flags=served), live
+
+
+def snapshot_document(store: Store) -> dict[str, Any]:
+    """The snapshot as JSON-ready data: version, flags document, live rollouts."""
+    version = store.snapshot_version()
+    flags, live = served_flags(store)
+    return {"version": version, "flags": flags_document(flags), "rollouts": live}

@@ -1,0 +1,50 @@
+"""Bearer tokens and roles: admin ⊃ operator ⊃ viewer; SDK keys only read the snapshot and
+post events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, HTTPException, Request, status
+
+from rollwise.store import Role, TokenRecord
+
+_RANKS = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+
+def _token(request: Request) -> TokenRecord:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = request.app.state.store.authenticate(secret.strip())
+    if token is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")
+    return token  # type: ignore[no-any-return]
+
+
+def requires(role: Role) -> Callable[..., TokenRecord]:
+    """A dependency admitting tokens of ``role`` or above (SDK keys: only ``Role.SDK``)."""
+
+    def check(token: TokenRecord = Depends(_token)) -> TokenRecord:  # noqa: B008
+        if role is Role.SDK:
+            if token.role is not Role.SDK:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint is for SDK keys")
+            return token
+        if _RANKS.get(token.role, 0) < _RANKS[role]:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"needs a {role.value} token, this is a {token.role.value} token",
+            )
+        return token
+
+    return check
+
+
+def actor(token: TokenRecord) -> str:
+    """How the audit log names whoever used a token."""
+    return f"{token.role.value}:{token.name}"
