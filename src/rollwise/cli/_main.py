@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rollwise.cli import _evaluate, _lint, _simulate
+from rollwise.cli import _control_commands, _evaluate, _lint, _server, _simulate
 from rollwise.core import RollwiseError
 
 #: Exit codes shared by every command.
@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     _lint.add_parser(commands)
     _evaluate.add_parser(commands)
     _simulate.add_parser(commands)
+    _server.add_parser(commands)
+    _control_commands.add_parsers(commands)
     return parser
 
 
