@@ -129,11 +129,12 @@ def render_status(rollout: dict[str, Any]) -> str:
         )
         marker = "▶" if index == rollout["stage"] else ("✓" if index < rollout["stage"] else " ")
         lines.append(f"  {marker} {stage['name']:<16} {audience}")
-    decision = rollout.get("decision")
+    decision = rollout.get("current") or rollout.get("decision")
     if decision is None:
         lines.append("  no decision yet")
         return "\n".join(lines)
-    lines.append(f"  last decision ({decision['at']}): {decision['move']}")
+    label = "now" if rollout.get("current") else "last decision"
+    lines.append(f"  {label} ({decision['at']}): {decision['move']}")
     for verdict in decision["evidence"].get("verdicts", []):
         bounds = ""
         if verdict.get("lower") is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from rollwise.core import Plan
 from rollwise.core.judgement import Decision, Move, RolloutState, RolloutStatus, decide
 from rollwise.store import RolloutRecord, StaleVersionError, Store
 
@@ -32,6 +33,19 @@ class Outcome:
     applied: bool
 
 
+#: A hold is kept in the decision log at least this often, even when nothing changes.
+HOLD_RECORD_EVERY = timedelta(minutes=10)
+
+
+def _signature(decision: Decision) -> tuple[object, ...]:
+    """What a hold is waiting for, without the numbers that change at every tick."""
+    return (
+        tuple((v.metric, v.segment, v.verdict) for v in decision.verdicts),
+        tuple((v.metric, v.segment, v.verdict) for v in decision.segment_verdicts),
+        tuple((g.name, g.met) for g in decision.gates),
+    )
+
+
 _MOVES = {
     Move.EXPAND: "rollout.expand",
     Move.ROLLBACK: "rollout.rollback",
@@ -44,32 +58,65 @@ class Controller:
     def __init__(self, store: Store, listeners: list[Listener] | None = None) -> None:
         self.store = store
         self.listeners = listeners or []
-        self._last_hold: dict[int, tuple[str, ...]] = {}
+        self._last_hold: dict[int, tuple[tuple[object, ...], datetime]] = {}
+        # Stored plans never change (a new version is a new plan), so parse each once.
+        self._plans: dict[int, Plan] = {}
 
     def tick(self, now: datetime) -> list[Outcome]:
         """Judge every running rollout once. Returns what was decided and applied."""
         outcomes = []
+        holds: list[tuple[int, Decision]] = []
+        killed = self.store.kill_switches()
         for rollout in self.store.rollouts(live=True):
             if rollout.status is not RolloutStatus.RUNNING:
                 continue
             try:
-                outcomes.append(self._judge(rollout, now))
+                outcomes.append(self._judge(rollout, now, killed.get(rollout.flag, False), holds))
             except Exception:
                 logger.exception("rollout %s of flag %s: tick failed", rollout.id, rollout.flag)
+        try:
+            self.store.record_decisions(holds)
+        except Exception:
+            logger.exception("could not keep %d hold decisions", len(holds))
         return outcomes
 
-    def _judge(self, rollout: RolloutRecord, now: datetime) -> Outcome:
-        plan = self.store.parsed_plan(rollout.plan_id)
+    def current(self, rollout: RolloutRecord, now: datetime) -> Decision:
+        """What the decision would be now, with its bounds, without acting on it."""
+        plan = self._plan(rollout.plan_id)
         killed = self.store.kill_switches().get(rollout.flag, False)
         state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
+        return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
+
+    def _plan(self, plan_id: int) -> Plan:
+        plan = self._plans.get(plan_id)
+        if plan is None:
+            plan = self._plans[plan_id] = self.store.parsed_plan(plan_id)
+        return plan
+
+    def _judge(
+        self,
+        rollout: RolloutRecord,
+        now: datetime,
+        killed: bool,
+        holds: list[tuple[int, Decision]],
+    ) -> Outcome:
+        plan = self._plan(rollout.plan_id)
+        state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
         observations = self.store.observations(rollout, plan)
-        decision = decide(plan, state, observations, now, rollout.approvals)
+        # Bounds are for people: computed only for decisions that are kept.
+        decision = decide(plan, state, observations, now, rollout.approvals, bounds=False)
         if decision.move is Move.HOLD:
-            # Keep a hold in the decision log when what it waits for changes, not every tick.
-            if self._last_hold.get(rollout.id) != decision.reasons:
-                self.store.record_decision(rollout.id, decision)
-                self._last_hold[rollout.id] = decision.reasons
+            # Keep a hold in the decision log when what it waits for changes (which gates,
+            # which verdicts), and at least every HOLD_RECORD_EVERY, not at every tick.
+            signature = _signature(decision)
+            last = self._last_hold.get(rollout.id)
+            if last is None or last[0] != signature or now - last[1] >= HOLD_RECORD_EVERY:
+                holds.append(
+                    (rollout.id, decide(plan, state, observations, now, rollout.approvals))
+                )
+                self._last_hold[rollout.id] = (signature, now)
             return Outcome(rollout.id, rollout.flag, decision, applied=False)
+        decision = decide(plan, state, observations, now, rollout.approvals)
         changes: dict[str, object] = {}
         if decision.move is Move.EXPAND:
             changes["stage"] = rollout.stage + 1

@@ -16,6 +16,7 @@ from rollwise.store import (
     RolloutRecord,
     Store,
     TokenRecord,
+    decision_evidence,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["management"])
@@ -155,6 +156,15 @@ def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, A
     record = store.rollout(rollout_id)
     plan = store.parsed_plan(record.plan_id)
     latest = store.decisions(rollout_id, limit=1)
+    current = None
+    if record.status is RolloutStatus.RUNNING:
+        live = request.app.state.controller.current(record, request.app.state.clock.now())
+        current = {
+            "at": live.at.isoformat(),
+            "move": live.move.value,
+            "reasons": list(live.reasons),
+            "evidence": decision_evidence(live),
+        }
     return {
         **_rollout(record),
         "plan": {
@@ -179,6 +189,7 @@ def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, A
             if latest
             else None
         ),
+        "current": current,
     }
 
 

@@ -69,6 +69,7 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._parsed_flags: tuple[int, FlagSet] | None = None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -180,10 +181,24 @@ class Store:
                 sa.select(t.flag_files.c.text).order_by(t.flag_files.c.version.desc()).limit(1)
             ).scalar_one_or_none()
 
+    def _applied_flags(self) -> FlagSet:
+        """The latest applied flags file, parsed once per version (files never change)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(t.flag_files.c.version, t.flag_files.c.text)
+                .order_by(t.flag_files.c.version.desc())
+                .limit(1)
+            ).one_or_none()
+        if row is None:
+            return FlagSet()
+        cached = self._parsed_flags
+        if cached is None or cached[0] != row.version:
+            cached = self._parsed_flags = (row.version, load_flags(row.text, "stored flags"))
+        return cached[1]
+
     def flags(self) -> FlagSet:
         """The applied flags, with their kill switches."""
-        text = self.flags_text()
-        flags = load_flags(text, "stored flags") if text is not None else FlagSet()
+        flags = self._applied_flags()
         killed = self.kill_switches()
         return replace(
             flags,
@@ -419,8 +434,15 @@ class Store:
 
     def record_decision(self, rollout_id: int, decision: Decision) -> None:
         """Keep a decision that changed nothing (a hold), for the decision log."""
+        self.record_decisions([(rollout_id, decision)])
+
+    def record_decisions(self, decisions: Sequence[tuple[int, Decision]]) -> None:
+        """Keep several holds in one transaction (one commit per tick, not per rollout)."""
+        if not decisions:
+            return
         with self.engine.begin() as connection:
-            self._insert_decision(connection, rollout_id, decision)
+            for rollout_id, decision in decisions:
+                self._insert_decision(connection, rollout_id, decision)
 
     def decisions(self, rollout_id: int, limit: int = 200) -> list[DecisionRecord]:
         """The newest first."""
