@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -112,6 +113,8 @@ def create_app(
     app.state.versions = VersionWatch()
     app.state.versions.current = store.snapshot_version()
     app.state.controller = Controller(store)
+    app.state.snapshot_cache = None
+    app.state.snapshot_lock = threading.Lock()
     app.include_router(_management.router)
     app.include_router(_sdk_api.router)
 

@@ -52,21 +52,34 @@ class Batch(BaseModel):
     exposures: list[ExposureIn] = Field(default_factory=list, max_length=MAX_ROWS)
 
 
+def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
+    """The snapshot as JSON, built once per version and shared by every request and stream:
+    after a kill every SDK needs it at once."""
+    with app.state.snapshot_lock:
+        cached = app.state.snapshot_cache
+        if cached is None or cached[0] != version:
+            document = snapshot_document(app.state.store)
+            body = json.dumps(document, separators=(",", ":")).encode()
+            cached = app.state.snapshot_cache = (document["version"], body)
+        return cached  # type: ignore[no-any-return]
+
+
 @router.get("/snapshot")
 def snapshot(request: Request, key: SdkKey) -> Response:
     """The flags SDKs evaluate, with the live rollouts they attribute outcomes to."""
-    store = request.app.state.store
-    version = store.snapshot_version()
+    version = request.app.state.store.snapshot_version()
     etag = f'"{version}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    document = snapshot_document(store)
-    return JSONResponse(document, headers={"ETag": f'"{document["version"]}"'})
+    served_version, body = snapshot_bytes(request.app, version)
+    return Response(body, media_type="application/json", headers={"ETag": f'"{served_version}"'})
 
 
 @router.get("/stream")
 async def stream(request: Request, key: SdkKey) -> StreamingResponse:
-    """Server-sent events: ``event: snapshot`` with the new version whenever it changes."""
+    """Server-sent events: ``event: snapshot`` whenever the snapshot changes, carrying the whole
+    snapshot (``version``, ``flags``, ``rollouts``), so that a kill reaches every SDK without a
+    second round trip."""
     versions = request.app.state.versions
 
     async def events() -> AsyncIterator[str]:
@@ -75,7 +88,8 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
             current = versions.current
             if current != last:
                 last = current
-                yield f"event: snapshot\ndata: {json.dumps({'version': current})}\n\n"
+                _, body = await asyncio.to_thread(snapshot_bytes, request.app, current)
+                yield f"event: snapshot\ndata: {body.decode()}\n\n"
             try:
                 await asyncio.wait_for(versions.changed(last), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
