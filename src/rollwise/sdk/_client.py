@@ -1,36 +1,134 @@
-"""The client the application calls: local evaluation that never raises."""
+"""The client the application calls: local evaluation that never raises, and, when it is
+connected to a server, exposures and outcomes attributed to the rollouts running."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, overload
 
 from rollwise.core import (
     Context,
     ErrorCode,
+    Flag,
     FlagSet,
     Reason,
     Resolution,
     evaluate,
     load_flags,
 )
+from rollwise.sdk._snapshot import EMPTY, LiveRollout, Snapshot
+from rollwise.sdk._stats import ClientStats
+from rollwise.sdk._throttle import Throttle, logger
+from rollwise.sdk._transport import Transport
 
-logger = logging.getLogger("rollwise.sdk")
+if TYPE_CHECKING:
+    from rollwise.sdk._aggregation import Aggregates, Outcome
+    from rollwise.sdk._live import Live
+
+_NO_ROLLOUTS: Mapping[str, tuple[LiveRollout, ...]] = {}
+#: observe() names whose metric names are remembered (names come from code: a few dozen).
+_MAX_OBSERVED_NAMES = 1024
+#: What observe() returns when no rollout is live: stateless, so one serves every thread.
+_UNOBSERVED: AbstractContextManager[None] = nullcontext()
 
 
 class Client:
-    """Evaluates flags locally against a flag set.
+    """Evaluates flags locally: offline from a flag set, or live from a rollwise server.
 
-    ``Client.from_file("flags.yaml")`` works offline from a flags file; the evaluation is the
-    exact one the live SDK uses. Evaluation methods never raise: on any problem they return
-    the safe default (or, for an unknown flag, the caller's default) and log why.
+    ``Client(flags)`` (or ``Client.from_file("flags.yaml")``) serves a fixed flag set.
+    ``Client(url, sdk_key)`` follows the server's snapshot, feeds the exposure ledger and
+    attributes the outcomes the application records (``observe``, ``record``, ``track``) to the
+    rollouts whose guards name them; call ``close()`` at shutdown (or use ``with``) to send the
+    last batch. Both run the same evaluation. Evaluation and recording never raise: on any
+    problem they serve the safe default (or, for an unknown flag, the caller's default), log
+    why and carry on. Only a constructor given the wrong arguments raises.
     """
 
-    def __init__(self, flags: FlagSet) -> None:
-        self._flags = flags
-        # A plain dict: the hot path looks a flag up on every call.
-        self._by_key = dict(flags.flags)
+    @overload
+    def __init__(self, source: FlagSet) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        source: str,
+        sdk_key: str,
+        *,
+        cache_path: str | Path | None = None,
+        flush_interval: float = 5.0,
+        poll_interval: float = 30.0,
+        max_pending_batches: int = 200,
+        max_keys: int = 50_000,
+        ledger_units: Literal["hashed", "plain"] = "hashed",
+        clock: Callable[[], float] = time.time,
+        transport: Transport | None = None,
+        startup_timeout: float = 2.0,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        source: FlagSet | str,
+        sdk_key: str | None = None,
+        *,
+        cache_path: str | Path | None = None,
+        flush_interval: float = 5.0,
+        poll_interval: float = 30.0,
+        max_pending_batches: int = 200,
+        max_keys: int = 50_000,
+        ledger_units: Literal["hashed", "plain"] = "hashed",
+        clock: Callable[[], float] = time.time,
+        transport: Transport | None = None,
+        startup_timeout: float = 2.0,
+    ) -> None:
+        """Offline: ``Client(flags)``. Live: ``Client(url, sdk_key, **options)``.
+
+        A live client serves the snapshot cached at ``cache_path`` (if any) at once, waits up to
+        ``startup_timeout`` seconds for the server's, and then keeps it current in the
+        background; see docs/sdk.md for the options.
+
+        Raises:
+            TypeError: neither a flag set alone nor a URL and an SDK key were given.
+            ValueError: an option is out of range.
+        """
+        self._log = Throttle(logger)
+        self._observed_metrics: dict[str, tuple[str, str]] = {}
+        self._live: Live | None = None
+        self._aggregates: Aggregates | None = None
+        if isinstance(source, FlagSet):
+            if sdk_key is not None or transport is not None or cache_path is not None:
+                raise TypeError("an offline Client takes a FlagSet alone; a live one takes a URL")
+            self._use(Snapshot(source.version, source))
+            return
+        if not isinstance(source, str) or not isinstance(sdk_key, str) or not sdk_key:
+            raise TypeError("Client(flags) or Client(url, sdk_key, ...)")
+        if ledger_units not in ("hashed", "plain"):
+            raise ValueError(f"ledger_units must be 'hashed' or 'plain', not {ledger_units!r}")
+        if min(flush_interval, poll_interval) <= 0 or min(max_pending_batches, max_keys) < 1:
+            raise ValueError("intervals must be positive and bounds at least 1")
+        # The live machinery (httpx, histogram edges) loads only for a live client.
+        from rollwise.sdk._live import Live
+
+        self._use(EMPTY)
+        self._live = Live(
+            source,
+            sdk_key,
+            on_snapshot=self._use,
+            log=self._log,
+            transport=transport,
+            cache_path=Path(cache_path) if cache_path is not None else None,
+            flush_interval=flush_interval,
+            poll_interval=poll_interval,
+            max_pending_batches=max_pending_batches,
+            max_keys=max_keys,
+            hashed=ledger_units == "hashed",
+            clock=clock,
+        )
+        self._aggregates = self._live.aggregates
+        self._live.start(startup_timeout)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Client:
@@ -43,9 +141,21 @@ class Client:
         file = Path(path)
         return cls(load_flags(file.read_text(encoding="utf-8"), str(file)))
 
+    def _use(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` from now on. Each attribute swaps atomically; a caller that reads
+        the new flags with the old rollouts is caught by ``_expose``'s identity check."""
+        self._flags = snapshot.flags
+        # Plain dicts: the hot paths look a flag (or a metric) up on every call.
+        self._by_key: dict[str, Flag] = dict(snapshot.flags.flags)
+        self._exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
+        self._guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
+
     @property
     def flags(self) -> FlagSet:
+        """The flag set being served (the latest snapshot's, for a live client)."""
         return self._flags
+
+    # --- evaluation --------------------------------------------------------------------------
 
     def resolve(
         self, flag: str, context: Context | Mapping[str, object], default: object = None
@@ -63,7 +173,20 @@ class Client:
             )
         resolution = evaluate(found, context)
         if resolution.error is ErrorCode.GENERAL or resolution.error is ErrorCode.INVALID_CONTEXT:
-            logger.warning("flag %s: %s; serving the safe default", flag, resolution.message)
+            self._log.warning(
+                f"evaluate:{flag}",
+                "flag %s: %s; serving the safe default",
+                flag,
+                resolution.message,
+            )
+        elif flag in self._exposing:
+            try:  # evaluate() read the context, so this cannot fail; but never raise
+                values = (
+                    context.values if isinstance(context, Context) else Context.of(context).values
+                )
+            except Exception:
+                return resolution
+            self._expose(flag, found, values, resolution)
         return resolution
 
     def variant(self, flag: str, context: Context | Mapping[str, object], default: str) -> str:
@@ -85,9 +208,173 @@ class Client:
             return default
         try:
             values = context.values if context.__class__ is Context else Context.of(context).values
-            return found.program.run(values).enabled
+            resolution = found.program.run(values)
         except Exception:  # never raise into the application: the safe default is not enabled
-            logger.warning(
-                "flag %s: evaluation failed; serving the safe default", flag, exc_info=True
+            self._log.warning(
+                f"evaluate:{flag}",
+                "flag %s: evaluation failed; serving the safe default",
+                flag,
+                exc_info=True,
             )
             return False
+        if flag in self._exposing:
+            self._expose(flag, found, values, resolution)
+        return resolution.enabled
+
+    def _expose(
+        self,
+        flag: str,
+        found: Flag,
+        values: Mapping[str, object],
+        resolution: Resolution,
+    ) -> None:
+        """Feed the ledger: the unit was served ``resolution`` under each rollout on ``flag``."""
+        aggregates = self._aggregates
+        if aggregates is None:
+            return
+        try:
+            for rollout in self._exposing.get(flag, ()):
+                # A snapshot swap between reading the flag and its rollouts: use the rollout's own.
+                served = resolution if rollout.flag is found else rollout.flag.program.run(values)
+                aggregates.expose(rollout, served, values)
+        except Exception:
+            self._log.warning(
+                f"expose:{flag}", "flag %s: exposure not recorded", flag, exc_info=True
+            )
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    def observe(
+        self, name: str, context: Context | Mapping[str, object]
+    ) -> AbstractContextManager[None]:
+        """Time a block of work: ``with client.observe("checkout", ctx): ...`` records its
+        duration as ``<name>.latency`` and whether it raised as ``<name>.error``. An exception
+        is re-raised untouched; a cancellation (not an ``Exception``) records nothing."""
+        if not self._guarding:  # no live rollout guards anything: nothing to time
+            return _UNOBSERVED
+        return Observation(self, name, context)
+
+    def record(
+        self,
+        metric: str,
+        context: Context | Mapping[str, object],
+        value: float | None = None,
+        failed: bool | None = None,
+    ) -> None:
+        """Record one outcome of ``metric``: ``value`` is a duration in milliseconds (a latency
+        histogram), ``failed`` whether the request failed (a rate). Never raises."""
+        if value is None and failed is None:
+            return
+        rollouts = self._guarding.get(metric)
+        if rollouts is not None:
+            self._attribute(rollouts, context, ((metric, value, failed),))
+
+    def track(
+        self, event: str, context: Context | Mapping[str, object], happened: bool = True
+    ) -> None:
+        """Record whether a conversion-like ``event`` happened for this context (a rate of
+        ``event``: one request, one event if it happened). Never raises."""
+        rollouts = self._guarding.get(event)
+        if rollouts is not None:
+            self._attribute(rollouts, context, ((event, None, happened),))
+
+    def _observed(
+        self,
+        name: str,
+        context: Context | Mapping[str, object],
+        milliseconds: float,
+        failed: bool,
+    ) -> None:
+        names = self._observed_metrics.get(name)
+        if names is None:
+            names = (f"{name}.latency", f"{name}.error")
+            if len(self._observed_metrics) < _MAX_OBSERVED_NAMES:
+                self._observed_metrics[name] = names
+        latency, error = names
+        first, second = self._guarding.get(latency), self._guarding.get(error)
+        if first is None or first is second:
+            rollouts = second
+        elif second is None:
+            rollouts = first
+        else:
+            rollouts = tuple(dict.fromkeys(first + second))
+        if rollouts is not None:
+            self._attribute(
+                rollouts, context, ((latency, milliseconds, None), (error, None, failed))
+            )
+
+    def _attribute(
+        self,
+        rollouts: tuple[LiveRollout, ...],
+        context: Context | Mapping[str, object],
+        outcomes: tuple[Outcome, ...],
+    ) -> None:
+        aggregates = self._aggregates
+        if aggregates is None:
+            return
+        try:
+            values = context.values if isinstance(context, Context) else Context.of(context).values
+            aggregates.add(rollouts, values, outcomes)
+        except Exception:
+            self._log.warning(
+                f"record:{outcomes[0][0]}",
+                "metric %s: outcome not recorded",
+                outcomes[0][0],
+                exc_info=True,
+            )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Send what was recorded so far, now, in the calling thread. Returns whether nothing is
+        left waiting (False: the server is unreachable; the batches are kept for a retry)."""
+        return self._live.outbox.ship() if self._live is not None else True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send the last batch and stop the background threads, waiting at most ``timeout``
+        seconds. Idempotent; a no-op for an offline client."""
+        if self._live is not None:
+            self._live.close(timeout)
+
+    def stats(self) -> ClientStats:
+        """The client's counters: snapshot version, batches sent and waiting, what was dropped."""
+        if self._live is None:
+            return ClientStats(snapshot_version=self._flags.version)
+        return self._live.stats()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Observation:
+    """The context manager ``Client.observe`` returns: times its block with ``perf_counter``."""
+
+    __slots__ = ("_client", "_context", "_name", "_started")
+
+    def __init__(self, client: Client, name: str, context: Context | Mapping[str, object]) -> None:
+        self._client = client
+        self._name = name
+        self._context = context
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = perf_counter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        elapsed = (perf_counter() - self._started) * 1000.0
+        if exc_type is None or issubclass(exc_type, Exception):
+            self._client._observed(self._name, self._context, elapsed, exc_type is not None)
+        # Returning None lets an exception propagate as it was raised.

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""What recording outcomes costs the application: µs per observe / record / track, outcomes/s.
+
+A live client with one rollout guarding the metrics (split by tenant and by traffic type, as the
+example plan does), fed by a no-op transport, so this measures the SDK and not the network:
+attribution (re-evaluating the rollout's flag for the context), key building, the lock and the
+in-memory aggregates. 10,000 pre-built contexts over 200 tenants; a background flush every
+second cuts and encodes batches meanwhile, as in production. Also measured: the same calls with
+no rollout guarding the metric (the cost of leaving the instrumentation in), and outcomes/s
+from 4 threads recording at once (one process: the GIL makes this the process's rate).
+
+Prints a table and writes JSON to benchmarks/results/ingestion.json.
+
+    python benchmarks/ingestion.py [--seconds 1.0] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rollwise import Client, Context
+from rollwise.core import load_flags
+from rollwise.core._flagdump import flags_document
+from rollwise.sdk import Reply
+
+HERE = Path(__file__).resolve().parent
+FLAGS = HERE.parent / "examples" / "checkout" / "flags.yaml"
+
+#: The issue's targets.
+TARGET_OUTCOMES_PER_S = 50_000
+TARGET_US_PER_CALL = 5.0
+
+ROLLOUT = {
+    "id": 3,
+    "flag": "new-checkout",
+    "stage": 1,
+    "variant": "on",
+    "unit": "tenant",
+    "metrics": {"checkout.error": "rate", "checkout.latency": "latency"},
+    "segments": ["tenant"],
+    "samples_per": "traffic_type",
+}
+
+
+class NoopTransport:
+    """A server that answers instantly: the snapshot, an idle stream, 202 to every batch."""
+
+    def __init__(self, rollouts: list[dict[str, Any]]) -> None:
+        flags = flags_document(load_flags(FLAGS.read_text(encoding="utf-8"), str(FLAGS)))
+        self._body = json.dumps({"version": 1, "flags": flags, "rollouts": rollouts}).encode()
+        self._closed = threading.Event()
+        self.batches = 0
+
+    def get_snapshot(self, etag: str | None) -> Reply:
+        return Reply(304) if etag == '"1"' else Reply(200, self._body, '"1"')
+
+    def stream(self) -> Iterator[str]:
+        yield from ("event: snapshot", 'data: {"version": 1}', "")
+        while not self._closed.wait(0.5):
+            yield ": ping"
+
+    def post_events(self, body: bytes) -> Reply:
+        self.batches += 1
+        return Reply(202, b'{"applied": true}')
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def contexts() -> list[Context]:
+    traffic = ("web", "mobile", "api")
+    return [
+        Context(
+            f"u-{index}",
+            {
+                "tenant": f"tenant-{index % 200}",
+                "app_version": "2.5.0",
+                "traffic_type": traffic[index % 3],
+            },
+        )
+        for index in range(10_000)
+    ]
+
+
+def best_rate(
+    call: Callable[[Context], None], pool: list[Context], seconds: float, repeats: int
+) -> float:
+    """Calls per second, best of ``repeats`` runs of about ``seconds`` each."""
+    best = 0.0
+    for _ in range(repeats):
+        done, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            for context in pool:
+                call(context)
+            done += len(pool)
+        best = max(best, done / elapsed)
+    return best
+
+
+def measure(rollouts: list[dict[str, Any]], seconds: float, repeats: int) -> dict[str, float]:
+    transport = NoopTransport(rollouts)
+    client = Client("http://noop", "sdk-key", transport=transport, flush_interval=1.0)
+    pool = contexts()
+
+    def observe(context: Context) -> None:
+        with client.observe("checkout", context):
+            pass
+
+    def record(context: Context) -> None:
+        client.record("checkout.latency", context, value=12.5)
+
+    def track(context: Context) -> None:
+        client.track("checkout.error", context, happened=False)
+
+    def enabled(context: Context) -> None:
+        client.enabled("new-checkout", context)
+
+    rates = {
+        name: best_rate(call, pool, seconds, repeats)
+        for name, call in (
+            ("observe", observe),
+            ("record", record),
+            ("track", track),
+            ("enabled", enabled),
+        )
+    }
+    threaded = threaded_rate(record, pool, seconds, threads=4)
+    client.close()
+    stats = client.stats()
+    return {
+        "observe_us": 1e6 / rates["observe"],
+        "record_us": 1e6 / rates["record"],
+        "track_us": 1e6 / rates["track"],
+        "enabled_us": 1e6 / rates["enabled"],
+        "observes_per_s": rates["observe"],
+        "records_per_s": rates["record"],
+        "records_per_s_4_threads": threaded,
+        "batches_sent": stats.batches_sent,
+        "outcomes_dropped": stats.outcomes_dropped,
+    }
+
+
+def threaded_rate(
+    call: Callable[[Context], None], pool: list[Context], seconds: float, threads: int
+) -> float:
+    """Calls per second of ``threads`` threads recording at once, in total."""
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+
+    def work(slot: int) -> None:
+        start.wait()
+        ends = time.perf_counter() + seconds
+        while time.perf_counter() < ends:
+            for context in pool[:1000]:
+                call(context)
+            counts[slot] += 1000
+
+    workers = [threading.Thread(target=work, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="rollwise SDK: the cost of recording outcomes")
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", default=str(HERE / "results" / "ingestion.json"))
+    args = parser.parse_args()
+    guarded = measure([ROLLOUT], args.seconds, args.repeats)
+    unguarded = measure([], args.seconds, args.repeats)
+
+    rows = [
+        ("observe (latency + error)", guarded["observe_us"], unguarded["observe_us"]),
+        ("record (latency)", guarded["record_us"], unguarded["record_us"]),
+        ("track (rate)", guarded["track_us"], unguarded["track_us"]),
+        ("enabled (+ ledger)", guarded["enabled_us"], unguarded["enabled_us"]),
+    ]
+    print("Application-thread time per call, one thread, best of the repeats (lower is better)")
+    print(f"  {'call':<27}{'1 rollout guards':>18}{'no rollout':>13}")
+    for name, ours, bare in rows:
+        print(f"  {name:<27}{ours:>16.2f}µs{bare:>11.2f}µs")
+    per_s = guarded["records_per_s"]
+    per_call = max(guarded["observe_us"], guarded["record_us"])
+    targets = {
+        "outcomes_per_s": {"target": TARGET_OUTCOMES_PER_S, "measured": round(per_s)},
+        "us_per_observe_or_record": {"target": TARGET_US_PER_CALL, "measured": round(per_call, 2)},
+    }
+    met_rate = per_s >= TARGET_OUTCOMES_PER_S
+    met_cost = per_call <= TARGET_US_PER_CALL
+    print(
+        f"Outcomes recorded per second: {per_s:,.0f} (one thread), "
+        f"{guarded['records_per_s_4_threads']:,.0f} (4 threads) — target "
+        f">= {TARGET_OUTCOMES_PER_S:,}: {'met' if met_rate else 'MISSED'}"
+    )
+    print(
+        f"Worst of observe/record: {per_call:.2f}µs — target <= {TARGET_US_PER_CALL:g}µs: "
+        f"{'met' if met_cost else 'MISSED'}"
+    )
+    document = {
+        "benchmark": "ingestion",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "one_rollout_guards": {k: round(v, 3) for k, v in guarded.items()},
+        "no_rollout": {k: round(v, 3) for k, v in unguarded.items()},
+        "targets": targets,
+        "targets_met": met_rate and met_cost,
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The transport the live client uses by default: HTTP on httpx."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+
+from rollwise.sdk._transport import Reply, StreamRefused
+
+SNAPSHOT_PATH = "/sdk/v1/snapshot"
+STREAM_PATH = "/sdk/v1/stream"
+EVENTS_PATH = "/sdk/v1/events"
+
+
+class HttpTransport:
+    """Speaks the SDK protocol to ``url`` with ``Authorization: Bearer <sdk_key>``.
+
+    ``http`` lets the caller supply a configured ``httpx.Client`` (proxies, certificates, or an
+    ``httpx.MockTransport`` in tests); the transport closes only a client it created itself.
+    The stream's read timeout is longer than the server's 15-second keep-alive, so a silent,
+    dead connection is noticed and replaced.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        sdk_key: str,
+        *,
+        user_agent: str = "rollwise-python",
+        timeout: float = 5.0,
+        stream_read_timeout: float = 45.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._base = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {sdk_key}", "User-Agent": user_agent}
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout)
+        self._stream_timeout = httpx.Timeout(timeout, read=stream_read_timeout)
+        self._streaming: httpx.Response | None = None
+
+    def get_snapshot(self, etag: str | None) -> Reply:
+        headers = self._headers if etag is None else {**self._headers, "If-None-Match": etag}
+        response = self._http.get(self._base + SNAPSHOT_PATH, headers=headers)
+        return Reply(response.status_code, response.content, response.headers.get("ETag"))
+
+    def stream(self) -> Iterator[str]:
+        headers = {**self._headers, "Accept": "text/event-stream"}
+        with self._http.stream(
+            "GET", self._base + STREAM_PATH, headers=headers, timeout=self._stream_timeout
+        ) as response:
+            if response.status_code != 200:
+                raise StreamRefused(response.status_code)
+            self._streaming = response
+            try:
+                yield from response.iter_lines()
+            finally:
+                self._streaming = None
+
+    def post_events(self, body: bytes) -> Reply:
+        headers = {**self._headers, "Content-Type": "application/json"}
+        response = self._http.post(self._base + EVENTS_PATH, content=body, headers=headers)
+        return Reply(response.status_code, response.content)
+
+    def close(self) -> None:
+        streaming = self._streaming
+        if streaming is not None:
+            # Ends a stream another thread is reading, so that it notices the close (best
+            # effort: the reading thread is a daemon, and its read times out in any case).
+            with contextlib.suppress(Exception):
+                streaming.close()
+        if self._owns_http:
+            self._http.close()

@@ -1,0 +1,209 @@
+"""Batches: cut from the aggregates, queued, and sent in order until the server takes them.
+
+A batch gets its id (a uuid4) and its JSON body when it is cut, and keeps both until the server
+answers: a retry after a failure sends the same bytes under the same id, so the server applies
+it once (``{"applied": false, "duplicate": true}`` for a batch it already has). At most
+``max_pending`` batches wait; past that the oldest is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import TypeVar
+
+from rollwise.sdk._aggregation import Aggregates, Cut
+from rollwise.sdk._throttle import Throttle
+from rollwise.sdk._transport import Transport
+
+#: Larger cuts are sent as several batches, so that no body nears the server's limits (8 MiB,
+#: 50,000 rows): a thousand full latency histograms stay under 5 MiB.
+MAX_AGGREGATES_PER_BATCH = 1_000
+MAX_EXPOSURES_PER_BATCH = 10_000
+#: The longest unit text the ledger takes; longer plain units are sent hashed.
+MAX_UNIT_LENGTH = 64
+#: Client errors worth retrying: the server timed out waiting, or asks to slow down.
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
+
+_Item = TypeVar("_Item")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One ``POST /sdk/v1/events`` body and its id."""
+
+    id: str
+    body: bytes
+
+
+def ledger_unit(rollout: int, unit: str, *, hashed: bool) -> str:
+    """The unit as the ledger receives it: the first 32 hex digits of
+    SHA-256(``"<rollout>:<unit>"``) when ``hashed`` (or when the value is longer than the
+    ledger's 64 characters), else the value itself."""
+    if not hashed and len(unit) <= MAX_UNIT_LENGTH:
+        return unit
+    return sha256(f"{rollout}:{unit}".encode()).hexdigest()[:32]
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def encode_batches(
+    cut: Cut, *, sdk: str, hashed: bool, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+) -> list[Batch]:
+    """The batches that carry a cut (none for an empty cut)."""
+    aggregates: list[dict[str, object]] = []
+    for (rollout, stage, window, exposed, segment, metric), tally in cut.tallies.items():
+        aggregate: dict[str, object] = {
+            "rollout": rollout,
+            "stage": stage,
+            "window": window,
+            "exposed": exposed,
+            "segment": segment,
+            "metric": metric,
+            "requests": tally.requests,
+            "events": tally.events,
+        }
+        if tally.histogram is not None:
+            aggregate["histogram"] = tally.histogram
+        aggregates.append(aggregate)
+    exposures = [
+        {
+            "rollout": rollout,
+            "unit": ledger_unit(rollout, unit, hashed=hashed),
+            "stage": stage,
+            "exposed": exposed,
+            "at": _timestamp(at),
+        }
+        for (rollout, unit, stage, exposed), at in cut.exposures
+    ]
+    parts = list(_chunks(aggregates, MAX_AGGREGATES_PER_BATCH))
+    exposure_parts = list(_chunks(exposures, MAX_EXPOSURES_PER_BATCH))
+    count = max(len(parts), len(exposure_parts))
+    batches = []
+    for index in range(count):
+        batch_id = new_id()
+        document = {
+            "batch": batch_id,
+            "sdk": sdk,
+            "aggregates": parts[index] if index < len(parts) else [],
+            "exposures": exposure_parts[index] if index < len(exposure_parts) else [],
+        }
+        batches.append(Batch(batch_id, json.dumps(document, separators=(",", ":")).encode()))
+    return batches
+
+
+class Outbox:
+    """The batches not yet taken by the server, oldest first, and the one way to send them."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        aggregates: Aggregates,
+        *,
+        sdk: str,
+        hashed: bool,
+        max_pending: int,
+        log: Throttle,
+    ) -> None:
+        self._transport = transport
+        self._aggregates = aggregates
+        self._sdk = sdk
+        self._hashed = hashed
+        self._max_pending = max_pending
+        self._log = log
+        self._pending: deque[Batch] = deque()
+        # One shipment at a time (the flush thread, flush(), close()), so batches stay in order.
+        self._shipping = threading.Lock()
+        self.sent = 0
+        self.dropped = 0
+        self.rejected = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def ship(self) -> bool:
+        """Cut the aggregates into batches and send every pending batch, in order, until one
+        fails. Returns whether nothing is left pending. Never raises."""
+        with self._shipping:
+            try:
+                cut = self._aggregates.cut()
+                if cut:
+                    self._queue(encode_batches(cut, sdk=self._sdk, hashed=self._hashed))
+                return self._send()
+            except Exception:  # the outer loop of the shell: log, keep the batches, carry on
+                self._log.warning("ship", "rollwise: sending outcomes failed", exc_info=True)
+                return False
+
+    def _queue(self, batches: list[Batch]) -> None:
+        self._pending.extend(batches)
+        over = len(self._pending) - self._max_pending
+        for _ in range(max(over, 0)):
+            self._pending.popleft()
+            self.dropped += 1
+        if over > 0:
+            self._log.warning(
+                "overflow",
+                "rollwise: %d batches waiting for the server; dropped the oldest (%d so far)",
+                self._max_pending,
+                self.dropped,
+            )
+
+    def _send(self) -> bool:
+        while self._pending:
+            batch = self._pending[0]
+            try:
+                reply = self._transport.post_events(batch.body)
+            except Exception as exc:
+                self._log.warning(
+                    "post",
+                    "rollwise: cannot send outcomes (%s); %d batches kept for a retry",
+                    exc,
+                    len(self._pending),
+                )
+                return False
+            status = reply.status
+            if 200 <= status < 300:
+                self.sent += 1
+            elif status >= 500 or status in RETRYABLE_CLIENT_ERRORS:
+                self._log.warning(
+                    "post",
+                    "rollwise: the server answered %d to a batch; %d batches kept for a retry",
+                    status,
+                    len(self._pending),
+                )
+                return False
+            else:
+                self.rejected += 1
+                self._log.warning(
+                    "rejected",
+                    "rollwise: the server rejected batch %s with %d (%s); dropped it",
+                    batch.id,
+                    status,
+                    _detail(reply.body),
+                )
+            # Taken, a duplicate, or rejected for good: either way it leaves the queue (which
+            # only a shipment, holding the lock, changes: the head is still this batch).
+            self._pending.popleft()
+        return True
+
+
+def _detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body)["detail"]
+    except (ValueError, TypeError, KeyError):
+        return body[:200].decode("utf-8", "replace")
+    return str(detail)[:500]

@@ -1,0 +1,159 @@
+"""A server snapshot: the flags to evaluate and the rollouts running on them.
+
+Parsed once, when it arrives (or is read back from the cache file), into core objects; the
+evaluation and attribution paths then read attributes, never JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from rollwise.core import Flag, FlagSet, InputError, load_flags
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveRollout:
+    """A rollout running on a flag, as the SDK needs it to attribute outcomes.
+
+    ``flag`` is the flag object of the same snapshot, so an attribution always evaluates the
+    rules the rollout's stage compiled to. ``metrics`` maps each guarded metric to its kind.
+    Compared by identity: one object per rollout per snapshot.
+    """
+
+    id: int
+    flag: Flag
+    stage: int
+    variant: str
+    unit: str
+    metrics: Mapping[str, str]
+    segments: tuple[str, ...] = ()
+    samples_per: str | None = None
+    #: The attributes an outcome is also counted by: ``segments`` then ``samples_per``, once each.
+    split_by: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        extra = (self.samples_per,) if self.samples_per else ()
+        object.__setattr__(self, "split_by", tuple(dict.fromkeys(self.segments + extra)))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One version of what the server wants SDKs to evaluate."""
+
+    version: int
+    flags: FlagSet
+    rollouts: tuple[LiveRollout, ...] = ()
+    #: Flag key → the rollouts running on it (their exposures feed the ledger).
+    exposing: Mapping[str, tuple[LiveRollout, ...]] = field(init=False, repr=False)
+    #: Metric name → the rollouts whose guards name it (its outcomes are attributed to them).
+    guarding: Mapping[str, tuple[LiveRollout, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        exposing: dict[str, list[LiveRollout]] = {}
+        guarding: dict[str, list[LiveRollout]] = {}
+        for rollout in self.rollouts:
+            exposing.setdefault(rollout.flag.key, []).append(rollout)
+            for metric in rollout.metrics:
+                guarding.setdefault(metric, []).append(rollout)
+        # Metrics guarded by the same rollouts share one tuple, so that observe() can tell
+        # with ``is`` that its two metrics need one evaluation per rollout.
+        shared: dict[tuple[LiveRollout, ...], tuple[LiveRollout, ...]] = {}
+        object.__setattr__(
+            self, "exposing", MappingProxyType({k: tuple(v) for k, v in exposing.items()})
+        )
+        object.__setattr__(
+            self,
+            "guarding",
+            MappingProxyType(
+                {k: shared.setdefault(tuple(v), tuple(v)) for k, v in guarding.items()}
+            ),
+        )
+
+
+EMPTY = Snapshot(version=0, flags=FlagSet())
+
+
+def parse_snapshot(body: bytes | str, source: str = "snapshot") -> Snapshot:
+    """Read a snapshot body: ``{"version": …, "flags": <flags document>, "rollouts": […]}``.
+
+    Raises:
+        InputError: the body is not valid JSON of that shape, its flags document is invalid,
+            or a rollout names a flag or variant the document does not have.
+    """
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"not JSON: {exc}", source=source) from exc
+    return snapshot_of(document, source)
+
+
+def snapshot_of(document: object, source: str = "snapshot") -> Snapshot:
+    """A snapshot from its decoded JSON (see ``parse_snapshot``).
+
+    Raises:
+        InputError: as ``parse_snapshot``.
+    """
+    if not isinstance(document, dict):
+        raise InputError("must be a JSON object", source=source)
+    version = _integer(document.get("version"), "version", source)
+    flags_document = document.get("flags")
+    if not isinstance(flags_document, dict):
+        raise InputError("must be a flags document (an object)", path="flags", source=source)
+    flags = replace(load_flags(json.dumps(flags_document), source), version=version)
+    entries = document.get("rollouts", [])
+    if not isinstance(entries, list):
+        raise InputError("must be a list", path="rollouts", source=source)
+    rollouts = tuple(
+        _rollout(entry, flags, f"rollouts[{index}]", source) for index, entry in enumerate(entries)
+    )
+    return Snapshot(version, flags, rollouts)
+
+
+def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollout:
+    if not isinstance(entry, dict):
+        raise InputError("must be an object", path=path, source=source)
+    key = _text(entry.get("flag"), f"{path}.flag", source)
+    flag = flags.flags.get(key)
+    if flag is None:
+        raise InputError(f"names flag {key!r}, which the snapshot lacks", path=path, source=source)
+    variant = _text(entry.get("variant"), f"{path}.variant", source)
+    if flag.variant(variant) is None:
+        raise InputError(
+            f"flag {key!r} has no variant {variant!r}", path=f"{path}.variant", source=source
+        )
+    metrics = entry.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(name, str) and isinstance(kind, str) for name, kind in metrics.items()
+    ):
+        raise InputError("must map metric names to kinds", path=f"{path}.metrics", source=source)
+    segments = entry.get("segments") or []
+    if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
+        raise InputError("must be a list of attributes", path=f"{path}.segments", source=source)
+    samples_per = entry.get("samples_per")
+    if samples_per is not None:
+        samples_per = _text(samples_per, f"{path}.samples_per", source)
+    return LiveRollout(
+        id=_integer(entry.get("id"), f"{path}.id", source),
+        flag=flag,
+        stage=_integer(entry.get("stage"), f"{path}.stage", source),
+        variant=variant,
+        unit=_text(entry.get("unit"), f"{path}.unit", source),
+        metrics=MappingProxyType(dict(metrics)),
+        segments=tuple(segments),
+        samples_per=samples_per,
+    )
+
+
+def _integer(value: object, path: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError("must be an integer", path=path, source=source)
+    return value
+
+
+def _text(value: object, path: str, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError("must be non-empty text", path=path, source=source)
+    return value

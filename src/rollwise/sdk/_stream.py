@@ -1,0 +1,68 @@
+"""Reading the server-sent event stream: which snapshot the server serves now.
+
+Implements the parts of the WHATWG server-sent events format the protocol uses
+(html.spec.whatwg.org, "Interpreting an event stream"): ``field: value`` lines, several
+``data`` lines joined by newlines, a blank line dispatching the event, ``:`` comment lines
+(the server's keep-alives) ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One dispatched event: its type (``message`` when the server named none) and data."""
+
+    type: str
+    data: str
+
+
+def read_events(lines: Iterable[str]) -> Iterator[Event]:
+    """The events in a stream of lines (without line endings)."""
+    kind = ""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield Event(kind or "message", "\n".join(data))
+            kind, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+        # ``id`` and ``retry`` are not used: the SDK reconnects with its own backoff and
+        # catches up from the snapshot the server announces on connecting.
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What a ``snapshot`` event says: the version the server now serves and, when the event
+    carries it (``{"version": 13, "flags": …, "rollouts": …}``), the snapshot itself, decoded;
+    ``{"version": 13}`` alone asks the SDK to fetch it."""
+
+    version: int | None
+    document: dict[str, object] | None = None
+
+
+def read_announcement(event: Event) -> Announcement:
+    """The announcement in a ``snapshot`` event; its version is None when the data cannot be
+    read, and the caller then refetches to be safe (a 304 if nothing changed)."""
+    try:
+        document = json.loads(event.data)
+    except ValueError:
+        return Announcement(None)
+    if not isinstance(document, dict):
+        return Announcement(None)
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return Announcement(None)
+    return Announcement(version, document if "flags" in document else None)
