@@ -155,8 +155,36 @@ def test_a_retried_batch_is_counted_once(store: Store) -> None:
     assert (errors.exposed.requests, errors.exposed.events, errors.baseline.events) == (500, 9, 95)
     (latency,) = observations.latencies[("checkout.latency", None)]
     assert latency.exposed == (2, 4, 6)
-    assert observations.exposure[0].exposed_units == 1
+    # Stage 0 is the internal team (a segment): the sample-ratio check cannot use it.
+    assert observations.exposure[0].exposed_units == 0
     assert store.ledger(rollout.id) == [("unit-hash-1", 0, NOW)]
+
+
+def test_the_ledger_keeps_first_sighting_and_first_exposure_apart(store: Store) -> None:
+    """A unit first seen unexposed and exposed later counts as unexposed for the sample-ratio
+    check of its first stage, and is listed with the stage and time of its exposure."""
+    store.apply_flags(FLAGS, "flags.yaml", "alice", NOW)
+    plan_text = "flag: new-checkout\nunit: user\nstages: [{name: a, audience: {percent: 5}}, {name: b, audience: {percent: 50}}]\n"
+    plan = store.save_plan(plan_text, "plan.yaml", "alice", NOW)
+    rollout = store.start_rollout(plan.id, "alice", NOW)
+    later = NOW + timedelta(hours=1)
+    store.ingest(
+        "b1",
+        "sdk",
+        [],
+        [ExposureRow(rollout.id, "u1", 0, False, NOW), ExposureRow(rollout.id, "u2", 0, True, NOW)],
+        NOW,
+    )
+    store.ingest("b2", "sdk", [], [ExposureRow(rollout.id, "u1", 1, True, later)], later)
+    moved = store.transition(
+        rollout, actor="controller", action="rollout.expand", now=later, stage=1
+    )
+    observations = store.observations(moved, store.parsed_plan(plan.id))
+    assert (observations.exposure[0].exposed_units, observations.exposure[0].baseline_units) == (
+        1,
+        1,
+    )
+    assert store.ledger(rollout.id) == [("u2", 0, NOW), ("u1", 1, later)]
 
 
 def test_a_batch_with_a_bad_row_applies_nothing(store: Store) -> None:

@@ -120,7 +120,9 @@ batches = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
 )
 
-#: The exposure ledger: first exposure of each unit in a rollout (units stored hashed).
+#: The exposure ledger, one row per unit seen by a rollout (units may be stored hashed): its
+#: first sighting (stage, time, and whether it was exposed then: the sample-ratio check's input)
+#: and its first exposure (stage and time: what a rollback report lists).
 ledger = sa.Table(
     "ledger",
     metadata,
@@ -129,6 +131,9 @@ ledger = sa.Table(
     sa.Column("stage", sa.Integer, nullable=False),
     sa.Column("exposed", sa.Boolean, nullable=False),
     sa.Column("first_seen", _TIME, nullable=False),
+    sa.Column("first_exposed", sa.Boolean, nullable=False),
+    sa.Column("exposed_stage", sa.Integer, nullable=True),
+    sa.Column("exposed_at", _TIME, nullable=True),
 )
 
 tokens = sa.Table(

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from rollwise.core import FlagSet, InputError, Plan, load_flags, load_plan
+from rollwise.core import FlagSet, InputError, Plan, cumulative_audience, load_flags, load_plan
 from rollwise.core.judgement import (
     Decision,
     Exposure,
@@ -559,11 +559,8 @@ class Store:
 
     @staticmethod
     def _add_exposure(connection: sa.Connection, unit: ExposureRow) -> None:
-        seen = connection.execute(
-            sa.select(t.ledger.c.unit).where(
-                (t.ledger.c.rollout_id == unit.rollout_id) & (t.ledger.c.unit == unit.unit)
-            )
-        ).first()
+        key = (t.ledger.c.rollout_id == unit.rollout_id) & (t.ledger.c.unit == unit.unit)
+        seen = connection.execute(sa.select(t.ledger.c.exposed).where(key)).first()
         if seen is None:
             connection.execute(
                 t.ledger.insert().values(
@@ -572,29 +569,28 @@ class Store:
                     stage=unit.stage,
                     exposed=unit.exposed,
                     first_seen=unit.at,
+                    first_exposed=unit.exposed,
+                    exposed_stage=unit.stage if unit.exposed else None,
+                    exposed_at=unit.at if unit.exposed else None,
                 )
             )
-        elif unit.exposed:
-            # First exposure wins over an earlier baseline sighting (the unit joined later).
+        elif unit.exposed and not seen.exposed:
+            # The unit joined the exposed side later: its first exposure is now.
             connection.execute(
                 t.ledger.update()
-                .where(
-                    (t.ledger.c.rollout_id == unit.rollout_id)
-                    & (t.ledger.c.unit == unit.unit)
-                    & (t.ledger.c.exposed == sa.false())
-                )
-                .values(exposed=True, stage=unit.stage, first_seen=unit.at)
+                .where(key & (t.ledger.c.exposed == sa.false()))
+                .values(exposed=True, exposed_stage=unit.stage, exposed_at=unit.at)
             )
 
     def ledger(self, rollout_id: int) -> list[tuple[str, int, datetime]]:
         """Exposed units with the stage and time of their first exposure."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(t.ledger.c.unit, t.ledger.c.stage, t.ledger.c.first_seen)
+                sa.select(t.ledger.c.unit, t.ledger.c.exposed_stage, t.ledger.c.exposed_at)
                 .where((t.ledger.c.rollout_id == rollout_id) & (t.ledger.c.exposed == sa.true()))
-                .order_by(t.ledger.c.first_seen)
+                .order_by(t.ledger.c.exposed_at, t.ledger.c.unit)
             ).all()
-        return [(row.unit, row.stage, _utc(row.first_seen)) for row in rows]
+        return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
 
     def observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
         """The rollout's aggregates and ledger as the judgement reads them."""
@@ -605,9 +601,9 @@ class Store:
                 .order_by(t.aggregates.c.stage, t.aggregates.c.window)
             ).all()
             ledger_rows = connection.execute(
-                sa.select(t.ledger.c.stage, t.ledger.c.exposed, sa.func.count())
+                sa.select(t.ledger.c.stage, t.ledger.c.first_exposed, sa.func.count())
                 .where(t.ledger.c.rollout_id == rollout.id)
-                .group_by(t.ledger.c.stage, t.ledger.c.exposed)
+                .group_by(t.ledger.c.stage, t.ledger.c.first_exposed)
             ).all()
         return build_observations(rows, ledger_rows, plan, rollout.stage)
 
@@ -747,7 +743,10 @@ def build_observations(
                 per[segment[1]] = max(per.get(segment[1], 0), row.requests)
     exposure = [Exposure() for _ in range(stage + 1)]
     for ledger_stage, exposed, count in ledger_rows:
-        if ledger_stage <= stage:
+        # Units first seen in a stage were exposed with the stage's assigned share — unless the
+        # audience also names segments, whose members are exposed whatever their bucket: then
+        # the check cannot tell, and is left out.
+        if ledger_stage <= stage and not cumulative_audience(plan, ledger_stage).segments:
             current = exposure[ledger_stage]
             exposure[ledger_stage] = (
                 replace(current, exposed_units=current.exposed_units + count)
