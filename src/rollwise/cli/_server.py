@@ -24,6 +24,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-controller", action="store_true", help="judge rollouts elsewhere")
     parser.add_argument("--tick", default="1s", help="time between controller ticks")
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=[u for u in os.environ.get("ROLLWISE_WEBHOOKS", "").split(",") if u],
+        metavar="URL",
+        help="POST every applied decision here as JSON (repeatable; ROLLWISE_WEBHOOKS)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         controller=not args.no_controller,
         tick=tick,
         admin_token=os.environ.get("ROLLWISE_ADMIN_TOKEN"),
+        webhooks=args.webhook,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     store.close()

@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 
 from rollwise import __version__
-from rollwise.control import Clock, Controller, SystemClock
+from rollwise.control import Clock, Controller, SystemClock, Webhooks
 from rollwise.core import InputError
 from rollwise.server import _management, _sdk_api
 from rollwise.store import ConflictError, NotFoundError, Role, Store
@@ -77,6 +77,7 @@ def create_app(
     tick: timedelta = timedelta(seconds=1),
     watch_interval: float = 0.05,
     admin_token: str | None = None,
+    webhooks: list[str] | None = None,
 ) -> FastAPI:
     """The rollwise server around ``store``. ``controller=False`` leaves judging to another
     replica; ``tick`` is the wall time between controller ticks."""
@@ -100,6 +101,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if notifier is not None:
+                await asyncio.to_thread(notifier.close)
 
     app = FastAPI(
         title="rollwise",
@@ -112,7 +115,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.versions = VersionWatch()
     app.state.versions.current = store.snapshot_version()
-    app.state.controller = Controller(store)
+    notifier = Webhooks(webhooks) if webhooks else None
+    app.state.controller = Controller(store, [notifier] if notifier else [])
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()
     app.include_router(_management.router)
