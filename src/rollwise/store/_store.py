@@ -491,8 +491,10 @@ class Store:
                     connection.execute(
                         t.batches.insert().values(id=batch_id, received_at=now, source=source)
                     )
+                    self._add_counts(connection, [row for row in rows if row.histogram is None])
                     for row in rows:
-                        self._add_aggregate(connection, row)
+                        if row.histogram is not None:
+                            self._add_aggregate(connection, row)
                     for unit in units:
                         self._add_exposure(connection, unit)
                 return True
@@ -511,6 +513,48 @@ class Store:
                 ).first()
                 is not None
             )
+
+    @staticmethod
+    def _add_counts(connection: sa.Connection, rows: Sequence[AggregateRow]) -> None:
+        """Add count-only aggregates with one upsert statement (SQLite and PostgreSQL both
+        have INSERT … ON CONFLICT DO UPDATE)."""
+        if not rows:
+            return
+        if connection.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        merged: dict[tuple[int, int, int, bool, str, str], list[int]] = {}
+        for row in rows:
+            key = (row.rollout_id, row.stage, row.window, row.exposed, row.segment, row.metric)
+            counts = merged.setdefault(key, [0, 0])
+            counts[0] += row.requests
+            counts[1] += row.events
+        statement = insert(t.aggregates)
+        statement = statement.on_conflict_do_update(
+            index_elements=["rollout_id", "stage", "window", "exposed", "segment", "metric"],
+            set_={
+                "requests": t.aggregates.c.requests + statement.excluded.requests,
+                "events": t.aggregates.c.events + statement.excluded.events,
+            },
+        )
+        connection.execute(
+            statement,
+            [
+                {
+                    "rollout_id": key[0],
+                    "stage": key[1],
+                    "window": key[2],
+                    "exposed": key[3],
+                    "segment": key[4],
+                    "metric": key[5],
+                    "requests": counts[0],
+                    "events": counts[1],
+                    "histogram": None,
+                }
+                for key, counts in merged.items()
+            ],
+        )
 
     @staticmethod
     def _add_aggregate(connection: sa.Connection, row: AggregateRow) -> None:
