@@ -175,39 +175,36 @@ def main() -> int:
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     rows_per_batch = 2 * 21 * 2
+    rate = applied / args.seconds
+    keeps_up = failed == 0 and offered >= 0.97 * expected and p99 < args.flush * 1000
     print(
-        f"Server ingestion: {args.sdks} SDKs flushing every {args.flush:g}s for {args.seconds:g}s ({rows_per_batch} aggregates per batch)"
+        f"Server ingestion: {args.sdks} SDKs flushing every {args.flush:g}s for "
+        f"{args.seconds:g}s ({rows_per_batch} aggregates per batch)"
     )
     print(
         f"  batches due {expected:,.0f}; sent {offered:,}; applied {applied:,}; failed {failed:,}"
     )
     print(
-        f"  applied rate {applied / args.seconds:,.1f} batches/s ({applied * rows_per_batch / args.seconds:,.0f} aggregates/s); POST latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        f"  applied rate {rate:,.1f} batches/s ({rate * rows_per_batch:,.0f} aggregates/s); "
+        f"POST latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
     )
-    keeps_up = failed == 0 and offered >= 0.97 * expected and p99 < args.flush * 1000
-    print(
-        f"  keeps up (every batch applied, none late by a flush period): {'yes' if keeps_up else 'NO'}"
-    )
+    verdict = "yes" if keeps_up else "NO"
+    print(f"  keeps up (every batch applied, none late by a flush period): {verdict}")
     output = Path(__file__).resolve().parent / "results" / "server_ingestion.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {
-                "sdks": args.sdks,
-                "flush_s": args.flush,
-                "seconds": args.seconds,
-                "due": expected,
-                "offered": offered,
-                "applied": applied,
-                "failed": failed,
-                "p50_ms": p50,
-                "p99_ms": p99,
-                "keeps_up": keeps_up,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    document = {
+        "sdks": args.sdks,
+        "flush_s": args.flush,
+        "seconds": args.seconds,
+        "due": expected,
+        "offered": offered,
+        "applied": applied,
+        "failed": failed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "keeps_up": keeps_up,
+    }
+    output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
 
