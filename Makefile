@@ -47,6 +47,10 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/evaluation.py --peers-python $(BENCH_VENV)/bin/python
 	$(BIN)/python benchmarks/judgement.py
 	$(BIN)/python benchmarks/mixture.py
+	$(BIN)/python benchmarks/ingestion.py
+	$(BIN)/python benchmarks/server_ingestion.py
+	$(BIN)/python benchmarks/kill_switch.py
+	$(BIN)/python benchmarks/controller.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -108,7 +108,7 @@ aggregates = sa.Table(
     sa.Column("metric", sa.String(200), primary_key=True),
     sa.Column("requests", sa.BigInteger, nullable=False),
     sa.Column("events", sa.BigInteger, nullable=False),
-    sa.Column("histogram", sa.JSON, nullable=True),
+    sa.Column("histogram", sa.JSON(none_as_null=True), nullable=True),
 )
 
 #: Event batches already applied, so a retried batch is never counted twice.
