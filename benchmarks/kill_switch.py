@@ -16,26 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from _local_server import local_server, sdk_key
+
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "rw_admin_benchmark-kill-switch"
 FLAG = "new-checkout"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _client(
@@ -106,44 +97,9 @@ def main() -> int:
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.clients + 256)), hard))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as directory:
-        env = {**os.environ, "ROLLWISE_ADMIN_TOKEN": ADMIN}
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rollwise.cli",
-                "server",
-                "--db",
-                f"sqlite:///{directory}/k.db",
-                "--port",
-                str(port),
-                "--no-controller",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-                admin.put(
-                    "/api/v1/flags", content=(ROOT / "examples/checkout/flags.yaml").read_bytes()
-                ).raise_for_status()
-                secret = admin.post("/api/v1/tokens", json={"name": "bench", "role": "sdk"}).json()[
-                    "secret"
-                ]
-            latencies = asyncio.run(run(url, secret, args.clients, args.rounds))
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with local_server(ADMIN, controller=False) as url:
+        secret = sdk_key(url, ADMIN)
+        latencies = asyncio.run(run(url, secret, args.clients, args.rounds))
     rows = []
     print(
         f"Kill switch: POST to every one of {args.clients:,} SDK streams serving the new state (ms)"

@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+
+from _local_server import local_server, sdk_key
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "rw_admin_benchmark-ingestion"
@@ -40,12 +37,6 @@ stages:
   - {name: canary, audience: {percent: 5}, bake: 1d, min_samples: 1000}
   - {name: all, audience: {percent: 100}, holdback: 2%}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _batch(rollout: int, window: int) -> dict[str, object]:
@@ -113,60 +104,25 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--processes", type=int, default=4)
     args = parser.parse_args()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as directory:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rollwise.cli",
-                "server",
-                "--db",
-                f"sqlite:///{directory}/i.db",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, "ROLLWISE_ADMIN_TOKEN": ADMIN},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-                admin.put(
-                    "/api/v1/flags", content=(ROOT / "examples/checkout/flags.yaml").read_bytes()
-                ).raise_for_status()
-                plan = admin.post("/api/v1/plans", content=PLAN.encode()).json()["id"]
-                rollout = admin.post("/api/v1/rollouts", json={"plan_id": plan}).json()["id"]
-                secret = admin.post("/api/v1/tokens", json={"name": "bench", "role": "sdk"}).json()[
-                    "secret"
-                ]
-            queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-            share = [
-                args.sdks // args.processes + (1 if i < args.sdks % args.processes else 0)
-                for i in range(args.processes)
-            ]
-            workers = [
-                multiprocessing.Process(
-                    target=_producer,
-                    args=(url, secret, rollout, n, args.flush, args.seconds, queue),
-                )
-                for n in share
-            ]
-            for worker in workers:
-                worker.start()
-            results = [queue.get(timeout=args.seconds + 300) for _ in workers]
-            for worker in workers:
-                worker.join()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with local_server(ADMIN) as url:
+        secret = sdk_key(url, ADMIN)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            plan = admin.post("/api/v1/plans", content=PLAN.encode()).json()["id"]
+            rollout = admin.post("/api/v1/rollouts", json={"plan_id": plan}).json()["id"]
+        queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+        base, extra = divmod(args.sdks, args.processes)
+        share = [base + (1 if i < extra else 0) for i in range(args.processes)]
+        workers = [
+            multiprocessing.Process(
+                target=_producer, args=(url, secret, rollout, n, args.flush, args.seconds, queue)
+            )
+            for n in share
+        ]
+        for worker in workers:
+            worker.start()
+        results = [queue.get(timeout=args.seconds + 300) for _ in workers]
+        for worker in workers:
+            worker.join()
     offered = sum(r["offered"] for r in results)
     applied = sum(r["applied"] for r in results)
     failed = sum(r["failed"] for r in results)

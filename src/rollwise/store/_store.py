@@ -657,30 +657,21 @@ class Store:
         self, name: str, role: Role, actor: str, now: datetime
     ) -> tuple[TokenRecord, str]:
         """A new token; the secret is returned once and only its hash is stored."""
-        token_id = secrets.token_hex(8)
         secret = f"rw_{role.value}_{secrets.token_urlsafe(32)}"
-        with self.engine.begin() as connection:
-            connection.execute(
-                t.tokens.insert().values(
-                    id=token_id,
-                    name=name,
-                    role=role.value,
-                    secret_hash=_secret_hash(secret),
-                    created_at=now,
-                )
-            )
-            self._audit(
-                connection, now, actor, "token.create", token_id, {"name": name, "role": role.value}
-            )
-        return TokenRecord(token_id, name, role, now), secret
+        return self._insert_token(secret, name, role, actor, now), secret
 
     def ensure_token(
         self, secret: str, name: str, role: Role, actor: str, now: datetime
     ) -> TokenRecord:
         """A token with a secret chosen outside (``ROLLWISE_ADMIN_TOKEN``), created once."""
         existing = self.authenticate(secret)
-        if existing is not None:
-            return existing
+        return (
+            existing if existing is not None else self._insert_token(secret, name, role, actor, now)
+        )
+
+    def _insert_token(
+        self, secret: str, name: str, role: Role, actor: str, now: datetime
+    ) -> TokenRecord:
         token_id = secrets.token_hex(8)
         with self.engine.begin() as connection:
             connection.execute(

@@ -1,0 +1,74 @@
+"""A real rollwise server process on loopback, for the benchmarks that need one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ROOT / "examples" / "checkout" / "flags.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_server(admin_token: str, *, controller: bool = True) -> Iterator[str]:
+    """Start ``rollwise server`` on a temporary SQLite database, wait until it is ready, apply
+    the example flags, and yield its URL; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as directory:
+        command = [
+            sys.executable,
+            "-m",
+            "rollwise.cli",
+            "server",
+            "--db",
+            f"sqlite:///{directory}/bench.db",
+            "--port",
+            str(port),
+        ]
+        if not controller:
+            command.append("--no-controller")
+        server = subprocess.Popen(
+            command,
+            env={**os.environ, "ROLLWISE_ADMIN_TOKEN": admin_token},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            headers = {"Authorization": f"Bearer {admin_token}"}
+            with httpx.Client(base_url=url, headers=headers) as admin:
+                admin.put("/api/v1/flags", content=FLAGS.read_bytes()).raise_for_status()
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def sdk_key(url: str, admin_token: str) -> str:
+    """A new SDK key from the server."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as admin:
+        response = admin.post("/api/v1/tokens", json={"name": "bench", "role": "sdk"})
+        response.raise_for_status()
+        return str(response.json()["secret"])
