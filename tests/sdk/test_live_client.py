@@ -226,7 +226,8 @@ def test_a_snapshot_carried_by_the_stream_is_served_without_a_fetch(tmp_path: Pa
         server.publish(document(13, killed=True))
         wait_until(lambda: client.stats().snapshot_version == 13)
         assert not client.enabled("new-checkout", ACME)
-        assert json.loads(cache.read_text())["version"] == 13
+        # The cache is written just after the new snapshot is served: wait for it, not race it.
+        wait_until(lambda: cache.exists() and json.loads(cache.read_text())["version"] == 13)
         assert server.etags == [None]
         server.announce(
             "event: snapshot", 'data: {"version": 14, "flags": {"flags": {"f": {}}}}', ""
