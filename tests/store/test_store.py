@@ -225,3 +225,32 @@ def test_reopening_keeps_everything(store_url: str) -> None:
         assert len(second.audit_log()) == 3
     finally:
         second.close()
+
+
+def test_exposed_samples_add_up_over_windows(store: Store) -> None:
+    """min_samples counts the stage's exposed requests over all its windows (and per value of
+    min_samples_per), not one window's."""
+    rollout = _started(store)
+    rows = [
+        AggregateRow(rollout.id, 0, window, True, segment, metric, requests, 1)
+        for window in (100, 160, 220)
+        for metric in ("checkout.error", "checkout.abandoned")
+        for segment, requests in (
+            ("", 300),
+            ("traffic_type=card", 200),
+            ("traffic_type=wallet", 100),
+        )
+    ]
+    assert store.ingest("windows", "sdk", rows, [], NOW)
+    moved = store.transition(rollout, actor="t", action="rollout.expand", now=NOW, stage=1)
+    moved = store.transition(moved, actor="t", action="rollout.expand", now=NOW, stage=2)
+    rows = [
+        AggregateRow(rollout.id, 2, w, True, s, "checkout.error", n, 0)
+        for w in (300, 360)
+        for s, n in (("", 50), ("traffic_type=card", 30))
+    ]
+    assert store.ingest("stage-2", "sdk", rows, [], NOW)
+    observations = store.observations(moved, store.parsed_plan(rollout.plan_id))
+    assert observations.samples[0] == 900
+    assert observations.samples[2] == 100
+    assert observations.samples_per[2] == {"card": 60}  # five-percent counts per traffic_type

@@ -751,16 +751,23 @@ def decision_evidence(decision: Decision) -> dict[str, Any]:
 def build_observations(
     rows: Sequence[Any], ledger_rows: Sequence[Any], plan: Plan, stage: int
 ) -> Observations:
-    """Aggregate rows (ordered by stage, window) → the judgement's strata."""
+    """Aggregate rows (ordered by stage, window) → the judgement's strata.
+
+    Exposed samples of a stage are the exposed requests summed over its windows, for the
+    metric that saw the most (metrics are recorded per request, so any one of them counts
+    the requests); per value of ``min_samples_per`` likewise.
+    """
     rates: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[Tally]]] = {}
     latencies: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[tuple[int, ...]]]] = {}
-    samples = [0] * (stage + 1)
-    samples_per: list[dict[str, int]] = [{} for _ in range(stage + 1)]
+    exposed_by_metric: dict[tuple[int, str], int] = {}
+    per_value: dict[tuple[int, str, str], int] = {}
+    segments: dict[str, SegmentKey] = {"": None}
+    per_attribute = [s.min_samples_per for s in plan.stages]
     for row in rows:
-        segment: SegmentKey = None
-        if row.segment:
+        segment = segments.get(row.segment)
+        if row.segment and segment is None:
             attribute, _, value = row.segment.partition("=")
-            segment = (attribute, value)
+            segment = segments[row.segment] = (attribute, value)
         key = (row.metric, segment)
         stratum = (row.stage, row.window)
         side = 0 if row.exposed else 1
@@ -772,10 +779,18 @@ def build_observations(
             tallies[side] = Tally(row.requests, row.events)
         if row.exposed and row.stage <= stage:
             if segment is None:
-                samples[row.stage] = max(samples[row.stage], row.requests)
-            elif segment[0] == plan.stages[row.stage].min_samples_per:
-                per = samples_per[row.stage]
-                per[segment[1]] = max(per.get(segment[1], 0), row.requests)
+                total = (row.stage, row.metric)
+                exposed_by_metric[total] = exposed_by_metric.get(total, 0) + row.requests
+            elif segment[0] == per_attribute[row.stage]:
+                value_key = (row.stage, row.metric, segment[1])
+                per_value[value_key] = per_value.get(value_key, 0) + row.requests
+    samples = [0] * (stage + 1)
+    for (row_stage, _), count in exposed_by_metric.items():
+        samples[row_stage] = max(samples[row_stage], count)
+    samples_per: list[dict[str, int]] = [{} for _ in range(stage + 1)]
+    for (row_stage, _, value), count in per_value.items():
+        per = samples_per[row_stage]
+        per[value] = max(per.get(value, 0), count)
     exposure = [Exposure() for _ in range(stage + 1)]
     for ledger_stage, exposed, count in ledger_rows:
         # Units first seen in a stage were exposed with the stage's assigned share — unless the
