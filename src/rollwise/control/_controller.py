@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rollwise.core import Plan
-from rollwise.core.judgement import Decision, Move, RolloutState, RolloutStatus, decide
+from rollwise.core.judgement import (
+    Decision,
+    Judged,
+    Move,
+    Observations,
+    RolloutState,
+    RolloutStatus,
+    decide,
+    judge_guards,
+)
 from rollwise.store import RolloutRecord, StaleVersionError, Store
 
 logger = logging.getLogger("rollwise.control")
@@ -61,17 +70,25 @@ class Controller:
         self._last_hold: dict[int, tuple[tuple[object, ...], datetime]] = {}
         # Stored plans never change (a new version is a new plan), so parse each once.
         self._plans: dict[int, Plan] = {}
+        # Each rollout's observations and guard verdicts as last read and judged: reused while
+        # its data and stage are unchanged (verdicts depend on nothing else).
+        self._observations: dict[int, tuple[tuple[object, ...], Observations, Judged]] = {}
 
     def tick(self, now: datetime) -> list[Outcome]:
         """Judge every running rollout once. Returns what was decided and applied."""
         outcomes = []
         holds: list[tuple[int, Decision]] = []
         killed = self.store.kill_switches()
-        for rollout in self.store.rollouts(live=True):
-            if rollout.status is not RolloutStatus.RUNNING:
-                continue
+        running = [r for r in self.store.rollouts(live=True) if r.status is RolloutStatus.RUNNING]
+        fingerprints = self.store.data_fingerprints([r.id for r in running])
+        for rollout in running:
             try:
-                outcomes.append(self._judge(rollout, now, killed.get(rollout.flag, False), holds))
+                observations, judged = self._read(rollout, fingerprints.get(rollout.id, ()), now)
+                outcomes.append(
+                    self._judge(
+                        rollout, now, killed.get(rollout.flag, False), holds, observations, judged
+                    )
+                )
             except Exception:
                 logger.exception("rollout %s of flag %s: tick failed", rollout.id, rollout.flag)
         try:
@@ -87,6 +104,21 @@ class Controller:
         state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
         return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
 
+    def _read(
+        self, rollout: RolloutRecord, fingerprint: tuple[int, ...], now: datetime
+    ) -> tuple[Observations, Judged]:
+        """The rollout's observations and verdicts, read and judged again only when its data
+        or stage changed."""
+        key = (fingerprint, rollout.stage)
+        cached = self._observations.get(rollout.id)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        plan = self._plan(rollout.plan_id)
+        observations = self.store.observations(rollout, plan)
+        judged = judge_guards(plan, observations, rollout.stage, now, bounds=False)
+        self._observations[rollout.id] = (key, observations, judged)
+        return observations, judged
+
     def _plan(self, plan_id: int) -> Plan:
         plan = self._plans.get(plan_id)
         if plan is None:
@@ -99,12 +131,15 @@ class Controller:
         now: datetime,
         killed: bool,
         holds: list[tuple[int, Decision]],
+        observations: Observations,
+        judged: Judged,
     ) -> Outcome:
         plan = self._plan(rollout.plan_id)
         state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
-        observations = self.store.observations(rollout, plan)
         # Bounds are for people: computed only for decisions that are kept.
-        decision = decide(plan, state, observations, now, rollout.approvals, bounds=False)
+        decision = decide(
+            plan, state, observations, now, rollout.approvals, bounds=False, judged=judged
+        )
         if decision.move is Move.HOLD:
             # Keep a hold in the decision log when what it waits for changes (which gates,
             # which verdicts), and at least every HOLD_RECORD_EVERY, not at every tick.

@@ -636,6 +636,35 @@ class Store:
             ).all()
         return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
 
+    def data_fingerprints(self, rollout_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+        """Per rollout, numbers that change whenever its aggregates or ledger change (one
+        grouped query each), so a controller can reuse what it read before."""
+        if not rollout_ids:
+            return {}
+        ids = list(rollout_ids)
+        with self.engine.connect() as connection:
+            aggregate_rows = connection.execute(
+                sa.select(
+                    t.aggregates.c.rollout_id,
+                    sa.func.count(),
+                    sa.func.sum(t.aggregates.c.requests),
+                    sa.func.sum(t.aggregates.c.events),
+                )
+                .where(t.aggregates.c.rollout_id.in_(ids))
+                .group_by(t.aggregates.c.rollout_id)
+            ).all()
+            ledger_rows = connection.execute(
+                sa.select(t.ledger.c.rollout_id, sa.func.count())
+                .where(t.ledger.c.rollout_id.in_(ids))
+                .group_by(t.ledger.c.rollout_id)
+            ).all()
+        fingerprints: dict[int, tuple[int, ...]] = dict.fromkeys(ids, (0, 0, 0, 0))
+        for rollout_id, count, requests, events in aggregate_rows:
+            fingerprints[rollout_id] = (int(count), int(requests or 0), int(events or 0), 0)
+        for rollout_id, units in ledger_rows:
+            fingerprints[rollout_id] = (*fingerprints[rollout_id][:3], int(units))
+        return fingerprints
+
     def observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
         """The rollout's aggregates and ledger as the judgement reads them."""
         with self.engine.connect() as connection:
@@ -763,27 +792,28 @@ def build_observations(
     per_value: dict[tuple[int, str, str], int] = {}
     segments: dict[str, SegmentKey] = {"": None}
     per_attribute = [s.min_samples_per for s in plan.stages]
-    for row in rows:
-        segment = segments.get(row.segment)
-        if row.segment and segment is None:
-            attribute, _, value = row.segment.partition("=")
-            segment = segments[row.segment] = (attribute, value)
-        key = (row.metric, segment)
-        stratum = (row.stage, row.window)
-        side = 0 if row.exposed else 1
-        if row.histogram is not None:
+    # Rows unpack as tuples (faster than attribute access): the columns of t.aggregates.
+    for _, row_stage, window, exposed, segment_text, metric, requests, events, histogram in rows:
+        segment = segments.get(segment_text)
+        if segment_text and segment is None:
+            attribute, _, value = segment_text.partition("=")
+            segment = segments[segment_text] = (attribute, value)
+        key = (metric, segment)
+        stratum = (row_stage, window)
+        side = 0 if exposed else 1
+        if histogram is not None:
             cell = latencies.setdefault(key, {}).setdefault(stratum, [(), ()])
-            cell[side] = tuple(row.histogram)
+            cell[side] = tuple(histogram)
         else:
             tallies = rates.setdefault(key, {}).setdefault(stratum, [Tally(), Tally()])
-            tallies[side] = Tally(row.requests, row.events)
-        if row.exposed and row.stage <= stage:
+            tallies[side] = Tally(requests, events)
+        if exposed and row_stage <= stage:
             if segment is None:
-                total = (row.stage, row.metric)
-                exposed_by_metric[total] = exposed_by_metric.get(total, 0) + row.requests
-            elif segment[0] == per_attribute[row.stage]:
-                value_key = (row.stage, row.metric, segment[1])
-                per_value[value_key] = per_value.get(value_key, 0) + row.requests
+                total = (row_stage, metric)
+                exposed_by_metric[total] = exposed_by_metric.get(total, 0) + requests
+            elif segment[0] == per_attribute[row_stage]:
+                value_key = (row_stage, metric, segment[1])
+                per_value[value_key] = per_value.get(value_key, 0) + requests
     samples = [0] * (stage + 1)
     for (row_stage, _), count in exposed_by_metric.items():
         samples[row_stage] = max(samples[row_stage], count)

@@ -9,6 +9,7 @@ from rollwise.core.judgement._decision import (
     SAMPLE_RATIO_ALPHA,
     Decision,
     Gate,
+    Judged,
     Move,
     RolloutState,
     RolloutStatus,
@@ -16,6 +17,7 @@ from rollwise.core.judgement._decision import (
     harm_alpha,
     harm_tests,
     judge_guard,
+    judge_guards,
 )
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
@@ -61,6 +63,7 @@ __all__ = [
     "Gate",
     "GaugeReading",
     "GuardVerdict",
+    "Judged",
     "LatencySample",
     "Move",
     "Observations",
@@ -77,6 +80,7 @@ __all__ = [
     "histogram_quantile",
     "judge_gauge",
     "judge_guard",
+    "judge_guards",
     "judge_latency",
     "judge_rate",
     "latency_bucket",

@@ -255,6 +255,41 @@ def _sample_ratio(plan: Plan, state: RolloutState, observations: Observations) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """Every guard's verdicts for one stage's observations: what ``decide`` weighs."""
+
+    verdicts: tuple[GuardVerdict, ...]
+    segment_verdicts: tuple[GuardVerdict, ...]
+    #: Per guard: its overall state and the verdict that stands for it (a harmed segment's,
+    #: if any).
+    guard_states: tuple[tuple[Guard, Verdict, GuardVerdict], ...]
+
+
+def judge_guards(
+    plan: Plan, observations: Observations, stage: int, now: datetime, *, bounds: bool = True
+) -> Judged:
+    """Judge every guard of ``plan`` on ``observations`` at ``stage``.
+
+    Depends on the observations (and, for gauges, on readings up to ``now``), not on the
+    rollout's timing: a caller may reuse it while the observations have not changed.
+    """
+    alpha = harm_alpha(plan)
+    verdicts: list[GuardVerdict] = []
+    segment_verdicts: list[GuardVerdict] = []
+    guard_states: list[tuple[Guard, Verdict, GuardVerdict]] = []
+    for guard in plan.guards:
+        overall, segments = judge_guard(guard, observations, stage, alpha, now, bounds)
+        verdicts.append(overall)
+        segment_verdicts.extend(segments)
+        harmed = [v for v in (overall, *segments) if v.verdict is Verdict.HARM]
+        if harmed:
+            guard_states.append((guard, Verdict.HARM, harmed[0]))
+        else:
+            guard_states.append((guard, overall.verdict, overall))
+    return Judged(tuple(verdicts), tuple(segment_verdicts), tuple(guard_states))
+
+
 def decide(
     plan: Plan,
     state: RolloutState,
@@ -263,11 +298,13 @@ def decide(
     approvals: Collection[str] = (),
     *,
     bounds: bool = True,
+    judged: Judged | None = None,
 ) -> Decision:
     """What the controller should do at ``now``.
 
     ``approvals`` holds the names of stages a person has approved entering. ``bounds=False``
     skips the confidence bounds shown to people (the simulator's hot loop does not need them).
+    ``judged`` is ``judge_guards``' result for these observations, when the caller kept it.
     """
     stage_index = state.stage
     if state.killed and state.status is not RolloutStatus.ROLLED_BACK:
@@ -275,19 +312,13 @@ def decide(
     if state.status is not RolloutStatus.RUNNING:
         return Decision(Move.HOLD, stage_index, now, (f"the rollout is {state.status.value}",))
 
-    alpha = harm_alpha(plan)
-    verdicts: list[GuardVerdict] = []
-    segment_verdicts: list[GuardVerdict] = []
-    guard_states: list[tuple[Guard, Verdict, GuardVerdict]] = []
-    for guard in plan.guards:
-        overall, segments = judge_guard(guard, observations, stage_index, alpha, now, bounds)
-        verdicts.append(overall)
-        segment_verdicts.extend(segments)
-        harmed = [v for v in (overall, *segments) if v.verdict is Verdict.HARM]
-        if harmed:
-            guard_states.append((guard, Verdict.HARM, harmed[0]))
-        else:
-            guard_states.append((guard, overall.verdict, overall))
+    if judged is None:
+        judged = judge_guards(plan, observations, stage_index, now, bounds=bounds)
+    verdicts, segment_verdicts, guard_states = (
+        judged.verdicts,
+        judged.segment_verdicts,
+        judged.guard_states,
+    )
     gates = _gates(plan, state, observations, now, approvals)
 
     def decision(

@@ -29,6 +29,9 @@ from rollwise.core.judgement._observations import (
 
 #: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
 SAFE_ERROR_RATE = 0.05
+# The grids mirrored for `worse: lower`.
+_HARM_BELOW = tuple(1 / a for a in HARM_ALTERNATIVES)
+_SAFE_ABOVE = tuple(1 / a for a in SAFE_ALTERNATIVES)
 
 
 class Verdict(StrEnum):
@@ -140,8 +143,8 @@ def judge_rate(
         if theta0 is None:
             safe = False
         else:
-            harm_alts = HARM_ALTERNATIVES if higher else tuple(1 / a for a in HARM_ALTERNATIVES)
-            safe_alts = SAFE_ALTERNATIVES if higher else tuple(1 / a for a in SAFE_ALTERNATIVES)
+            harm_alts = HARM_ALTERNATIVES if higher else _HARM_BELOW
+            safe_alts = SAFE_ALTERNATIVES if higher else _SAFE_ABOVE
             harm_e = rate_log_evidence(history, theta0, harm_alts)
             safe_e = rate_log_evidence(current, theta0, safe_alts)
             harm = harm_e >= log_harm
