@@ -483,3 +483,22 @@ def test_constructor_arguments_are_checked() -> None:
         Client(URL, "")
     with pytest.raises(ValueError, match="ledger_units"):
         Client(URL, "k", ledger_units="secret")  # type: ignore[call-overload]
+
+
+def test_gauge_readings_ride_with_the_next_batch() -> None:
+    """client.gauge keeps readings until the next flush and sends them once, with their
+    times; an offline client ignores them."""
+    server = FakeServer()
+    with live_client(server) as client:
+        client.gauge("payments.queue_depth", 120)
+        client.gauge("payments.queue_depth", 1500.5)
+        assert client.flush() is True
+        assert client.flush() in (True, False)  # nothing left to send is not an error
+    readings = [g for batch in server.applied.values() for g in batch.get("gauges", [])]
+    assert [(g["metric"], g["value"]) for g in readings] == [
+        ("payments.queue_depth", 120.0),
+        ("payments.queue_depth", 1500.5),
+    ]
+    assert all(g["at"].endswith("Z") for g in readings)
+    offline = Client(load_flags(FLAGS.read_text(encoding="utf-8")))
+    offline.gauge("payments.queue_depth", 1.0)  # no server: nothing to do, and no error

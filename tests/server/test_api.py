@@ -271,3 +271,34 @@ def test_health_metrics_and_openapi(client: TestClient) -> None:
         "/sdk/v1/events",
         "/api/v1/rollouts/{rollout_id}/rollback",
     } <= set(paths)
+
+
+def test_a_gauge_over_its_limit_pauses_the_rollout(client: TestClient, clock: ManualClock) -> None:
+    """Gauge readings posted by an SDK reach the gauge guard: three readings over the limit in a
+    row pause the rollout, and the decision says which gauge."""
+    sdk = _token(client, Role.SDK)
+    plan = PLAN.replace(
+        "guards:\n",
+        "guards:\n  - {metric: payments.queue_depth, kind: gauge, max: 1000, breaches: 3, on_regression: pause}\n",
+    )
+    rollout = _start(client, plan)
+    readings = [
+        {
+            "metric": "payments.queue_depth",
+            "value": value,
+            "at": (START + timedelta(seconds=10 * i)).isoformat(),
+        }
+        for i, value in enumerate([400, 1200, 1300, 1400])
+    ]
+    batch = {"batch": str(uuid.uuid4()), "gauges": readings}
+    assert client.post("/sdk/v1/events", json=batch, headers=sdk).status_code == 202
+    clock.advance(timedelta(minutes=1))
+    (outcome,) = client.app.state.controller.tick(clock.now())  # type: ignore[attr-defined]
+    assert outcome.applied and outcome.decision.move.value == "pause"
+    assert (
+        "payments.queue_depth: 1.4e+03 > max 1e+03 for 3 readings in a row"
+        in outcome.decision.reasons[0]
+        or "payments.queue_depth: 1400 > max 1000 for 3 readings in a row"
+        in outcome.decision.reasons[0]
+    )
+    assert client.get(f"/api/v1/rollouts/{rollout['id']}").json()["status"] == "paused"

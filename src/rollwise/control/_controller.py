@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rollwise.core import Plan
+from rollwise.core import GuardKind, Plan
 from rollwise.core.judgement import (
     Decision,
     Judged,
@@ -81,9 +81,16 @@ class Controller:
         killed = self.store.kill_switches()
         running = [r for r in self.store.rollouts(live=True) if r.status is RolloutStatus.RUNNING]
         fingerprints = self.store.data_fingerprints([r.id for r in running])
+        gauges = self.store.gauge_versions()
         for rollout in running:
             try:
-                observations, judged = self._read(rollout, fingerprints.get(rollout.id, ()), now)
+                plan = self._plan(rollout.plan_id)
+                # A rollout with gauge guards is read again when one of its gauges moved.
+                fingerprint = (
+                    *fingerprints.get(rollout.id, ()),
+                    *(gauges.get(g.metric, 0) for g in plan.guards if g.kind is GuardKind.GAUGE),
+                )
+                observations, judged = self._read(rollout, fingerprint, now)
                 outcomes.append(
                     self._judge(
                         rollout, now, killed.get(rollout.flag, False), holds, observations, judged

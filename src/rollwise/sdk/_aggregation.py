@@ -22,7 +22,7 @@ import itertools
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rollwise.core import Reason, Resolution, unit_text
 from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS
@@ -59,6 +59,10 @@ class Tally:
         self.histogram: list[int] | None = None
 
 
+#: Gauge readings kept between two batches, at most.
+MAX_GAUGE_READINGS = 1_000
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     """What was aggregated since the previous cut; owned by the caller once cut."""
@@ -66,9 +70,11 @@ class Cut:
     tallies: dict[AggregateKey, Tally]
     #: Each new exposure with when it was first seen (seconds since the epoch).
     exposures: list[tuple[ExposureKey, float]]
+    #: System-wide gauge readings (metric, value, seconds since the epoch), oldest first.
+    gauges: list[tuple[str, float, float]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tallies or self.exposures)
+        return bool(self.tallies or self.exposures or self.gauges)
 
 
 def segment_value(value: object) -> str | None:
@@ -131,6 +137,8 @@ class Aggregates:
         # Exposures already remembered: each is shipped once per process.
         self._seen: set[ExposureKey] = set()
         self.exposures_dropped = 0
+        self._gauges: list[tuple[str, float, float]] = []
+        self.gauges_dropped = 0
 
     @property
     def outcomes_dropped(self) -> int:
@@ -223,11 +231,21 @@ class Aggregates:
         self._local.shard = shard
         return shard
 
+    def gauge(self, metric: str, value: float) -> None:
+        """Keep a reading of a system-wide gauge (queue depth, consumer lag) for the next batch;
+        at most ``MAX_GAUGE_READINGS`` per batch period (the oldest are dropped and counted)."""
+        with self._lock:
+            self._gauges.append((metric, value, self._clock()))
+            if len(self._gauges) > MAX_GAUGE_READINGS:
+                del self._gauges[0]
+                self.gauges_dropped += 1
+
     def cut(self) -> Cut:
         """Take everything aggregated so far, leaving empty aggregates behind."""
         with self._lock:
             shards = list(self._shards)
             exposures, self._exposures = self._exposures, []
+            gauges, self._gauges = self._gauges, []
             self._new_keys = itertools.count()
         # Threads that had ended before their shard is emptied below cannot add to it again:
         # those shards can be let go once emptied (a pool that replaces threads does not grow
@@ -250,7 +268,7 @@ class Aggregates:
             with self._lock:
                 self._dropped_by_gone_threads += sum(shard.dropped for shard in gone)
                 self._shards = [shard for shard in self._shards if shard not in gone]
-        return Cut(merged, exposures)
+        return Cut(merged, exposures, gauges)
 
     @property
     def remembered_exposures(self) -> int:

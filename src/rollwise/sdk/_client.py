@@ -269,6 +269,17 @@ class Client:
         if rollouts is not None:
             self._attribute(rollouts, context, ((metric, value, failed),))
 
+    def gauge(self, metric: str, value: float) -> None:
+        """Report a system-wide value that is not split by variant (queue depth, consumer
+        lag), for gauge guards. Sent with the next batch; a no-op offline. Never raises."""
+        aggregates = self._aggregates
+        if aggregates is None:
+            return
+        try:
+            aggregates.gauge(metric, float(value))
+        except Exception:  # never raise into the application
+            logger.warning("gauge %s: could not record %r", metric, value)
+
     def track(
         self, event: str, context: Context | Mapping[str, object], happened: bool = True
     ) -> None:

@@ -89,9 +89,12 @@ def encode_batches(
         }
         for (rollout, unit, stage, exposed), at in cut.exposures
     ]
+    gauges = [
+        {"metric": metric, "value": value, "at": _timestamp(at)} for metric, value, at in cut.gauges
+    ]
     parts = list(_chunks(aggregates, MAX_AGGREGATES_PER_BATCH))
     exposure_parts = list(_chunks(exposures, MAX_EXPOSURES_PER_BATCH))
-    count = max(len(parts), len(exposure_parts))
+    count = max(len(parts), len(exposure_parts), 1 if gauges else 0)
     batches = []
     for index in range(count):
         batch_id = new_id()
@@ -100,6 +103,8 @@ def encode_batches(
             "sdk": sdk,
             "aggregates": parts[index] if index < len(parts) else [],
             "exposures": exposure_parts[index] if index < len(exposure_parts) else [],
+            # Gauge readings are few: they ride with the first batch of the cut.
+            "gauges": gauges if index == 0 else [],
         }
         batches.append(Batch(batch_id, json.dumps(document, separators=(",", ":")).encode()))
     return batches

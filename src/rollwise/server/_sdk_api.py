@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rollwise.control import snapshot_document
 from rollwise.server._auth import requires
-from rollwise.store import AggregateRow, ExposureRow, Role, TokenRecord
+from rollwise.store import AggregateRow, ExposureRow, GaugeRow, Role, TokenRecord
 
 router = APIRouter(prefix="/sdk/v1", tags=["sdk"])
 SdkKey = Annotated[TokenRecord, Depends(requires(Role.SDK))]
@@ -45,11 +45,18 @@ class ExposureIn(BaseModel):
     at: datetime
 
 
+class GaugeIn(BaseModel):
+    metric: str = Field(min_length=1, max_length=200)
+    value: float
+    at: datetime
+
+
 class Batch(BaseModel):
     batch: str = Field(min_length=8, max_length=100)
     sdk: str = Field(default="", max_length=200)
     aggregates: list[Aggregate] = Field(default_factory=list, max_length=MAX_ROWS)
     exposures: list[ExposureIn] = Field(default_factory=list, max_length=MAX_ROWS)
+    gauges: list[GaugeIn] = Field(default_factory=list, max_length=MAX_ROWS)
 
 
 def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
@@ -140,6 +147,7 @@ async def events(request: Request, key: SdkKey) -> JSONResponse:
             for e in batch.exposures
         ],
         now,
+        [GaugeRow(g.metric, g.value, g.at.astimezone(UTC)) for g in batch.gauges],
     )
     request.app.state.metrics.batches.labels("applied" if applied else "duplicate").inc()
     payload: dict[str, Any] = {"applied": applied}

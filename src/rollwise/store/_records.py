@@ -97,3 +97,12 @@ class ExposureRow:
     stage: int
     exposed: bool
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeRow:
+    """A gauge reading as an SDK batch carries it."""
+
+    metric: str
+    value: float
+    at: datetime

@@ -146,3 +146,14 @@ tokens = sa.Table(
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("revoked_at", _TIME, nullable=True),
 )
+
+#: Readings of system-wide gauges, for gauge guards (not split by variant or rollout).
+gauges = sa.Table(
+    "gauges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("at", _TIME, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_gauges_metric_at", "metric", "at"),
+)

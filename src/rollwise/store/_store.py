@@ -18,10 +18,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from rollwise.core import FlagSet, InputError, Plan, cumulative_audience, load_flags, load_plan
+from rollwise.core import (
+    FlagSet,
+    GuardKind,
+    InputError,
+    Plan,
+    cumulative_audience,
+    load_flags,
+    load_plan,
+)
 from rollwise.core.judgement import (
     Decision,
     Exposure,
+    GaugeReading,
     LatencySample,
     Observations,
     RateSample,
@@ -37,6 +46,7 @@ from rollwise.store._records import (
     AuditEntry,
     DecisionRecord,
     ExposureRow,
+    GaugeRow,
     PlanRecord,
     Role,
     RolloutRecord,
@@ -469,11 +479,13 @@ class Store:
         aggregates: Iterable[AggregateRow],
         exposures: Iterable[ExposureRow],
         now: datetime,
+        gauges: Iterable[GaugeRow] = (),
     ) -> bool:
         """Add a batch of aggregates and exposures, once. Returns False when the batch was
         applied before (a retry), and applies nothing then. All of a batch or none of it."""
         rows = list(aggregates)
         units = list(exposures)
+        readings = [{"metric": g.metric, "at": g.at, "value": g.value} for g in gauges]
         named = {row.rollout_id for row in rows} | {unit.rollout_id for unit in units}
         if named:
             with self.engine.connect() as connection:
@@ -497,6 +509,8 @@ class Store:
                             self._add_aggregate(connection, row)
                     for unit in units:
                         self._add_exposure(connection, unit)
+                    if readings:
+                        connection.execute(t.gauges.insert(), readings)
                 return True
             except IntegrityError:
                 if self._batch_seen(batch_id):
@@ -665,6 +679,32 @@ class Store:
             fingerprints[rollout_id] = (*fingerprints[rollout_id][:3], int(units))
         return fingerprints
 
+    def gauge_versions(self) -> dict[str, int]:
+        """Per gauge metric, the id of its newest reading (changes with every reading)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.gauges.c.metric, sa.func.max(t.gauges.c.id)).group_by(t.gauges.c.metric)
+            ).all()
+        return {metric: int(latest) for metric, latest in rows}
+
+    def gauge_readings(
+        self, metrics: Iterable[str], limit: int = 64
+    ) -> dict[str, tuple[GaugeReading, ...]]:
+        """The newest ``limit`` readings of each metric, oldest first."""
+        readings: dict[str, tuple[GaugeReading, ...]] = {}
+        with self.engine.connect() as connection:
+            for metric in metrics:
+                rows = connection.execute(
+                    sa.select(t.gauges.c.at, t.gauges.c.value)
+                    .where(t.gauges.c.metric == metric)
+                    .order_by(t.gauges.c.at.desc(), t.gauges.c.id.desc())
+                    .limit(limit)
+                ).all()
+                readings[metric] = tuple(
+                    GaugeReading(_utc(at), value) for at, value in reversed(rows)
+                )
+        return readings
+
     def observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
         """The rollout's aggregates and ledger as the judgement reads them."""
         with self.engine.connect() as connection:
@@ -678,7 +718,11 @@ class Store:
                 .where(t.ledger.c.rollout_id == rollout.id)
                 .group_by(t.ledger.c.stage, t.ledger.c.first_exposed)
             ).all()
-        return build_observations(rows, ledger_rows, plan, rollout.stage)
+        observations = build_observations(rows, ledger_rows, plan, rollout.stage)
+        metrics = [g.metric for g in plan.guards if g.kind is GuardKind.GAUGE]
+        if metrics:
+            observations = replace(observations, gauges=self.gauge_readings(metrics))
+        return observations
 
     # --- tokens --------------------------------------------------------------------------
 
