@@ -17,6 +17,7 @@ from rollwise.store import (
     AggregateRow,
     ConflictError,
     ExposureRow,
+    GaugeRow,
     NotFoundError,
     Role,
     StaleVersionError,
@@ -254,3 +255,18 @@ def test_exposed_samples_add_up_over_windows(store: Store) -> None:
     assert observations.samples[0] == 900
     assert observations.samples[2] == 100
     assert observations.samples_per[2] == {"card": 60}  # five-percent counts per traffic_type
+
+
+def test_gauge_readings_are_read_newest_last_and_kept_for_a_day(store: Store) -> None:
+    """A plan's gauge guard sees its metric's latest readings in time order; readings older
+    than a day are dropped when new ones arrive."""
+    rollout = _started(store)
+    old = [GaugeRow("payments.queue_depth", 5.0, NOW - timedelta(days=2))]
+    assert store.ingest("g-old", "sdk", [], [], NOW - timedelta(days=2), old)
+    new = [
+        GaugeRow("payments.queue_depth", v, NOW + timedelta(seconds=i))
+        for i, v in enumerate((300.0, 1200.0))
+    ]
+    assert store.ingest("g-new", "sdk", [], [], NOW, new)
+    observations = store.observations(rollout, store.parsed_plan(rollout.plan_id))
+    assert [r.value for r in observations.gauges["payments.queue_depth"]] == [300.0, 1200.0]

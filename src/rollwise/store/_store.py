@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +54,8 @@ from rollwise.store._records import (
 )
 
 _SNAPSHOT = "snapshot_version"
+#: How long gauge readings are kept (guards read the latest few).
+GAUGE_RETENTION = timedelta(days=1)
 _LIVE = (RolloutStatus.RUNNING.value, RolloutStatus.PAUSED.value)
 
 
@@ -511,6 +513,14 @@ class Store:
                         self._add_exposure(connection, unit)
                     if readings:
                         connection.execute(t.gauges.insert(), readings)
+                        # Gauge guards look at the latest readings only: keep a day of them.
+                        cutoff = now - GAUGE_RETENTION
+                        for metric in {reading["metric"] for reading in readings}:
+                            connection.execute(
+                                t.gauges.delete().where(
+                                    (t.gauges.c.metric == metric) & (t.gauges.c.at < cutoff)
+                                )
+                            )
                 return True
             except IntegrityError:
                 if self._batch_seen(batch_id):
