@@ -11,12 +11,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rollwise.cli._files import read_flags, read_plan
 from rollwise.core import InputError, format_duration, parse_duration
 from rollwise.core._quantities import parse_percent, parse_rate
-from rollwise.core.simulation import Regression, RunResult, Scenario, Simulation, stage_shares
+from rollwise.core.simulation import (
+    Regression,
+    RunResult,
+    Scenario,
+    Simulation,
+    run_numbered,
+    stage_shares,
+)
 from rollwise.core.simulation._summary import summarize
 
 
@@ -92,8 +97,7 @@ _SIMULATION: Simulation | None = None
 def _run_one(entropy: tuple[int, int]) -> RunResult:
     if _SIMULATION is None:
         raise RuntimeError("simulate_runs sets the simulation before running")
-    stream = np.random.SeedSequence(entropy[0], spawn_key=(entropy[1],))
-    return _SIMULATION.run(np.random.default_rng(stream))[0]
+    return run_numbered(_SIMULATION, *entropy)
 
 
 def simulate_runs(simulation: Simulation, runs: int, seed: int, jobs: int) -> list[RunResult]:

@@ -46,6 +46,10 @@ class Outcome:
 HOLD_RECORD_EVERY = timedelta(minutes=10)
 
 
+def _state(rollout: RolloutRecord, killed: bool) -> RolloutState:
+    return RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
+
+
 def _signature(decision: Decision) -> tuple[object, ...]:
     """What a hold is waiting for, without the numbers that change at every tick."""
     return (
@@ -107,8 +111,7 @@ class Controller:
     def current(self, rollout: RolloutRecord, now: datetime) -> Decision:
         """What the decision would be now, with its bounds, without acting on it."""
         plan = self._plan(rollout.plan_id)
-        killed = self.store.kill_switches().get(rollout.flag, False)
-        state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
+        state = _state(rollout, self.store.kill_switches().get(rollout.flag, False))
         return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
 
     def _read(
@@ -142,7 +145,7 @@ class Controller:
         judged: Judged,
     ) -> Outcome:
         plan = self._plan(rollout.plan_id)
-        state = RolloutState(rollout.stage, rollout.stage_entered_at, rollout.status, killed)
+        state = _state(rollout, killed)
         # Bounds are for people: computed only for decisions that are kept.
         decision = decide(
             plan, state, observations, now, rollout.approvals, bounds=False, judged=judged

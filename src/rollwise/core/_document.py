@@ -7,7 +7,6 @@ point at the exact spot in the file. Scalars keep their raw text too: YAML 1.1 r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import yaml
@@ -107,9 +106,6 @@ class Located:
         if self.node.tag != _STR_TAG and _constructor().construct_object(self.node) is None:
             return "nothing"
         return repr(raw)
-
-    def __iter__(self) -> Iterator[Located]:  # pragma: no cover - guard against misuse
-        raise TypeError("iterate over .sequence() or .mapping(), not the node")
 
 
 class Fields:

@@ -35,13 +35,17 @@ class Finding:
         return f"docs/lint.md#{self.code.lower()}-{self.name}"
 
 
+#: A rule's check: (field path, message) for each problem it finds.
+Check = Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class LintRule:
     code: str
     name: str
     severity: Severity
     summary: str
-    check: Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]]
+    check: Check
 
 
 #: A first percentage stage above this share of units, with no targeted stage before it, is large.
@@ -57,12 +61,12 @@ _RULES: list[LintRule] = []
 def _rule(
     code: str, name: str, severity: Severity, summary: str
 ) -> Callable[
-    [Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]]],
-    Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]],
+    [Check],
+    Check,
 ]:
     def register(
-        check: Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]],
-    ) -> Callable[[Plan, FlagSet | None], Iterator[tuple[str, str]]]:
+        check: Check,
+    ) -> Check:
         _RULES.append(LintRule(code, name, severity, summary, check))
         return check
 

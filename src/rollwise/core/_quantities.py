@@ -80,10 +80,6 @@ def parse_percent(value: object) -> float:
     return number
 
 
-def format_percent(value: float) -> str:
-    return f"{value:g}%"
-
-
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*/\s*(s|sec|m|min|h|hour|d|day)\s*")
 _RATE_SECONDS = {
     "s": 1,

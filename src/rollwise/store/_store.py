@@ -367,12 +367,6 @@ class Store:
         with self.engine.connect() as connection:
             return [self._rollout(row) for row in connection.execute(query)]
 
-    def live_rollout(self, flag: str) -> RolloutRecord | None:
-        for rollout in self.rollouts(live=True):
-            if rollout.flag == flag:
-                return rollout
-        return None
-
     def transition(
         self,
         rollout: RolloutRecord,
@@ -443,10 +437,6 @@ class Store:
                 evidence=decision_evidence(decision),
             )
         )
-
-    def record_decision(self, rollout_id: int, decision: Decision) -> None:
-        """Keep a decision that changed nothing (a hold), for the decision log."""
-        self.record_decisions([(rollout_id, decision)])
 
     def record_decisions(self, decisions: Sequence[tuple[int, Decision]]) -> None:
         """Keep several holds in one transaction (one commit per tick, not per rollout)."""

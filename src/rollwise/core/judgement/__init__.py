@@ -29,7 +29,6 @@ from rollwise.core.judgement._evidence import (
 from rollwise.core.judgement._histogram import (
     LATENCY_BOUNDARIES_MS,
     LATENCY_BUCKETS,
-    histogram_of,
     histogram_quantile,
     latency_bucket,
 )
@@ -76,7 +75,6 @@ __all__ = [
     "decide",
     "harm_alpha",
     "harm_tests",
-    "histogram_of",
     "histogram_quantile",
     "judge_gauge",
     "judge_guard",

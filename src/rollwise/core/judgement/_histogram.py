@@ -61,10 +61,3 @@ def histogram_quantile(counts: Sequence[int], quantile: float) -> float | None:
                 return low
             return math.sqrt(max(low, _FIRST_MS / _GROWTH) * high)
     return upper_edge(len(counts) - 1)
-
-
-def histogram_of(durations_ms: Sequence[float]) -> tuple[int, ...]:
-    counts = [0] * LATENCY_BUCKETS
-    for duration in durations_ms:
-        counts[latency_bucket(duration)] += 1
-    return tuple(counts)

@@ -9,7 +9,17 @@ from rollwise.core.simulation._simulator import (
     RunResult,
     Simulation,
     run_many,
+    run_numbered,
     stage_shares,
 )
 
-__all__ = ["START", "Regression", "RunResult", "Scenario", "Simulation", "run_many", "stage_shares"]
+__all__ = [
+    "START",
+    "Regression",
+    "RunResult",
+    "Scenario",
+    "Simulation",
+    "run_many",
+    "run_numbered",
+    "stage_shares",
+]

@@ -506,10 +506,16 @@ def share_exposed(simulation: Simulation, stage: int) -> float:
     return float(simulation.stage_exposure[stage][0] @ simulation.population.shares)
 
 
+def run_numbered(simulation: Simulation, seed: int, index: int) -> RunResult:
+    """Run ``index`` of a batch seeded with ``seed``: always the same random stream (the
+    ``index``-th child of ``SeedSequence(seed)``), however the batch is split over processes."""
+    stream = np.random.SeedSequence(seed, spawn_key=(index,))
+    return simulation.run(np.random.default_rng(stream))[0]
+
+
 def run_many(simulation: Simulation, runs: int, seed: int) -> list[RunResult]:
-    """``runs`` independent rollouts from one seed (run i uses the i-th spawned stream)."""
-    streams = np.random.SeedSequence(seed).spawn(runs)
-    return [simulation.run(np.random.default_rng(stream))[0] for stream in streams]
+    """``runs`` independent rollouts from one seed."""
+    return [run_numbered(simulation, seed, index) for index in range(runs)]
 
 
 def stage_shares(simulation: Simulation) -> Sequence[float]:
