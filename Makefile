@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean chromium
 
 $(STAMP): pyproject.toml
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -21,15 +22,7 @@ $(BENCH_STAMP): benchmarks/peers/requirements.txt
 	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m rollwise.cli lint examples/checkout/plan.yaml --flags examples/checkout/flags.yaml
-	@echo
-	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-1 tenant=acme team=checkout app_version=2.5.0
-	@echo
-	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-2 tenant=globex app_version=2.5.0
-	@echo
-	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml new-checkout --context key=u-3 tenant=initech app_version=2.1.0
-	@echo
-	$(BIN)/python -m rollwise.cli evaluate examples/checkout/flags.yaml search-v2 --context key=u-4 region=eu-west
+	$(BIN)/rollwise demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -51,6 +44,13 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/server_ingestion.py
 	$(BIN)/python benchmarks/kill_switch.py
 	$(BIN)/python benchmarks/controller.py
+
+# Browser tests drive Debian's chromium through Playwright; Playwright never downloads a browser.
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+chromium:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	  || ($(SUDO) apt-get update -q >/dev/null && \
+	      $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rollwise.cli import _control_commands, _evaluate, _lint, _server, _simulate
+from rollwise.cli import _control_commands, _demo, _evaluate, _lint, _server, _simulate
 from rollwise.core import RollwiseError
 
 #: Exit codes shared by every command.
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate.add_parser(commands)
     _simulate.add_parser(commands)
     _server.add_parser(commands)
+    _demo.add_parser(commands)
     _control_commands.add_parsers(commands)
     return parser
 

@@ -38,14 +38,32 @@ class ManualClock:
 
 class ScaledClock:
     """Simulated time that runs ``speed`` times faster than the wall clock, from ``start``:
-    what lets the demo play a day-long plan in minutes."""
+    what lets the demo play a day-long plan in minutes. The speed may change while it runs
+    (``set_speed``); simulated time stays continuous and never goes back."""
 
     def __init__(self, start: datetime, speed: float) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
-        self._start = start
+        self._lock = threading.Lock()
+        self._anchor = start
         self._speed = speed
         self._origin = time.monotonic()
 
+    @property
+    def speed(self) -> float:
+        return self._speed
+
     def now(self) -> datetime:
-        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self._speed)
+        with self._lock:
+            elapsed = time.monotonic() - self._origin
+            return self._anchor + timedelta(seconds=elapsed * self._speed)
+
+    def set_speed(self, speed: float) -> None:
+        """From now on, run ``speed`` times faster than the wall clock."""
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        with self._lock:
+            wall = time.monotonic()
+            self._anchor += timedelta(seconds=(wall - self._origin) * self._speed)
+            self._origin = wall
+            self._speed = speed

@@ -16,6 +16,7 @@ from rollwise.store._records import (
     TokenRecord,
 )
 from rollwise.store._store import Store, build_observations, decision_evidence
+from rollwise.store._totals import OutcomeTotals, outcome_totals
 
 __all__ = [
     "AggregateRow",
@@ -25,6 +26,7 @@ __all__ = [
     "ExposureRow",
     "GaugeRow",
     "NotFoundError",
+    "OutcomeTotals",
     "PlanRecord",
     "Role",
     "RolloutRecord",
@@ -35,4 +37,5 @@ __all__ = [
     "build_observations",
     "decision_evidence",
     "migrate",
+    "outcome_totals",
 ]
