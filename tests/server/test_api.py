@@ -68,7 +68,7 @@ def test_roles_are_enforced(client: TestClient) -> None:
     viewer, sdk = _token(client, Role.VIEWER), _token(client, Role.SDK)
     assert client.get("/api/v1/flags", headers=viewer).status_code == 200
     refused = client.put("/api/v1/flags", content=FLAGS, headers=viewer)
-    assert refused.status_code == 403 and "needs a operator token" in refused.json()["detail"]
+    assert refused.status_code == 403 and "needs an operator token" in refused.json()["detail"]
     assert client.get("/api/v1/flags", headers=sdk).status_code == 403
     assert client.get("/sdk/v1/snapshot", headers=sdk).status_code == 200
     assert client.get("/sdk/v1/snapshot").status_code == 403  # the admin is not an SDK

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from rollwise.core import Plan, format_duration
+from rollwise.core import Plan
 from rollwise.demo._service import Traffic
 from rollwise.store import Store, outcome_totals
 
@@ -127,6 +127,7 @@ def _trigger(trigger: dict[str, Any] | None, at: datetime | None) -> dict[str, A
         "lower": trigger.get("lower"),
         "upper": trigger.get("upper"),
         "tolerance": trigger.get("tolerance"),
+        "threshold": trigger.get("threshold"),
         "exposed": trigger.get("exposed"),
         "baseline": trigger.get("baseline"),
         "at": at.isoformat() if at else None,
@@ -172,7 +173,7 @@ def _timeline(
         timeline.append(
             {
                 "at": entry.at.isoformat(),
-                "after": format_duration(entry.at - started) if entry.at > started else "0s",
+                "after": short_duration(entry.at - started),
                 "actor": entry.actor,
                 "event": event,
                 "reasons": list(reasons),
@@ -242,7 +243,7 @@ def render(report: dict[str, Any]) -> str:
         "paused": f"PAUSED at stage {stage}: a person should look",
     }.get(outcome, f"UNFINISHED at stage {stage}")
     durations = report["durations"]
-    simulated = format_duration(timedelta(seconds=durations["simulated_seconds"]))
+    simulated = short_duration(timedelta(seconds=durations["simulated_seconds"]))
     lines.append(f"rollwise demo report: {report['flag']}: {headline}")
     lines.append(
         f"  {simulated} of simulated time in {durations['wall_seconds']:.0f}s of wall time"
@@ -251,7 +252,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append("Timeline")
     for item in report["timeline"]:
         reason = f": {item['reasons'][0]}" if item["reasons"] else ""
-        lines.append(f"  +{item['after']:<10} {item['actor']:<22} {item['event']}{reason}")
+        lines.append(f"  +{item['after']:<11} {item['actor']:<22} {item['event']}{reason}")
     trigger = report["trigger"]
     if trigger:
         lines.append("")
@@ -280,6 +281,13 @@ def render(report: dict[str, Any]) -> str:
             f"  {row['stage']:<14} +{row['units_first_exposed']} tenants  "
             f"{row['requests_exposed']:>8,} exposed checkouts  "
             f"{row['failed_requests_exposed']:>6,} failed"
+        )
+    last = report["service"]["last_served_new_at"]
+    if trigger and trigger["at"] and last and outcome == "rolled_back":
+        lag = datetime.fromisoformat(last) - datetime.fromisoformat(trigger["at"])
+        lines.append(
+            f"  the last checkout on the new flow was served {max(lag.total_seconds(), 0):.0f}s "
+            f"(simulated) after the decision, as the SDKs received the rollback"
         )
     if "trigger_segment" in radius:
         seg = radius["trigger_segment"]
@@ -311,6 +319,16 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Dashboard: {report['dashboard']}")
     return "\n".join(lines)
+
+
+def short_duration(span: timedelta) -> str:
+    """A span to the minute, as people read it: "2d 14h 05m", "6h 44m", "35m"."""
+    minutes = max(int(span.total_seconds() // 60), 0)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
 
 
 def _iso(at: datetime | None) -> str | None:

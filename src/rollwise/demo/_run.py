@@ -13,6 +13,7 @@ machine serves about the same number of checkouts per wall-clock second througho
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import socket
 import tempfile
@@ -126,7 +127,13 @@ class Demo:
         self.port = self.options.port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
         )
         self._thread = threading.Thread(target=self._server.run, name="server", daemon=True)
         self._director = _Director()
@@ -199,6 +206,9 @@ class Demo:
         if self._api is not None:
             self._api.close()
             self._api = None
+        # SDK event streams are still open (each ends at its next keep-alive): the server gives
+        # them a second, then cancels them; uvicorn logs each cancel as an error, expected here.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)

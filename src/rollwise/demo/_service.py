@@ -100,8 +100,16 @@ class CheckoutService:
         """Stop serving and send what the SDKs still hold."""
         self._stop.set()
         self._thread.join(timeout=10)
-        for client in self.clients:
-            client.close()
+        # Each client sends its last batch, then waits (at most the timeout) for its stream
+        # thread, which notices the close only at its next read: close them side by side.
+        closing = [
+            threading.Thread(target=client.close, kwargs={"timeout": 2.0})
+            for client in self.clients
+        ]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
 
     def snapshot(self) -> Traffic:
         """A copy of the ground truth so far."""

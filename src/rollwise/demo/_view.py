@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from rollwise.core import format_duration
+from rollwise.demo._report import short_duration
 from rollwise.demo._run import Progress
 
 _VERDICT_STYLE = {"safe": "green", "harm": "bold red", "pending": "yellow"}
@@ -37,8 +37,16 @@ def _stage_strip(progress: Progress) -> Text:
     return strip
 
 
-def _number(value: Any, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
+def _number(value: Any, kind: str) -> str:
+    """A rate guard's estimate is a ratio, a latency guard's a difference in ms, a gauge's a
+    reading."""
+    if not isinstance(value, int | float):
+        return "–"
+    if kind == "rate":
+        return f"{value:.2f}×"
+    if kind == "latency":
+        return f"{value:+.0f} ms"
+    return f"{value:,.0f}"
 
 
 def _guards(progress: Progress) -> Table:
@@ -47,7 +55,7 @@ def _guards(progress: Progress) -> Table:
     table.add_column("verdict")
     table.add_column("estimate", justify="right")
     table.add_column("bounds", justify="right")
-    table.add_column("tolerated", justify="right")
+    table.add_column("tolerance", justify="right")
     worst = sorted(
         (v for v in progress.segments if v["verdict"] == "harm"),
         key=lambda v: -(v.get("estimate") or 0),
@@ -56,12 +64,18 @@ def _guards(progress: Progress) -> Table:
         name = verdict["metric"]
         if verdict.get("segment"):
             name += f" [{'='.join(verdict['segment'])}]"
+        kind = verdict.get("kind", "")
+        bounds = (
+            f"[{_number(verdict.get('lower'), kind)}, {_number(verdict.get('upper'), kind)}]"
+            if verdict.get("lower") is not None
+            else ""
+        )
         table.add_row(
             name,
             Text(verdict["verdict"], style=_VERDICT_STYLE.get(verdict["verdict"], "")),
-            _number(verdict.get("estimate")),
-            f"[{_number(verdict.get('lower'))}, {_number(verdict.get('upper'))}]",
-            _number(verdict.get("threshold")),
+            _number(verdict.get("estimate"), kind),
+            bounds,
+            verdict.get("tolerance") or _number(verdict.get("threshold"), kind),
         )
     return table
 
@@ -76,12 +90,12 @@ def _gates(progress: Progress) -> Text:
 
 def render(progress: Progress, dashboard: str) -> Group:
     """One frame of the live view."""
-    in_stage = format_duration(max(progress.now - progress.stage_entered_at, timedelta(0)))
+    in_stage = short_duration(progress.now - progress.stage_entered_at)
     traffic = progress.traffic
     header = Text.assemble(
         ("rollwise demo", "bold"),
         f" · new-checkout · {progress.now:%a %d %b %H:%M} simulated",
-        (f" (1 s = {format_duration(timedelta(seconds=progress.speed))})", "dim"),
+        (f" (1 s = {short_duration(timedelta(seconds=progress.speed))})", "dim"),
         f" · {progress.wall_seconds:.0f}s",
     )
     status = Text.assemble(
@@ -97,15 +111,15 @@ def render(progress: Progress, dashboard: str) -> Group:
         f"{sum(1 for s in traffic.tenants.values() if s.exposed)}",
     )
     events = Text("\n".join(progress.events) or "–")
+    judging: tuple[Any, ...] = ()
+    if progress.status == "running":
+        judging = (Text(""), Text("gates", style="bold"), _gates(progress), _guards(progress))
     return Group(
         header,
         _stage_strip(progress),
         status,
         exposure,
-        Text(""),
-        Text("gates", style="bold"),
-        _gates(progress),
-        _guards(progress),
+        *judging,
         Text(""),
         Text("decisions and actions", style="bold"),
         events,

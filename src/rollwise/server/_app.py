@@ -1,4 +1,5 @@
-"""The HTTP service: management API, SDK API, health, metrics, and the controller loop."""
+"""The HTTP service: management API, SDK API, dashboard, health, metrics, and the controller
+loop."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from prometheus_client import (
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
 from rollwise.core import InputError
-from rollwise.server import _management, _sdk_api
+from rollwise.server import _dashboard, _management, _sdk_api
+from rollwise.server._history import DecisionHistory
 from rollwise.store import ConflictError, NotFoundError, Role, Store
 
 logger = logging.getLogger("rollwise.server")
@@ -119,8 +121,10 @@ def create_app(
     app.state.controller = Controller(store, [notifier] if notifier else [])
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()
+    app.state.decision_history = DecisionHistory()
     app.include_router(_management.router)
     app.include_router(_sdk_api.router)
+    app.include_router(_dashboard.router)
 
     @app.exception_handler(InputError)
     async def invalid(request: Request, exc: InputError) -> JSONResponse:

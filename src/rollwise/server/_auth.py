@@ -38,11 +38,16 @@ def requires(role: Role) -> Callable[..., TokenRecord]:
         if _RANKS.get(token.role, 0) < _RANKS[role]:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"needs a {role.value} token, this is a {token.role.value} token",
+                f"needs {_article(role.value)} {role.value} token, "
+                f"this is {_article(token.role.value)} {token.role.value} token",
             )
         return token
 
     return check
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 def actor(token: TokenRecord) -> str:

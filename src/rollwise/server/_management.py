@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from rollwise.core.judgement import RolloutStatus
 from rollwise.server._auth import actor, requires
+from rollwise.server._series import rollout_series
 from rollwise.store import (
     AuditEntry,
     PlanRecord,
@@ -175,6 +176,8 @@ def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, A
                     "name": s.name,
                     "percent": s.audience.percent,
                     "segments": list(s.audience.segments),
+                    "irreversible": s.irreversible,
+                    "approval": s.approval_required,
                 }
                 for s in plan.stages
             ],
@@ -191,6 +194,18 @@ def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, A
         ),
         "current": current,
     }
+
+
+@router.get("/rollouts/{rollout_id}/series")
+def series(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
+    """What the dashboard draws: the stage timeline, exposure per window, each guard per window
+    and as judged over time, and the per-segment verdicts, worst first."""
+    store = _store(request)
+    record = store.rollout(rollout_id)
+    plan = store.parsed_plan(record.plan_id)
+    now = request.app.state.clock.now()
+    shown = rollout_series(store, record, plan, now, request.app.state.decision_history)
+    return {"rollout": _rollout(record), **shown}
 
 
 class Change(BaseModel):

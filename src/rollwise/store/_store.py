@@ -446,15 +446,16 @@ class Store:
             for rollout_id, decision in decisions:
                 self._insert_decision(connection, rollout_id, decision)
 
-    def decisions(self, rollout_id: int, limit: int = 200) -> list[DecisionRecord]:
-        """The newest first."""
+    def decisions(
+        self, rollout_id: int, limit: int = 200, after: int | None = None
+    ) -> list[DecisionRecord]:
+        """The newest first; with ``after``, only those kept after the decision of that id
+        (the log is append-only, so a reader can follow it)."""
+        query = sa.select(t.decisions).where(t.decisions.c.rollout_id == rollout_id)
+        if after is not None:
+            query = query.where(t.decisions.c.id > after)
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(t.decisions)
-                .where(t.decisions.c.rollout_id == rollout_id)
-                .order_by(t.decisions.c.id.desc())
-                .limit(limit)
-            ).all()
+            rows = connection.execute(query.order_by(t.decisions.c.id.desc()).limit(limit)).all()
         return [
             DecisionRecord(
                 r.id, r.rollout_id, _utc(r.at), r.stage, r.move, tuple(r.reasons), dict(r.evidence)

@@ -1,0 +1,106 @@
+"""Browser tests: Playwright drives Debian's chromium (never a downloaded browser) against a
+real server with the checkout rollout running and SDK traffic flowing.
+
+Fixtures for any browser test: ``browser`` (one chromium per session), ``browser_page`` (a
+fresh page, 1280 px wide, that fails the test on a script error or a refused resource),
+``artifacts`` (where screenshots go: ``ROLLWISE_ARTIFACTS`` or tests/browser/artifacts) and
+``checkout`` (a live server running the example plan, with traffic; one per module).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.browser.live import CheckoutTraffic, LiveServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
+
+CHROMIUM = shutil.which("chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1280, "height": 900}
+#: Console messages that are not faults of the page: a refused API call (a viewer pressing
+#: pause) is logged by the browser as a failed resource and shown by the page as it should be.
+EXPECTED_CONSOLE = ("Failed to load resource",)
+
+
+@pytest.fixture(
+    scope="package"
+)  # Playwright keeps an event loop on the main thread: close it after these tests
+def browser() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.skip(
+            "browser tests need Debian's chromium on the PATH: run `make chromium` "
+            "(Playwright never downloads a browser here)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class BrowserPage:
+    """A page and what went wrong in it: uncaught script errors and console errors."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith(EXPECTED_CONSOLE):
+            self.errors.append(f"console: {message.text}")
+
+
+@pytest.fixture
+def browser_page(browser: Browser) -> Iterator[BrowserPage]:
+    """A fresh page (its own session storage), 1280 px wide. The test fails if a script
+    throws or the page logs an error (a Content-Security-Policy refusal, say)."""
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    watched = BrowserPage(page)
+    page.on("console", watched.on_console)
+    page.on("pageerror", lambda error: watched.errors.append(f"script: {error}"))
+    yield watched
+    context.close()
+    assert not watched.errors, watched.errors
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots are written (kept out of git by a .gitignore inside)."""
+    folder = Path(os.environ.get("ROLLWISE_ARTIFACTS") or Path(__file__).parent / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Checkout:
+    """The checkout rollout on a live server, with traffic flowing."""
+
+    server: LiveServer
+    rollout_id: int
+    traffic: CheckoutTraffic
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Checkout]:
+    """The example flags and plan on a live server at 1200× real time (an hour in 3 s), from
+    20:00 simulated, with 2,000 checkout requests a second; the internal team is 15 % of them.
+    (It asks for the browser first, so that without chromium nothing is started.)"""
+    database = tmp_path_factory.mktemp("browser") / "rollwise.db"
+    start = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
+    with LiveServer(database, start=start, speed=1200.0) as server:
+        rollout_id = server.start_checkout()
+        with CheckoutTraffic(server, per_second=2000.0, internal_share=0.15) as traffic:
+            yield Checkout(server, rollout_id, traffic)
