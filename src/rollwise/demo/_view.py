@@ -71,11 +71,11 @@ def _guards(progress: Progress) -> Table:
             else ""
         )
         table.add_row(
-            name,
+            Text(name),  # not markup: "[tenant=…]" would read as a style tag
             Text(verdict["verdict"], style=_VERDICT_STYLE.get(verdict["verdict"], "")),
             _number(verdict.get("estimate"), kind),
-            bounds,
-            verdict.get("tolerance") or _number(verdict.get("threshold"), kind),
+            Text(bounds),
+            Text(verdict.get("tolerance") or _number(verdict.get("threshold"), kind)),
         )
     return table
 
@@ -133,7 +133,7 @@ class LiveView:
 
     def __init__(self, dashboard: str, stream: TextIO | None = None) -> None:
         self.dashboard = dashboard
-        self.console = Console(file=stream, highlight=False)
+        self.console = Console(file=stream, highlight=False, soft_wrap=True)
         self._live: Live | None = None
         self._seen: set[str] = set()
         self._last_line = -1.0
