@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -128,6 +128,12 @@ class Window:
     name: str
     cron: Cron
     duration: timedelta
+
+    def next_span(self, after: datetime) -> tuple[datetime, datetime]:
+        """Start and end of the first occurrence starting at or after ``after`` (cron times
+        are read in ``after``'s time zone, which the result keeps)."""
+        start = self.cron.next_at_or_after(after.replace(tzinfo=None)).replace(tzinfo=after.tzinfo)
+        return start, start + self.duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rollwise.core import Plan
 from rollwise.demo._service import Traffic
-from rollwise.store import Store, outcome_totals
+from rollwise.store import AuditEntry, Store, outcome_totals
 
 #: Ledger entries the text report lists (the JSON has them all).
 _LEDGER_LINES = 12
@@ -37,11 +37,9 @@ def build_report(
     decisions = store.decisions(rollout_id, limit=1000)
     final = next((d for d in decisions if d.move != "hold"), None)
     trigger = final.evidence.get("trigger") if final is not None else None
-    outcome = {
-        "rolled_back": "rolled_back",
-        "completed": "completed",
-        "paused": "paused",
-    }.get(rollout.status.value, "unfinished")
+    status = rollout.status.value
+    outcome = status if status in ("rolled_back", "completed", "paused") else "unfinished"
+    entries = _audit_entries(store, rollout.flag, rollout_id, rollout.started_at)
 
     totals = outcome_totals(store, rollout_id, REQUESTS_METRIC)
     exposed = [row for row in totals if row.exposed]
@@ -87,9 +85,9 @@ def build_report(
         if outcome != "completed"
         else None,
         "reasons": list(final.reasons) if final is not None else [],
-        "timeline": _timeline(store, rollout.flag, rollout_id, plan, rollout.started_at),
+        "timeline": _timeline(entries, plan, rollout.started_at),
         "blast_radius": blast_radius,
-        "ledger": _irreversible(plan, rollout.stage, ledger, store, rollout_id),
+        "ledger": _irreversible(plan, rollout.stage, ledger, entries, rollout.started_at),
         "service": {
             "requests": traffic.requests,
             "requests_served_new": traffic.exposed,
@@ -145,18 +143,19 @@ _EVENTS = {
 }
 
 
-def _timeline(
-    store: Store, flag: str, rollout_id: int, plan: Plan, started: datetime
-) -> list[dict[str, Any]]:
-    entries = [
+def _audit_entries(store: Store, flag: str, rollout_id: int, started: datetime) -> list[AuditEntry]:
+    """The rollout's audit entries (and its flag's kill switch), oldest first."""
+    return [
         e
         for e in reversed(store.audit_log(limit=1000, target=flag))
-        if e.details.get("rollout_id") == rollout_id or e.action.startswith("flag.")
+        if e.at >= started
+        and (e.details.get("rollout_id") == rollout_id or e.action.startswith("flag."))
     ]
+
+
+def _timeline(entries: list[AuditEntry], plan: Plan, started: datetime) -> list[dict[str, Any]]:
     timeline = []
     for entry in entries:
-        if entry.at < started:
-            continue
         details = entry.details
         event = _EVENTS.get(entry.action, entry.action)
         if entry.action == "rollout.start":
@@ -186,15 +185,15 @@ def _irreversible(
     plan: Plan,
     reached: int,
     ledger: list[tuple[str, int, datetime]],
-    store: Store,
-    rollout_id: int,
+    entries: list[AuditEntry],
+    started: datetime,
 ) -> dict[str, Any]:
     """The ledger as the irreversible stage leaves it: every unit exposed once the rollout
     entered that stage may hold data only the new variant writes, and needs follow-up."""
     index = next((i for i, s in enumerate(plan.stages) if s.irreversible), None)
     if index is None:
         return {"irreversible_stage": None, "entered": False, "units": []}
-    entered_at = _entered(store, plan.flag, rollout_id, index)
+    entered_at = _entered(entries, index, started)
     entered = reached >= index and entered_at is not None
     units = (
         [
@@ -218,18 +217,18 @@ def _irreversible(
     }
 
 
-def _entered(store: Store, flag: str, rollout_id: int, stage: int) -> datetime | None:
+def _entered(entries: list[AuditEntry], stage: int, started: datetime) -> datetime | None:
+    """When the rollout entered ``stage``: its start, or the expansion into it."""
     if stage == 0:
-        return store.rollout(rollout_id).started_at
-    for entry in store.audit_log(limit=1000, target=flag):
-        details = entry.details
-        if (
-            entry.action == "rollout.expand"
-            and details.get("rollout_id") == rollout_id
-            and int(details.get("stage", -1)) + 1 == stage
-        ):
-            return entry.at
-    return None
+        return started
+    return next(
+        (
+            e.at
+            for e in entries
+            if e.action == "rollout.expand" and int(e.details.get("stage", -1)) + 1 == stage
+        ),
+        None,
+    )
 
 
 def render(report: dict[str, Any]) -> str:

@@ -339,9 +339,7 @@ class Demo:
         for name in spec.cover:
             window = self.plan.windows.get(name)
             if window is not None:
-                begins = window.cron.next_at_or_after(entered.replace(tzinfo=None))
-                ends = begins.replace(tzinfo=entered.tzinfo) + window.duration
-                span = max(span, ends - entered)
+                span = max(span, window.next_span(entered)[1] - entered)
         hours = span.total_seconds() / 3600
         low, high = WALL_SECONDS_PER_STAGE
         wall = min(max(hours * WALL_SECONDS_PER_HOUR, low), high) * self.options.pace

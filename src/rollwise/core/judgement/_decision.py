@@ -210,9 +210,7 @@ def _gates(
         if window is None:
             gates.append(Gate(f"cover:{name}", False, f"window {name!r} is not defined"))
             continue
-        start = window.cron.next_at_or_after(state.stage_entered_at.replace(tzinfo=None))
-        start = start.replace(tzinfo=state.stage_entered_at.tzinfo)
-        end = start + window.duration
+        start, end = window.next_span(state.stage_entered_at)
         covered = end <= now
         gates.append(
             Gate(
