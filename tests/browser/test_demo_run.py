@@ -65,7 +65,7 @@ def test_the_rollout_page_during_a_demo_run(
 ) -> None:
     """After a few simulated hours of the demo's traffic, every guard chart holds drawn lines,
     the stage strip shows where the rollout is, and the decision log has entries."""
-    # Lines need at least two hourly windows of traffic.
+    # Lines need at least two windows (of the plan's stratum) of traffic.
     running.wait_for(
         "two windows",
         lambda: (

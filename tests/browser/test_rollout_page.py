@@ -22,7 +22,8 @@ def _dashboard(checkout: Checkout, browser_page: BrowserPage) -> Dashboard:
 
 
 def _wait_for_two_windows(checkout: Checkout) -> None:
-    """Lines need two points: two hours of simulated traffic (6 s at 1200×)."""
+    """Lines need two points: two windows of simulated traffic (the plan's stratum, 15
+    minutes: under 2 s at 1200×)."""
     path = f"/api/v1/rollouts/{checkout.rollout_id}/series"
 
     def enough() -> bool:

@@ -35,8 +35,9 @@ def test_example_plan_parses_to_the_model(plan_path: Path) -> None:
         ("tenant",),
         Action.ROLLBACK,
     )
-    assert error.tolerance is not None and not error.tolerance.relative
-    assert error.tolerance.amount == pytest.approx(0.005)  # 0.5pp
+    assert error.tolerance is not None and error.tolerance.relative
+    assert error.tolerance.amount == pytest.approx(0.5)  # 50 %
+    assert plan.stratum == timedelta(minutes=15)
     assert latency.quantile == 0.95 and latency.tolerance is not None
     assert (latency.tolerance.amount, latency.tolerance.relative) == (50.0, False)
     assert abandoned.on_regression is Action.PAUSE
@@ -49,7 +50,15 @@ def test_example_plan_parses_to_the_model(plan_path: Path) -> None:
     assert plan.stages[4].exposed_percent == 98.0
     window = plan.windows["nightly-settlement"]
     assert window.duration == timedelta(minutes=30) and window.cron.hours == {2}
-    assert plan.line_of("stages[1].irreversible") == 39
+    assert plan.line_of("stages[1].irreversible") == 40
+
+
+def test_stratum_is_read_from_the_plan() -> None:
+    """A plan may choose a shorter or longer comparison window than the 15-minute default."""
+    plan = load_plan(
+        "flag: f\nunit: user\nstratum: 5m\nstages: [{name: a, audience: {percent: 1}}]\n"
+    )
+    assert plan.stratum == timedelta(minutes=5)
 
 
 def test_quantities_in_their_written_forms() -> None:
@@ -60,7 +69,7 @@ flag: f
 unit: user
 false_rollback_rate: 0.0125%
 guards:
-  - {metric: e, kind: rate, tolerance: 0.2pp, max: 2%}
+  - {metric: e, kind: rate, tolerance: 20%, max: 2%}
   - {metric: l, kind: latency, quantile: p99.9, tolerance: 10%, max: 1.5s}
   - {metric: c, kind: rate, worse: lower, tolerance: 5%}
   - {metric: q, kind: gauge, max_growth: 5/s, breaches: 2, on_regression: pause}
@@ -71,8 +80,8 @@ stages:
     )
     rate, latency, conversion, gauge = plan.guards
     assert rate.tolerance is not None and (rate.tolerance.amount, rate.tolerance.relative) == (
-        pytest.approx(0.002),
-        False,
+        pytest.approx(0.2),
+        True,
     )
     assert rate.maximum == pytest.approx(0.02)
     assert latency.quantile == 0.999 and latency.maximum == 1500.0
@@ -153,7 +162,11 @@ def test_stage_errors_name_line_and_field(stages: str, line: int, path: str, mes
     ("guard", "path", "message"),
     [
         ("{metric: e, kind: ratio}", "guards[0].kind", "unknown guard kind 'ratio'"),
-        ("{metric: e, kind: rate, tolerance: 10}", "guards[0].tolerance", "relative ('10%'"),
+        (
+            "{metric: e, kind: rate, tolerance: 10}",
+            "guards[0].tolerance",
+            "relative to the baseline, like '10%'",
+        ),
         ("{metric: e, kind: latency, tolerance: fast}", "guards[0].tolerance", "like '50ms'"),
         ("{metric: q, kind: gauge, tolerance: 10%}", "guards[0].tolerance", "no baseline"),
         ("{metric: e, kind: rate, max: 0.02}", "guards[0].max", "percentage like '2%'"),
@@ -168,9 +181,9 @@ def test_stage_errors_name_line_and_field(stages: str, line: int, path: str, mes
         ),
         ("{kind: rate}", "guards[0]", "missing field 'metric'"),
         (
-            "{metric: e, kind: rate, tolerance: 200pp}",
+            "{metric: e, kind: rate, tolerance: 0.5pp}",
             "guards[0].tolerance",
-            "between 0pp and 100pp",
+            "'0.5pp' is '50%'",
         ),
     ],
 )
@@ -204,6 +217,16 @@ def test_guard_errors_name_the_field(guard: str, path: str, message: str) -> Non
             "flag: f\nunit: user\nstages: [{name: a, audience: {percent: 1}}]\nrollback: {to: off, after: 1h}\n",
             "rollback.after",
             "unknown field",
+        ),
+        (
+            "flag: f\nunit: user\nstages: [{name: a, audience: {percent: 1}}]\nstratum: 7m\n",
+            "stratum",
+            "divides an hour",
+        ),
+        (
+            "flag: f\nunit: user\nstages: [{name: a, audience: {percent: 1}}]\nstratum: 2h\n",
+            "stratum",
+            "divides an hour",
         ),
     ],
 )

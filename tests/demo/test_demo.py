@@ -37,11 +37,11 @@ def test_the_tenant_specific_defect_is_rolled_back(finished: tuple[Demo, dict[st
     assert trigger["guard"] == "checkout.error"
     assert trigger["segment"] == f"tenant={DEFECT_TENANT}"
     assert trigger["verdict"] == "harm"
-    # The evidence: the exposed rate over the baseline's, bounded above the tolerated ratio,
-    # which is 0.5 points over the baseline's rate as a ratio: 1 + 0.005 / rate.
+    # The evidence: the exposed rate over the baseline's, bounded above the tolerated ratio of
+    # the plan's 50 % tolerance.
     (exposed, exposed_failed), (baseline, baseline_failed) = trigger["exposed"], trigger["baseline"]
     assert exposed_failed / exposed > 3 * baseline_failed / baseline
-    assert trigger["threshold"] == pytest.approx(1 + 0.005 / (baseline_failed / baseline))
+    assert trigger["threshold"] == pytest.approx(1.5)
     assert trigger["lower"] > trigger["threshold"]
     events = [(item["actor"], item["event"]) for item in report["timeline"]]
     assert events[0][1] == "started at internal"

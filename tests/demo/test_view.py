@@ -32,7 +32,7 @@ def _progress(status: str = "running") -> Progress:
                 "estimate": 0.95,
                 "lower": 0.7,
                 "upper": 1.2,
-                "tolerance": "0.5pp",
+                "tolerance": "50%",
             },
         ),
         segments=(
@@ -44,7 +44,7 @@ def _progress(status: str = "running") -> Progress:
                 "estimate": 9.0,
                 "lower": 1.6,
                 "upper": 29.4,
-                "tolerance": "0.5pp",
+                "tolerance": "50%",
             },
         ),
         traffic=Traffic({"acme": Served(requests=100, exposed=40, exposed_failed=1)}),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rollwise import Client, Context, Reason, evaluate
-from rollwise.core import load_flags
+from rollwise.core import InputError, load_flags
 from rollwise.core._flagdump import flags_document
 from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS, latency_bucket
 from rollwise.sdk import Reply
@@ -119,6 +119,51 @@ def test_latencies_land_in_the_judges_buckets() -> None:
     assert tally.histogram == expected
     assert (tally.requests, tally.events) == (len(durations), 0)
     assert tally.histogram[0] == 3 and tally.histogram[1] == 1 and tally.histogram[-1] == 1
+
+
+def _windows_at(live: Snapshot, times: list[float]) -> list[int]:
+    """The window labels of one outcome recorded at each clock time, in order."""
+    clock = iter(times)
+    sums = Aggregates(clock=lambda: next(clock))
+    values = Context.of({"tenant": "acme", "app_version": "2.5.0"}).values
+    windows = []
+    for _ in times:
+        sums.add(live.rollouts, values, (("checkout.error", None, False),))
+        (key,) = [key for key in sums.cut().tallies if key[4] == ""]
+        windows.append(key[2])
+    return windows
+
+
+def test_windows_last_the_snapshots_window_minutes() -> None:
+    """With window_minutes 15, outcomes 20 minutes apart (11:06:40, 11:26:40) land in two
+    windows starting on quarter hours (11:00, 11:15), each holding its outcome's time."""
+    later = NOW + 20 * 60
+    live = snapshot(window_minutes=15)
+    assert live.rollouts[0].window_minutes == 15
+    first, second = _windows_at(live, [NOW, later])
+    assert first != second
+    assert first % 15 == 0 and second % 15 == 0
+    assert (first, second) == (WINDOW, WINDOW + 15)
+    for window, at in ((first, NOW), (second, later)):
+        assert window * 60 <= at < (window + 15) * 60
+
+
+def test_a_snapshot_without_window_minutes_aggregates_hourly() -> None:
+    """A snapshot from an older server (no window_minutes) keeps hourly windows: the same two
+    times, 20 minutes apart within one hour, land in the one window of that hour."""
+    live = snapshot()
+    assert live.rollouts[0].window_minutes == 60
+    assert _windows_at(live, [NOW, NOW + 20 * 60]) == [WINDOW, WINDOW]
+
+
+@pytest.mark.parametrize("value", [7, "15", 0, 120, -15, True, 15.0])
+def test_window_minutes_must_divide_an_hour(value: object) -> None:
+    """A window_minutes that is not an integer dividing 60 refuses the snapshot, naming the
+    field's path."""
+    with pytest.raises(InputError) as refused:
+        snapshot(window_minutes=value)
+    assert refused.value.path == "rollouts[0].window_minutes"
+    assert "rollouts[0].window_minutes" in str(refused.value)
 
 
 @pytest.mark.parametrize(

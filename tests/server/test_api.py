@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rollwise.control import ManualClock
+from rollwise.sdk._snapshot import parse_snapshot
 from rollwise.server import create_app
 from rollwise.store import Role, Store
 
@@ -102,6 +103,21 @@ def test_snapshot_is_versioned_with_an_etag(client: TestClient) -> None:
     client.post("/api/v1/flags/new-checkout/kill")
     killed = client.get("/sdk/v1/snapshot", headers={**sdk, "If-None-Match": etag})
     assert killed.status_code == 200 and killed.json()["flags"]["flags"]["new-checkout"]["killed"]
+
+
+@pytest.mark.parametrize(("stratum", "minutes"), [(None, 15), ("5m", 5), ("1h", 60)])
+def test_snapshot_carries_the_plans_window_minutes(
+    client: TestClient, stratum: str | None, minutes: int
+) -> None:
+    """Each live rollout in the snapshot names its plan's stratum in minutes (15 by default),
+    and the SDK reads it as the length of its aggregation windows."""
+    plan = PLAN if stratum is None else f"{PLAN}stratum: {stratum}\n"
+    _start(client, plan)
+    response = client.get("/sdk/v1/snapshot", headers=_token(client, Role.SDK))
+    (served,) = response.json()["rollouts"]
+    assert served["window_minutes"] == minutes
+    (live,) = parse_snapshot(response.content).rollouts
+    assert live.window_minutes == minutes
 
 
 def test_rollout_lifecycle_and_audit_names_the_actor(client: TestClient) -> None:

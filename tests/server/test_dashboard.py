@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
 ADMIN = "rw_admin_dashboard-secret"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-#: The store's window label of the hour START begins (minutes since the epoch).
+#: The store's window label of the window START begins (minutes since the epoch); the plan's
+#: windows last its default stratum, 15 minutes, and the fixture's second window is an hour on.
 WINDOW = int(START.timestamp() // 3600) * 60
 PLAN = """
 flag: new-checkout
@@ -195,6 +196,21 @@ def test_rates_per_window_carry_wilson_intervals(filled: Filled) -> None:
             assert shown["lower"] == pytest.approx(interval.low, rel=1e-9)
             assert shown["upper"] == pytest.approx(interval.high, rel=1e-9)
         assert window["tolerated"] == pytest.approx(baseline[0] / baseline[1] * 1.1)
+
+
+def test_windows_last_the_plans_stratum(filled: Filled) -> None:
+    """The series names the plan's stratum (15 minutes by default) as its window length, and
+    every window, of a guard or of exposure, ends that long after it starts."""
+    series = _series(filled)
+    assert series["window_minutes"] == 15
+    windows = [
+        *series["exposure"]["windows"],
+        *(w for guard in series["guards"] for w in guard["windows"]),
+    ]
+    assert len(windows) == 5
+    for window in windows:
+        start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+        assert end - start == timedelta(minutes=15)
 
 
 def test_latency_per_window_is_the_quantile_of_each_side(filled: Filled) -> None:

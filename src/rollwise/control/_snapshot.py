@@ -54,6 +54,8 @@ def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
                     },
                     "segments": sorted({a for g in plan.guards for a in g.by}),
                     "samples_per": plan.stages[rollout.stage].min_samples_per,
+                    # The SDK aggregates per window of the plan's stratum (minutes).
+                    "window_minutes": int(plan.stratum.total_seconds() // 60),
                 }
             )
     return replace(flags, flags=served), live

@@ -10,6 +10,12 @@ from types import MappingProxyType
 
 from rollwise.core._cron import Cron
 
+#: The default stratum length: chosen by measurement in docs/judgement.md (benchmarks/validity.py).
+DEFAULT_STRATUM = timedelta(minutes=15)
+#: Stratum lengths a plan may choose: whole minutes that divide an hour, so that windows line
+#: up with the hours of the day in every SDK.
+STRATUM_MINUTES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+
 
 class GuardKind(StrEnum):
     RATE = "rate"
@@ -158,6 +164,10 @@ class Plan:
     false_rollback_rate: float = 0.01
     #: The traffic the team expects (requests per second), for the linter's simulation.
     traffic_per_second: float | None = None
+    #: Length of the time windows in which exposed and baseline are compared (the strata of
+    #: the judgement): short enough that the exposed share and the base rate are steady within
+    #: one. The SDKs aggregate per window of this length.
+    stratum: timedelta = DEFAULT_STRATUM
     #: Where each field path came from in the source file (for findings); empty if built in code.
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     source: str | None = field(default=None, compare=False)

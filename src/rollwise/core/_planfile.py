@@ -11,6 +11,8 @@ from rollwise.core._cron import parse_cron
 from rollwise.core._document import Fields, Located, load_document
 from rollwise.core._flagfile import check_name, percent, scalar
 from rollwise.core._plan import (
+    DEFAULT_STRATUM,
+    STRATUM_MINUTES,
     Action,
     Audience,
     Guard,
@@ -45,6 +47,18 @@ def _duration(node: Located) -> timedelta:
         return parse_duration(node.text("a duration like '30m'"))
     except ValueError as exc:
         raise node.error(str(exc)) from None
+
+
+def _stratum(node: Located) -> timedelta:
+    length = _duration(node)
+    minutes = length.total_seconds() / 60
+    if minutes not in STRATUM_MINUTES:
+        accepted = ", ".join(f"{m}m" for m in STRATUM_MINUTES)
+        raise node.error(
+            f"stratum must be a whole number of minutes that divides an hour ({accepted}), "
+            f"got {node.describe()}"
+        )
+    return length
 
 
 def _count(node: Located, what: str) -> int:
@@ -95,21 +109,15 @@ def _tolerance(node: Located, kind: GuardKind) -> Tolerance:
         return Tolerance(_fraction_percent(node, "a tolerance"), relative=True, text=text)
     if kind is GuardKind.RATE:
         if text.endswith("pp"):
-            try:
-                points = parse_number(text[:-2])
-            except ValueError:
-                raise node.error(
-                    f"expected a tolerance like '10%' or '0.2pp', got {text!r}"
-                ) from None
-            if not 0 <= points <= 100:
-                raise node.error(
-                    f"a tolerance in points must be between 0pp and 100pp, got {text!r}"
-                )
-            return Tolerance(points / 100, relative=False, text=text)
-        raise node.error(
-            f"a rate tolerance is relative ('10%' of the baseline) or absolute in percentage "
-            f"points ('0.2pp'), got {text!r}"
-        )
+            # An absolute difference has no exact anytime-valid test on counts: the baseline's
+            # rate, a nuisance that drifts from window to window, does not cancel out of it as
+            # it does out of a ratio (docs/judgement.md, "Absolute tolerances").
+            raise node.error(
+                f"a rate tolerance in percentage points ({text!r}) is not supported: write it "
+                f"relative to the baseline, e.g. at a 1% base rate '0.5pp' is '50%'; an absolute "
+                f"ceiling on the exposed rate is 'max: 2%'"
+            )
+        raise node.error(f"a rate tolerance is relative to the baseline, like '10%', got {text!r}")
     return Tolerance(_milliseconds(node, "a tolerance"), relative=False, text=text)
 
 
@@ -292,6 +300,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
     windows_node = fields.get("windows")
     rate = fields.get("false_rollback_rate")
     traffic = fields.get("traffic")
+    stratum_node = fields.get("stratum")
     fields.done()
 
     stages = tuple(_parse_stage(item) for item in stages_node.sequence("a list of stages"))
@@ -323,6 +332,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
             traffic_per_second = parse_rate(traffic.text("a rate like '50/s'"))
         except ValueError as exc:
             raise traffic.error(str(exc)) from None
+    stratum = DEFAULT_STRATUM if stratum_node is None else _stratum(stratum_node)
     windows = {
         name: _parse_window(name, node)
         for name, node in (windows_node.mapping().items() if windows_node else [])
@@ -342,6 +352,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         windows=windows,
         false_rollback_rate=false_rollback_rate,
         traffic_per_second=traffic_per_second,
+        stratum=stratum,
         lines=lines,
         source=source,
     )

@@ -4,7 +4,10 @@ Attribution without a warehouse (DESIGN.md): when the application records an out
 live rollout whose guards name the metric re-evaluates its flag for the context, and the outcome
 is added to the counts of (rollout, stage, window, exposed, segment, metric), once for the whole
 traffic (segment ``""``) and once per attribute the rollout splits by (``tenant=acme``).
-Latencies go into histograms with the judge's fixed bucket edges. Raw events never leave here.
+A window lasts the rollout's ``window_minutes`` (its plan's stratum, a divisor of an hour, so
+windows line up with the hours of the clock) and is labelled by its start in minutes since the
+epoch. Latencies go into histograms with the judge's fixed bucket edges. Raw events never leave
+here.
 
 Memory is bounded whatever the load: at most ``max_keys`` keys between two cuts (an outcome
 that would need a new key beyond that is dropped and counted) and at most ``max_exposures``
@@ -41,8 +44,6 @@ ExposureKey = tuple[int, str, int, bool]
 #: An outcome as the client hands it over: (metric, milliseconds or None, failed or None).
 Outcome = tuple[str, float | None, bool | None]
 
-_WINDOW_SECONDS = 3600
-_WINDOW_MINUTES = _WINDOW_SECONDS // 60
 _EDGES = LATENCY_BOUNDARIES_MS
 _bucket = bisect_left
 
@@ -193,7 +194,7 @@ class Aggregates:
             sides.append((rollout, resolution.variant == rollout.variant, segments))
         if not sides:
             return
-        window = int(self._clock() // _WINDOW_SECONDS) * _WINDOW_MINUTES
+        now = self._clock()
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
@@ -203,6 +204,8 @@ class Aggregates:
             tallies = shard.tallies
             for rollout, exposed, segments in sides:
                 rollout_id, stage, guarded = rollout.id, rollout.stage, rollout.metrics
+                minutes = rollout.window_minutes
+                window = int(now // (60 * minutes)) * minutes
                 for metric, milliseconds, failed in outcomes:
                     if metric not in guarded:
                         continue

@@ -31,6 +31,9 @@ class LiveRollout:
     metrics: Mapping[str, str]
     segments: tuple[str, ...] = ()
     samples_per: str | None = None
+    #: Length of the aggregation windows in minutes: the plan's stratum, a divisor of 60.
+    #: 60 only for a snapshot from an older server that does not send it (it aggregated hourly).
+    window_minutes: int = 60
     #: The attributes an outcome is also counted by: ``segments`` then ``samples_per``, once each.
     split_by: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -135,6 +138,14 @@ def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollo
     samples_per = entry.get("samples_per")
     if samples_per is not None:
         samples_per = _text(samples_per, f"{path}.samples_per", source)
+    # Absent from snapshots of older servers, which meant hourly windows.
+    window_minutes = _integer(entry.get("window_minutes", 60), f"{path}.window_minutes", source)
+    if not 1 <= window_minutes <= 60 or 60 % window_minutes:
+        raise InputError(
+            f"must be a whole number of minutes that divides an hour, got {window_minutes}",
+            path=f"{path}.window_minutes",
+            source=source,
+        )
     return LiveRollout(
         id=_integer(entry.get("id"), f"{path}.id", source),
         flag=flag,
@@ -144,6 +155,7 @@ def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollo
         metrics=MappingProxyType(dict(metrics)),
         segments=tuple(segments),
         samples_per=samples_per,
+        window_minutes=window_minutes,
     )
 
 

@@ -25,8 +25,6 @@ from rollwise.core.judgement import (
 )
 from rollwise.store import DecisionRecord
 
-#: SDKs aggregate per hour of their clock (the SDK API's ``window``: start of the hour).
-WINDOW = timedelta(hours=1)
 #: Two-sided 95 %: the standard normal quantile at 0.975.
 Z95 = 1.959963984540054
 #: A gauge chart keeps at most this many points (the highest reading of each time slice).
@@ -153,9 +151,12 @@ def _pooled(
     return windows
 
 
-def guard_windows(guard: Guard, observations: Observations) -> list[dict[str, Any]]:
+def guard_windows(
+    guard: Guard, observations: Observations, length: timedelta
+) -> list[dict[str, Any]]:
     """Per window, oldest first: each side's value with its 95 % interval, and the worst
-    exposed value the tolerance would accept next to that window's baseline."""
+    exposed value the tolerance would accept next to that window's baseline. ``length`` is
+    the windows' length: the plan's stratum, per which the SDKs aggregate."""
     key = (guard.metric, None)
     samples: Sequence[RateSample | LatencySample]
     if guard.kind is GuardKind.RATE:
@@ -175,7 +176,7 @@ def guard_windows(guard: Guard, observations: Observations) -> list[dict[str, An
         points.append(
             {
                 "start": start.isoformat(),
-                "end": (start + WINDOW).isoformat(),
+                "end": (start + length).isoformat(),
                 "stages": sorted(stages),
                 "exposed": sides[0],
                 "baseline": sides[1],

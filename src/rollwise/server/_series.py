@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rollwise.core import GuardKind, Plan
@@ -24,7 +24,6 @@ from rollwise.core.judgement import (
     judge_guards,
 )
 from rollwise.server._guard_series import (
-    WINDOW,
     effect_point,
     effect_points,
     effect_threshold,
@@ -98,7 +97,7 @@ def rollout_series(
             "by": list(guard.by),
             "on_regression": guard.on_regression.value,
             "verdict": {key: _number(verdict.get(key)) for key in _VERDICT_FIELDS},
-            "windows": guard_windows(guard, observations),
+            "windows": guard_windows(guard, observations, plan.stratum),
             "readings": [],
             "effect": None,
         }
@@ -144,13 +143,14 @@ def rollout_series(
         "stage": record.stage,
         "plan": {"unit": plan.unit, "variant": plan.variant},
         "now": now.isoformat(),
-        "window_minutes": int(WINDOW.total_seconds() // 60),
+        # The SDKs aggregate per window of the plan's stratum.
+        "window_minutes": int(plan.stratum.total_seconds() // 60),
         "killed": killed,
         "decision": current,
         "latest_decision_id": decisions[-1].id if decisions else None,
         "stages": stage_timeline(plan, record, events, ledger),
         "events": events,
-        "exposure": _exposure(observations, ledger),
+        "exposure": _exposure(observations, ledger, plan.stratum),
         "guards": guards,
         "segments": segments,
     }
@@ -184,10 +184,10 @@ def _evidence(verdict: GuardVerdict) -> dict[str, Any]:
 
 
 def _exposure(
-    observations: Observations, ledger: Sequence[tuple[str, int, datetime]]
+    observations: Observations, ledger: Sequence[tuple[str, int, datetime]], length: timedelta
 ) -> dict[str, Any]:
-    """Per window: requests on each side (of the metric that saw the most: every metric is
-    recorded per request) and exposed units so far, from the ledger."""
+    """Per window of ``length``: requests on each side (of the metric that saw the most: every
+    metric is recorded per request) and exposed units so far, from the ledger."""
     per_window: dict[int, dict[str, list[int]]] = {}
     series: list[tuple[str, Iterable[Any]]] = [
         *((metric, s) for (metric, seg), s in observations.rates.items() if seg is None),
@@ -208,7 +208,7 @@ def _exposure(
     for window, metrics in sorted(per_window.items()):
         exposed, baseline = max(metrics.values(), key=lambda sides: (sum(sides), sides[0]))
         start = window_start(window)
-        end = start + WINDOW
+        end = start + length
         windows.append(
             {
                 "start": start.isoformat(),

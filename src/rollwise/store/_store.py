@@ -28,15 +28,13 @@ from rollwise.core import (
     load_plan,
 )
 from rollwise.core.judgement import (
+    Aggregate,
+    AggregateTable,
     Decision,
     Exposure,
     GaugeReading,
-    LatencySample,
     Observations,
-    RateSample,
     RolloutStatus,
-    SegmentKey,
-    Tally,
 )
 from rollwise.store import _schema as t
 from rollwise.store._errors import ConflictError, NotFoundError, StaleVersionError
@@ -825,47 +823,16 @@ def decision_evidence(decision: Decision) -> dict[str, Any]:
 def build_observations(
     rows: Sequence[Any], ledger_rows: Sequence[Any], plan: Plan, stage: int
 ) -> Observations:
-    """Aggregate rows (ordered by stage, window) → the judgement's strata.
+    """Aggregate rows (the columns of t.aggregates) and ledger counts → the judgement's strata,
+    through the same ``AggregateTable`` the simulator uses."""
+    table = AggregateTable()
+    for _, *columns in rows:
+        table.put(Aggregate(*columns))
+    return table.observations(plan, stage, ledger_exposure(ledger_rows, plan, stage))
 
-    Exposed samples of a stage are the exposed requests summed over its windows, for the
-    metric that saw the most (metrics are recorded per request, so any one of them counts
-    the requests); per value of ``min_samples_per`` likewise.
-    """
-    rates: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[Tally]]] = {}
-    latencies: dict[tuple[str, SegmentKey], dict[tuple[int, int], list[tuple[int, ...]]]] = {}
-    exposed_by_metric: dict[tuple[int, str], int] = {}
-    per_value: dict[tuple[int, str, str], int] = {}
-    segments: dict[str, SegmentKey] = {"": None}
-    per_attribute = [s.min_samples_per for s in plan.stages]
-    # Rows unpack as tuples (faster than attribute access): the columns of t.aggregates.
-    for _, row_stage, window, exposed, segment_text, metric, requests, events, histogram in rows:
-        segment = segments.get(segment_text)
-        if segment_text and segment is None:
-            attribute, _, value = segment_text.partition("=")
-            segment = segments[segment_text] = (attribute, value)
-        key = (metric, segment)
-        stratum = (row_stage, window)
-        side = 0 if exposed else 1
-        if histogram is not None:
-            cell = latencies.setdefault(key, {}).setdefault(stratum, [(), ()])
-            cell[side] = tuple(histogram)
-        else:
-            tallies = rates.setdefault(key, {}).setdefault(stratum, [Tally(), Tally()])
-            tallies[side] = Tally(requests, events)
-        if exposed and row_stage <= stage:
-            if segment is None:
-                total = (row_stage, metric)
-                exposed_by_metric[total] = exposed_by_metric.get(total, 0) + requests
-            elif segment[0] == per_attribute[row_stage]:
-                value_key = (row_stage, metric, segment[1])
-                per_value[value_key] = per_value.get(value_key, 0) + requests
-    samples = [0] * (stage + 1)
-    for (row_stage, _), count in exposed_by_metric.items():
-        samples[row_stage] = max(samples[row_stage], count)
-    samples_per: list[dict[str, int]] = [{} for _ in range(stage + 1)]
-    for (row_stage, _, value), count in per_value.items():
-        per = samples_per[row_stage]
-        per[value] = max(per.get(value, 0), count)
+
+def ledger_exposure(ledger_rows: Sequence[Any], plan: Plan, stage: int) -> list[Exposure]:
+    """Per stage, units first seen in it by side (the sample-ratio check's input)."""
     exposure = [Exposure() for _ in range(stage + 1)]
     for ledger_stage, exposed, count in ledger_rows:
         # Units first seen in a stage were exposed with the stage's assigned share — unless the
@@ -878,16 +845,4 @@ def build_observations(
                 if exposed
                 else replace(current, baseline_units=current.baseline_units + count)
             )
-    return Observations(
-        rates={
-            key: [RateSample(pair[0], pair[1], s, w) for (s, w), pair in strata.items()]
-            for key, strata in rates.items()
-        },
-        latencies={
-            key: [LatencySample(pair[0], pair[1], s, w) for (s, w), pair in strata.items()]
-            for key, strata in latencies.items()
-        },
-        exposure=exposure,
-        samples=samples,
-        samples_per=samples_per,
-    )
+    return exposure

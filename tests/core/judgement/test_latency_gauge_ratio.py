@@ -55,20 +55,28 @@ def test_quantile_bounds_cover_the_true_p95_at_every_look() -> None:
 
 
 def _latency_runs(exposed_probabilities: np.ndarray, runs: int, seed: int) -> tuple[float, float]:
-    """(share of runs judged harm, mean exposed samples at harm) over 100 looks."""
+    """(share of runs judged harm, mean exposed samples at harm) over 100 looks, ten looks to
+    a window (the stratum the store keeps)."""
     guard = _plan_guard("{metric: l, kind: latency, quantile: 0.95, tolerance: 10%}")
     harmed, needed = 0, []
     for stream in np.random.SeedSequence(seed).spawn(runs):
         rng = np.random.default_rng(stream)
+        windows: list[LatencySample] = []
         exposed = np.zeros(LATENCY_BUCKETS, dtype=np.int64)
         baseline = np.zeros(LATENCY_BUCKETS, dtype=np.int64)
-        for _ in range(100):
+        for look in range(100):
+            if look % 10 == 0:
+                exposed[:] = 0
+                baseline[:] = 0
+                windows.append(LatencySample())
             exposed += rng.multinomial(100, exposed_probabilities)
             baseline += rng.multinomial(1900, BASE)
-            sample = LatencySample(tuple(exposed.tolist()), tuple(baseline.tolist()))
-            if judge_latency(guard, [sample], 0, 0.01).verdict is Verdict.HARM:
+            windows[-1] = LatencySample(
+                tuple(exposed.tolist()), tuple(baseline.tolist()), window=look // 10
+            )
+            if judge_latency(guard, windows, 0, 0.01).verdict is Verdict.HARM:
                 harmed += 1
-                needed.append(int(exposed.sum()))
+                needed.append(100 * (look + 1))
                 break
     return harmed / runs, (sum(needed) / len(needed) if needed else math.inf)
 

@@ -153,14 +153,12 @@ def test_conversion_that_drops_is_harm_when_lower_is_worse() -> None:
 @pytest.mark.parametrize(
     ("text", "x_t", "expected"),
     [
-        ("tolerance: 0.2pp", 3000, Verdict.HARM),  # 1.5 % vs 1 %: 0.5pp worse
-        ("tolerance: 0.2pp", 2000, Verdict.SAFE),
         ("max: 1.2%", 3000, Verdict.HARM),  # absolute limit on the exposed rate
         ("max: 1.2%", 1500, Verdict.SAFE),
     ],
 )
-def test_absolute_tolerances_and_limits(text: str, x_t: int, expected: Verdict) -> None:
-    """Absolute tolerances (points) and absolute limits judge the exposed side as written."""
+def test_absolute_limits(text: str, x_t: int, expected: Verdict) -> None:
+    """Absolute limits judge the exposed side's own rate as written."""
     guard = _guard(text)
     samples = [RateSample(Tally(200_000, x_t), Tally(3_800_000, 38_000))]
     assert judge_rate(guard, samples, 0, 0.01).verdict is expected

@@ -5,6 +5,7 @@ See docs/judgement.md for the methods, their citations and their measured behavi
 
 from __future__ import annotations
 
+from rollwise.core.judgement._aggregates import Aggregate, AggregateTable
 from rollwise.core.judgement._decision import (
     SAMPLE_RATIO_ALPHA,
     Decision,
@@ -22,9 +23,12 @@ from rollwise.core.judgement._decision import (
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
+    harm_log_evidence,
     quantile_bounds,
     rate_log_evidence,
+    restarted_log_evidence,
     sample_ratio_log_evidence,
+    stratum_log_ratios,
 )
 from rollwise.core.judgement._histogram import (
     LATENCY_BOUNDARIES_MS,
@@ -57,6 +61,8 @@ __all__ = [
     "SAFE_ALTERNATIVES",
     "SAFE_ERROR_RATE",
     "SAMPLE_RATIO_ALPHA",
+    "Aggregate",
+    "AggregateTable",
     "Decision",
     "Exposure",
     "Gate",
@@ -74,6 +80,7 @@ __all__ = [
     "Verdict",
     "decide",
     "harm_alpha",
+    "harm_log_evidence",
     "harm_tests",
     "histogram_quantile",
     "judge_gauge",
@@ -84,5 +91,7 @@ __all__ = [
     "latency_bucket",
     "quantile_bounds",
     "rate_log_evidence",
+    "restarted_log_evidence",
     "sample_ratio_log_evidence",
+    "stratum_log_ratios",
 ]

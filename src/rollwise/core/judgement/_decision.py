@@ -16,6 +16,7 @@ from enum import StrEnum
 from rollwise.core._plan import Action, Guard, GuardKind, Plan, cumulative_audience
 from rollwise.core._quantities import format_duration
 from rollwise.core.judgement._evidence import sample_ratio_log_evidence
+from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import (
     LatencySample,
     Observations,
@@ -91,31 +92,61 @@ class Decision:
         return self.stage + 1 if self.move is Move.EXPAND else None
 
 
-def harm_tests(plan: Plan) -> int:
-    """How many harm tests share the rollout's false-rollback rate (Bonferroni): one per
-    variant-split guard, plus one per judged segment value."""
+def harm_tests(plan: Plan, action: Action | None = None) -> int:
+    """How many harm tests share a budget (Bonferroni): one per variant-split guard, plus one
+    per judged segment value; only the guards whose regression triggers ``action``, if given."""
     return sum(
         1 + len(guard.by) * guard.max_segments
         for guard in plan.guards
-        if guard.kind is not GuardKind.GAUGE
+        if guard.kind is not GuardKind.GAUGE and (action is None or guard.on_regression is action)
     )
 
 
-def harm_alpha(plan: Plan) -> float:
-    return plan.false_rollback_rate / max(harm_tests(plan), 1)
+def harm_alpha(plan: Plan, action: Action = Action.ROLLBACK) -> float:
+    """Each harm test's level. Rollback guards share the plan's false-rollback rate; pause
+    guards share a budget of the same size of their own (a false pause stops the rollout for a
+    person, it rolls nothing back), so a pause-only guard costs the rollback guards nothing."""
+    return plan.false_rollback_rate / max(harm_tests(plan, action), 1)
 
 
-def _with_pooled_baseline(
-    samples: Sequence[RateSample], whole: Sequence[RateSample]
-) -> list[RateSample]:
-    """A segment that is all exposed or all baseline (split by the unit itself) is compared
-    against the whole baseline of its stage."""
-    result = []
-    for index, sample in enumerate(samples):
-        if sample.baseline.requests == 0 and index < len(whole):
-            sample = replace(sample, baseline=whole[index].baseline)
-        result.append(sample)
-    return result
+def _paired_rates(samples: Sequence[RateSample], whole: Sequence[RateSample]) -> list[RateSample]:
+    """A segment that is all exposed in a stratum (split by the unit itself, or a tenant with
+    quiet hours on the baseline side) is compared with the whole traffic's baseline *of the
+    same stage and window* — never of another window, which would compare one hour of the
+    day with another."""
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    paired = []
+    for sample in samples:
+        if sample.baseline.requests == 0:
+            baseline = baselines.get((sample.stage, sample.window))
+            if baseline is not None:
+                # The same paired object while neither side changes: what is judged of it is
+                # then reused from one tick to the next (see _evidence._RUNS).
+                sample = _PAIRED.get(
+                    sample,
+                    baseline,
+                    lambda: replace(sample, baseline=baseline),  # noqa: B023
+                )
+        paired.append(sample)
+    return paired
+
+
+_PAIRED: IdentityMemo[RateSample, RateSample] = IdentityMemo()
+
+
+def _paired_latencies(
+    samples: Sequence[LatencySample], whole: Sequence[LatencySample]
+) -> list[LatencySample]:
+    """``_paired_rates`` for latency histograms."""
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    paired = []
+    for sample in samples:
+        if not any(sample.baseline):
+            baseline = baselines.get((sample.stage, sample.window))
+            if baseline is not None:
+                sample = replace(sample, baseline=baseline)
+        paired.append(sample)
+    return paired
 
 
 def judge_guard(
@@ -125,6 +156,7 @@ def judge_guard(
     alpha: float,
     now: datetime,
     bounds: bool = True,
+    stages: int = 1,
 ) -> tuple[GuardVerdict, list[GuardVerdict]]:
     """The guard's verdict on the whole traffic, and one per judged segment."""
     if guard.kind is GuardKind.GAUGE:
@@ -133,22 +165,26 @@ def judge_guard(
     segments: list[GuardVerdict] = []
     if guard.kind is GuardKind.RATE:
         whole = observations.rates.get(whole_key, ())
-        overall = judge_rate(guard, whole, stage, alpha, bounds=bounds)
+        overall = judge_rate(guard, whole, stage, alpha, bounds=bounds, stages=stages)
         for attribute in guard.by:
             for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
                 key = (attribute, value)
-                series = _with_pooled_baseline(
-                    observations.rates.get((guard.metric, key), ()), whole
+                series = _paired_rates(observations.rates.get((guard.metric, key), ()), whole)
+                segments.append(
+                    judge_rate(guard, series, stage, alpha, key, bounds=bounds, stages=stages)
                 )
-                segments.append(judge_rate(guard, series, stage, alpha, key, bounds=bounds))
         return overall, segments
     latency_whole: Sequence[LatencySample] = observations.latencies.get(whole_key, ())
-    overall = judge_latency(guard, latency_whole, stage, alpha)
+    overall = judge_latency(guard, latency_whole, stage, alpha, stages=stages, bounds=bounds)
     for attribute in guard.by:
         for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
             key = (attribute, value)
-            series_l = observations.latencies.get((guard.metric, key), ())
-            segments.append(judge_latency(guard, series_l, stage, alpha, key))
+            series_l = _paired_latencies(
+                observations.latencies.get((guard.metric, key), ()), latency_whole
+            )
+            segments.append(
+                judge_latency(guard, series_l, stage, alpha, key, stages=stages, bounds=bounds)
+            )
     return overall, segments
 
 
@@ -272,12 +308,14 @@ def judge_guards(
     Depends on the observations (and, for gauges, on readings up to ``now``), not on the
     rollout's timing: a caller may reuse it while the observations have not changed.
     """
-    alpha = harm_alpha(plan)
     verdicts: list[GuardVerdict] = []
     segment_verdicts: list[GuardVerdict] = []
     guard_states: list[tuple[Guard, Verdict, GuardVerdict]] = []
     for guard in plan.guards:
-        overall, segments = judge_guard(guard, observations, stage, alpha, now, bounds)
+        alpha = harm_alpha(plan, guard.on_regression)
+        overall, segments = judge_guard(
+            guard, observations, stage, alpha, now, bounds, stages=len(plan.stages)
+        )
         verdicts.append(overall)
         segment_verdicts.extend(segments)
         harmed = [v for v in (overall, *segments) if v.verdict is Verdict.HARM]

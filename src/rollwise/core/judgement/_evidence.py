@@ -30,7 +30,8 @@ ratios against the assigned share, the two-sided conjugate construction of Lindo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from itertools import accumulate
 
@@ -75,6 +76,69 @@ def _stratum_log_ratios(
     return tuple(ratios)
 
 
+def stratum_log_ratios(
+    sample: RateSample, theta0: float, grid: tuple[float, ...]
+) -> tuple[float, ...]:
+    """One stratum's log likelihood ratios against θ0, one per alternative θ0 × a; zeros when
+    the stratum carries no information (no events, or one side empty)."""
+    n_t, x_t = sample.exposed.requests, sample.exposed.events
+    n_c, x_c = sample.baseline.requests, sample.baseline.events
+    if n_t == 0 or n_c == 0 or x_t + x_c == 0:
+        return (0.0,) * len(grid)
+    return _stratum_log_ratios(n_t, x_t, n_c, x_c, theta0, grid)
+
+
+#: Per run of strata of one stage (keyed by its first stratum's identity and the test): the
+#: strata already summed and their sums. The next tick's run usually starts with the same
+#: objects (the simulator's ``AggregateTable`` keeps finished strata), so only what is new
+#: is added; the identity of every reused stratum is checked (at C speed) first.
+_RUNS: dict[tuple[int, float, tuple[float, ...]], tuple[tuple[RateSample, ...], list[float]]] = {}
+_RUNS_LIMIT = 100_000
+
+
+def _run_log_ratios(
+    run: Sequence[RateSample], theta0: float, grid: tuple[float, ...]
+) -> list[float]:
+    """The summed log ratios of a run of strata (one stage's), reusing a known prefix. The
+    sums are added in stratum order either way, so the result is the same to the bit."""
+    key = (id(run[0]), theta0, grid)
+    known = _RUNS.get(key)
+    start, logs = 0, [0.0] * len(grid)
+    if known is not None:
+        done, sums = known
+        if len(done) <= len(run) and all(map(operator.is_, done, run)):
+            start, logs = len(done), list(sums)
+    last = len(run) - 1
+    for index in range(start, len(run)):
+        if index == last and last > 0:
+            # Keep all but the last stratum, which is usually the window still filling.
+            if len(_RUNS) >= _RUNS_LIMIT:
+                _RUNS.clear()
+            _RUNS[key] = (tuple(run[:last]), list(logs))
+        sample = run[index]
+        n_t, x_t = sample.exposed.requests, sample.exposed.events
+        n_c, x_c = sample.baseline.requests, sample.baseline.events
+        if n_t == 0 or n_c == 0 or x_t + x_c == 0:
+            continue  # no events, or one side empty: the split carries no information
+        for position, ratio in enumerate(_stratum_log_ratios(n_t, x_t, n_c, x_c, theta0, grid)):
+            logs[position] += ratio
+    return logs
+
+
+def _stage_log_ratios(
+    samples: Sequence[RateSample], theta0: float, grid: tuple[float, ...]
+) -> dict[int, list[float]]:
+    """Per stage, the log likelihood ratios of its strata summed, one per alternative."""
+    runs: dict[int, list[RateSample]] = {}
+    for sample in samples:
+        run = runs.get(sample.stage)
+        if run is None:
+            runs[sample.stage] = [sample]
+        else:
+            run.append(sample)
+    return {stage: _run_log_ratios(run, theta0, grid) for stage, run in runs.items()}
+
+
 def rate_log_evidence(
     samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float]
 ) -> float:
@@ -86,14 +150,55 @@ def rate_log_evidence(
     """
     grid = tuple(alternatives)
     logs = [0.0] * len(grid)
-    for sample in samples:
-        n_t, x_t = sample.exposed.requests, sample.exposed.events
-        n_c, x_c = sample.baseline.requests, sample.baseline.events
-        if n_t == 0 or n_c == 0 or x_t + x_c == 0:
-            continue  # no events, or one side empty: the split carries no information
-        for index, ratio in enumerate(_stratum_log_ratios(n_t, x_t, n_c, x_c, theta0, grid)):
-            logs[index] += ratio
+    for stage_logs in _stage_log_ratios(samples, theta0, grid).values():
+        for index, value in enumerate(stage_logs):
+            logs[index] += value
     return _log_mean_exp(logs)
+
+
+def restarted_log_evidence(per_stage: Mapping[int, Sequence[float]], stages: int) -> float:
+    """log of ½·E(from the start) + ½·mean over stages k ≥ 1 of E(from the start of stage k).
+
+    Each E(from σ) is a mixture of likelihood-ratio martingales started at a stopping time σ
+    (1 before it), so a fixed-weight average of them is again a nonnegative supermartingale
+    starting at 1, and Ville's inequality holds for the average (the weighted start-time
+    mixtures of Shin, Ramdas & Rinaldo, "E-detectors: a nonparametric framework for
+    sequential change detection", 2023). Why: after a clean stage, the whole-rollout process
+    sits far below 1, and a regression that appears only at a later stage would first have to
+    pay that debt back; the process restarted at that stage does not, for a cost of log 2 on
+    a regression present from the start and log(2(K-1)) on one that appears at stage k.
+    A stage not reached yet contributes its weight times 1. ``per_stage`` holds, per stage,
+    the summed log ratios per alternative (as from ``_stage_log_ratios``).
+    """
+    if not per_stage:
+        return 0.0
+    width = len(next(iter(per_stage.values())))
+    suffix = [0.0] * width
+    from_stage: dict[int, float] = {}
+    for stage in sorted(per_stage, reverse=True):
+        suffix = [a + b for a, b in zip(suffix, per_stage[stage], strict=True)]
+        from_stage[stage] = _log_mean_exp(suffix)
+    first = min(per_stage)
+    whole = from_stage[first]
+    if stages <= 1:
+        return whole
+    later = math.log(0.5 / (stages - 1))
+    terms = [math.log(0.5) + whole]
+    for stage in range(1, stages):
+        # E from the start of stage k: the strata of stages ≥ k (1 while there are none).
+        started = [s for s in from_stage if s >= stage]
+        terms.append(later + (from_stage[min(started)] if started else 0.0))
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
+def harm_log_evidence(
+    samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float], stages: int
+) -> float:
+    """The harm e-process of a rollout with ``stages`` stages: the mixture over
+    ``alternatives`` of ``rate_log_evidence``, averaged with its restarts at each stage start
+    (``restarted_log_evidence``)."""
+    return restarted_log_evidence(_stage_log_ratios(samples, theta0, tuple(alternatives)), stages)
 
 
 def rate_ratio(samples: Sequence[RateSample]) -> float | None:
@@ -118,6 +223,7 @@ def rate_bounds(
     log_harm_threshold: float,
     log_safe_threshold: float,
     higher_is_worse: bool,
+    stages: int = 1,
 ) -> tuple[float, float]:
     """The anytime-valid interval for θ that matches the verdicts exactly.
 
@@ -128,24 +234,29 @@ def rate_bounds(
     harm = HARM_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in HARM_ALTERNATIVES)
     safe = SAFE_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in SAFE_ALTERNATIVES)
 
-    def flip(
-        samples: Sequence[RateSample], alternatives: Sequence[float], threshold: float
-    ) -> float:
+    def flip(evidence: Callable[[float], float], rising: bool, threshold: float) -> float:
         # The e-value against θ0 falls as θ0 moves towards the alternatives' side.
         # 24 halvings of [1e-3, 1e3] in log space: a relative precision of 1e-6.
         lo, hi = math.log(1e-3), math.log(1e3)
-        rising = alternatives[0] > 1
         for _ in range(24):
             middle = (lo + hi) / 2
-            rejected = rate_log_evidence(samples, math.exp(middle), alternatives) >= threshold
+            rejected = evidence(math.exp(middle)) >= threshold
             if rejected == rising:
                 lo = middle
             else:
                 hi = middle
         return math.exp((lo + hi) / 2)
 
-    worse_bound = flip(all_stages, harm, log_harm_threshold)
-    better_bound = flip(current_stage, safe, log_safe_threshold)
+    worse_bound = flip(
+        lambda theta0: harm_log_evidence(all_stages, theta0, harm, stages),
+        harm[0] > 1,
+        log_harm_threshold,
+    )
+    better_bound = flip(
+        lambda theta0: rate_log_evidence(current_stage, theta0, safe),
+        safe[0] > 1,
+        log_safe_threshold,
+    )
     if higher_is_worse:
         return worse_bound, better_bound
     return better_bound, worse_bound

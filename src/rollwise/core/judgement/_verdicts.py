@@ -13,6 +13,7 @@ from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
     bernoulli_log_evidence,
+    harm_log_evidence,
     quantile_bounds,
     rate_bounds,
     rate_log_evidence,
@@ -26,6 +27,7 @@ from rollwise.core.judgement._observations import (
     SegmentKey,
     Tally,
 )
+from rollwise.core.judgement._tail import tail_strata
 
 #: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
 SAFE_ERROR_RATE = 0.05
@@ -105,12 +107,14 @@ def judge_rate(
     harm_alpha: float,
     segment: SegmentKey = None,
     bounds: bool = True,
+    stages: int = 1,
 ) -> GuardVerdict:
-    """Judge a rate guard from its strata up to ``stage``.
+    """Judge a rate guard from its strata up to ``stage`` of a plan with ``stages`` stages.
 
-    Harm uses every stratum so far (one e-process for the whole rollout); safety uses the
-    current stage's only, so an expansion rests on evidence about the current exposure. A guard
-    with both a tolerance and an absolute limit splits its α between the two tests.
+    Harm uses every stratum so far (one e-process for the whole rollout, averaged with its
+    restarts at each stage start: ``harm_log_evidence``); safety uses the current stage's only,
+    so an expansion rests on evidence about the current exposure. A guard with both a
+    tolerance and an absolute limit splits its α between the two tests.
     """
     history = [sample for sample in samples if sample.stage <= stage]
     current = [sample for sample in history if sample.stage == stage]
@@ -134,23 +138,21 @@ def judge_rate(
     harm_e = safe_e = 0.0
     lower = upper = None
     if tolerance is not None:
+        # Only a relative tolerance is a hypothesis about θ; plan files refuse absolute ones
+        # for rates (docs/judgement.md), and one built in code is never judged safe.
         if tolerance.relative:
             theta0 = 1 + sign * tolerance.amount
-        elif baseline.rate:
-            # Absolute tolerance (percentage points) at the baseline's current rate: a plug-in
-            # approximation, documented in docs/judgement.md.
-            theta0 = max(1 + sign * tolerance.amount / baseline.rate, 1e-6)
         if theta0 is None:
             safe = False
         else:
             harm_alts = HARM_ALTERNATIVES if higher else _HARM_BELOW
             safe_alts = SAFE_ALTERNATIVES if higher else _SAFE_ABOVE
-            harm_e = rate_log_evidence(history, theta0, harm_alts)
+            harm_e = harm_log_evidence(history, theta0, harm_alts, stages)
             safe_e = rate_log_evidence(current, theta0, safe_alts)
             harm = harm_e >= log_harm
             safe = safe_e >= log_safe
             if bounds:
-                lower, upper = rate_bounds(history, current, log_harm, log_safe, higher)
+                lower, upper = rate_bounds(history, current, log_harm, log_safe, higher, stages)
     limit_note = ""
     if limit is not None:
         limit_harm, _ = limit
@@ -201,71 +203,88 @@ def judge_latency(
     stage: int,
     harm_alpha: float,
     segment: SegmentKey = None,
+    stages: int = 1,
+    bounds: bool = True,
 ) -> GuardVerdict:
-    """Judge a latency guard: the exposed quantile against the baseline's, by histogram CSs.
+    """Judge a latency guard stratum by stratum, as tail counts (``tail_strata``).
 
-    Harm: the exposed quantile's lower bound exceeds the baseline's upper bound by more than
-    the tolerance (each bound at α/2). Safe: the exposed upper bound is within tolerance of the
-    baseline's lower bound, on the current stage (each at the safety level / 2).
+    Harm: evidence that, window by window, more exposed requests are slower than the tolerated
+    transform of the baseline's tail point than baseline requests are slower than that point
+    (θ > 1), over the whole rollout with stage restarts like a rate. Safe: evidence of θ < 1 on
+    the current stage. A ``max`` adds a test of the exposed quantile against it (α split).
+    The quantiles and the interval shown are read from the histograms pooled over the rollout
+    and over the current stage: they describe, the tail test decides. ``bounds=False`` skips
+    them unless a ``max`` needs them (the simulator's hot loop).
     """
     quantile = guard.quantile or 0.95
+    history = [sample for sample in samples if sample.stage <= stage]
     exposed_all: tuple[int, ...] = ()
     baseline_all: tuple[int, ...] = ()
-    current = LatencySample(stage=stage)
-    for sample in samples:
-        if sample.stage > stage:
-            continue
-        exposed_all = add_histograms(exposed_all, sample.exposed)
-        baseline_all = add_histograms(baseline_all, sample.baseline)
-        if sample.stage == stage:
-            current = LatencySample(
-                add_histograms(current.exposed, sample.exposed),
-                add_histograms(current.baseline, sample.baseline),
-                stage,
-            )
+    stage_exposed: tuple[int, ...] = ()
+    stage_baseline: tuple[int, ...] = ()
+    if bounds or guard.maximum is not None:
+        for sample in history:
+            exposed_all = add_histograms(exposed_all, sample.exposed)
+            baseline_all = add_histograms(baseline_all, sample.baseline)
+            if sample.stage == stage:
+                stage_exposed = add_histograms(stage_exposed, sample.exposed)
+                stage_baseline = add_histograms(stage_baseline, sample.baseline)
     higher = guard.worse is Worse.HIGHER
     tolerance = guard.tolerance
 
     def tolerated(reference: float) -> float:
-        """The worst acceptable exposed quantile, given a baseline quantile."""
+        """The worst acceptable exposed latency, given a baseline latency."""
         if tolerance is None:
             return reference
         if tolerance.relative:
-            return (
-                reference * (1 + tolerance.amount) if higher else reference * (1 - tolerance.amount)
-            )
+            return reference * (1 + tolerance.amount if higher else 1 - tolerance.amount)
         return reference + tolerance.amount if higher else reference - tolerance.amount
 
-    harm_level = math.log(2 / harm_alpha)
-    safe_level = math.log(2 / SAFE_ERROR_RATE)
-    t_low, t_high = quantile_bounds(exposed_all, quantile, harm_level)
-    c_low, c_high = quantile_bounds(baseline_all, quantile, harm_level)
-    s_t_low, s_t_high = quantile_bounds(current.exposed, quantile, safe_level)
-    s_c_low, s_c_high = quantile_bounds(current.baseline, quantile, safe_level)
+    tests = (1 if tolerance is not None else 0) + (1 if guard.maximum is not None else 0)
+    log_harm = math.log(max(tests, 1) / harm_alpha)
+    log_safe = math.log(max(tests, 1) / SAFE_ERROR_RATE)
+    harm = False
+    safe = tests > 0
+    harm_e = safe_e = 0.0
+    tail_note = ""
+    if tolerance is not None:
+        tails = tail_strata(history, quantile, tolerated, higher)
+        current = [s for s in tails.safe if s.stage == stage]
+        harm_e = harm_log_evidence(tails.harm, 1.0, HARM_ALTERNATIVES, stages)
+        safe_e = rate_log_evidence(current, 1.0, SAFE_ALTERNATIVES)
+        harm = harm_e >= log_harm
+        safe = safe_e >= log_safe
+        ratio = rate_ratio(tails.harm)
+        if ratio is not None:
+            beyond = "slower" if higher else "faster"
+            tail_note = (
+                f"; {ratio:.2f}× as many exposed requests {beyond} than tolerated as baseline "
+                f"requests beyond its p{quantile * 100:g}, window by window"
+            )
     exposed_q = histogram_quantile(exposed_all, quantile)
     baseline_q = histogram_quantile(baseline_all, quantile)
+    if guard.maximum is not None:
+        limit_low, _ = quantile_bounds(exposed_all, quantile, log_harm)
+        _, stage_high = quantile_bounds(stage_exposed, quantile, log_safe)
+        harm = harm or limit_low > guard.maximum
+        safe = safe and stage_high <= guard.maximum
     label = f"{guard.metric} p{quantile * 100:g}{_where(segment)}"
-    if higher:
-        harm = c_high < math.inf and t_low > tolerated(c_high)
-        safe = s_t_high < math.inf and s_t_high <= tolerated(s_c_low)
-    else:
-        harm = t_high < math.inf and t_high < tolerated(c_low)
-        safe = s_t_low > 0 and s_t_low >= tolerated(s_c_high)
-    over_limit = guard.maximum is not None and exposed_q is not None and exposed_q > guard.maximum
-    if over_limit and guard.maximum is not None and t_low > guard.maximum:
-        harm = True
     shown = (
-        f"{exposed_q:.0f} ms exposed vs {baseline_q:.0f} ms baseline"
+        f"{exposed_q:.0f} ms exposed vs {baseline_q:.0f} ms baseline{tail_note}"
         if exposed_q is not None and baseline_q is not None
-        else "no data yet"
+        else (tail_note[2:] if tail_note else "no data yet")
     )
     if harm:
         verdict, sentence = Verdict.HARM, f"{label} is worse than tolerated: {shown}"
-    elif safe and not over_limit:
+    elif safe:
         verdict, sentence = Verdict.SAFE, f"{label} is within tolerance: {shown}"
     else:
         verdict, sentence = Verdict.PENDING, f"{label}: not conclusive yet: {shown}"
     estimate = exposed_q - baseline_q if exposed_q is not None and baseline_q is not None else None
+    # The interval shown: the current stage's quantile confidence sequences, side against side.
+    level = math.log(2 / SAFE_ERROR_RATE)
+    t_low, t_high = quantile_bounds(stage_exposed, quantile, level)
+    c_low, c_high = quantile_bounds(stage_baseline, quantile, level)
     return GuardVerdict(
         guard.metric,
         guard.kind,
@@ -281,6 +300,8 @@ def judge_latency(
         Tally(sum(baseline_all)),
         exposed_q,
         baseline_q,
+        harm_evidence=harm_e,
+        safe_evidence=safe_e,
     )
 
 

@@ -68,8 +68,21 @@ class Scenario:
     internal_team: str = "checkout"
     users_per_tenant: int = 200
     tick: timedelta = timedelta(minutes=1)
-    #: Aggregation window: rate metrics are compared window by window (see RateSample).
-    window: timedelta = timedelta(hours=1)
+    #: Aggregation window; None takes the plan's ``stratum``, as the SDKs do.
+    window: timedelta | None = None
+    # --- conditions production has (all off by default) -------------------------------------
+    #: Share of tenants (every n-th by size) with business hours: no traffic outside
+    #: ``business_hours`` (UTC), so they have windows with no aggregates at all.
+    quiet_tenants: float = 0.0
+    business_hours: tuple[int, int] = (8, 18)
+    #: The base rate of every rate metric follows the day: × (1 + amplitude · sin(2π h / 24)).
+    daily_amplitude: float = 0.0
+    #: Each tenant's own base rate: × exp(σ · N(0, 1)), drawn once per run.
+    tenant_rate_sigma: float = 0.0
+    #: Per stage, a factor on everyone's base rates and latencies (both sides): what changes
+    #: at a stage boundary that has nothing to do with the change rolled out.
+    stage_rate_factors: tuple[float, ...] = ()
+    stage_latency_factors: tuple[float, ...] = ()
     #: Longest simulated time of one run.
     horizon: timedelta = timedelta(days=30)
     #: Stages that need approval are approved at once (a person's delay is not simulated).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -25,16 +25,14 @@ from rollwise.core._flag import Flag, FlagSet, Variant
 from rollwise.core._plan import GuardKind, Plan, Worse
 from rollwise.core.judgement import (
     LATENCY_BOUNDARIES_MS,
+    Aggregate,
+    AggregateTable,
     Decision,
     Exposure,
     GaugeReading,
-    LatencySample,
     Move,
-    Observations,
-    RateSample,
     RolloutState,
     SegmentKey,
-    Tally,
     decide,
 )
 from rollwise.core.simulation._scenario import Scenario
@@ -196,17 +194,20 @@ class Simulation:
                     f"{', '.join(scenario.names())}",
                     path="--in",
                 )
-        self.latency_base = _lognormal_bucket_probabilities(
-            scenario.latency_p95_ms, scenario.latency_sigma, 1.0, 0.0
+        self.window = scenario.window or plan.stratum
+        self._latency_cache: dict[tuple[float, float], np.ndarray] = {}
+        names = scenario.names()
+        quiet: set[str] = set()
+        if scenario.quiet_tenants > 0:
+            every = max(1, round(1 / scenario.quiet_tenants))
+            quiet = {name for index, name in enumerate(names) if index % every == every - 1}
+        self.quiet_cells = np.array([cell.tenant in quiet for cell in self.population.cells])
+        self.cell_tenant = np.array(
+            [
+                names.index(c.tenant) if c.tenant in names else len(names)
+                for c in self.population.cells
+            ]
         )
-        self.latency_regressed = self.latency_base
-        if regression is not None and regression.metric in self.latency_metrics:
-            self.latency_regressed = _lognormal_bucket_probabilities(
-                scenario.latency_p95_ms,
-                scenario.latency_sigma,
-                regression.factor,
-                regression.added_ms,
-            )
         # Which rate metric counts as "failed requests" for the blast radius.
         failing = [
             g.metric for g in plan.guards if g.kind is GuardKind.RATE and g.worse is Worse.HIGHER
@@ -223,18 +224,18 @@ class Simulation:
                 path="--regression",
             )
         self._assigned_cache: dict[tuple[int, bytes], Exposure] = {}
-        # Rows: the whole traffic, then each (attribute, value) guards split by.
+        # Rows: the whole traffic, then each (attribute, value) guards split by or stages count
+        # samples per, as the SDK splits them (LiveRollout.split_by).
         self.keys: list[SegmentKey] = [None]
         rows = [np.ones(len(self.population.cells))]
-        for attribute in self.split_by:
+        for attribute in dict.fromkeys([*self.split_by, *self.sample_attributes]):
             for value, indexes in self._masks(attribute).items():
                 self.keys.append((attribute, value))
                 row = np.zeros(len(self.population.cells))
                 row[indexes] = 1
                 rows.append(row)
         self.membership = np.array(rows, dtype=np.int64)
-        # Finished strata (stage × window) of the run in progress, per metric and segment.
-        self._strata: dict[tuple[str, SegmentKey], list[RateSample]] = {}
+        self.segment_texts = ["" if key is None else f"{key[0]}={key[1]}" for key in self.keys]
         self.masks = {
             attribute: self._masks(attribute)
             for attribute in {*self.split_by, *self.sample_attributes}
@@ -254,14 +255,38 @@ class Simulation:
                 values.setdefault(value, []).append(index)
         return {value: np.array(indexes) for value, indexes in values.items()}
 
+    def _latency(self, scale: float, added_ms: float) -> np.ndarray:
+        key = (scale, added_ms)
+        probabilities = self._latency_cache.get(key)
+        if probabilities is None:
+            probabilities = self._latency_cache[key] = _lognormal_bucket_probabilities(
+                self.scenario.latency_p95_ms, self.scenario.latency_sigma, scale, added_ms
+            )
+        return probabilities
+
+    def _window_start(self, moment: datetime) -> int:
+        """The window a moment falls in, as the SDK labels it: its start in minutes since the
+        epoch, windows aligned to multiples of their length."""
+        minutes = int(self.window.total_seconds() // 60)
+        return int(moment.timestamp() // 60) // minutes * minutes
+
     def run(
         self, rng: np.random.Generator, *, keep_decisions: bool = False
     ) -> tuple[RunResult, list[Decision]]:
-        """One simulated rollout, from stage 0 until it stops or the horizon passes."""
+        """One simulated rollout, from stage 0 until it stops or the horizon passes.
+
+        Each tick's counts are added to the current window's aggregates, which are put into an
+        ``AggregateTable`` the way the store keeps them (only keys that saw requests), and the
+        decision reads the table's observations: the store's path, in memory.
+        """
         scenario, plan = self.scenario, self.plan
-        self._strata = {}
+        table = AggregateTable()
         cells = len(self.population.cells)
-        stratum = (0, 0)
+        tenant_factor = np.exp(
+            scenario.tenant_rate_sigma * rng.standard_normal(len(scenario.names()) + 1)
+        )
+        cell_rate = scenario.error_rate * tenant_factor[self.cell_tenant]
+        stratum = (0, self._window_start(START))
         current = self._empty_stratum()
         tick_seconds = scenario.tick.total_seconds()
         expected = scenario.requests_per_second * tick_seconds * self.population.shares
@@ -270,15 +295,6 @@ class Simulation:
         n_exposed = np.zeros((stages, cells), dtype=np.int64)
         n_baseline = np.zeros((stages, cells), dtype=np.int64)
         events_exposed = {m: np.zeros((stages, cells), dtype=np.int64) for m in self.rate_metrics}
-        events_baseline = {m: np.zeros((stages, cells), dtype=np.int64) for m in self.rate_metrics}
-        hist_exposed = {
-            m: np.zeros((stages, len(self.latency_base)), dtype=np.int64)
-            for m in self.latency_metrics
-        }
-        hist_baseline = {
-            m: np.zeros((stages, len(self.latency_base)), dtype=np.int64)
-            for m in self.latency_metrics
-        }
         gauge_readings: dict[str, list[GaugeReading]] = {g.metric: [] for g in self.gauges}
         state = RolloutState(0, START)
         approvals = [stage.name for stage in plan.stages] if scenario.approve else []
@@ -290,34 +306,41 @@ class Simulation:
         decision: Decision | None = None
         end = START + scenario.horizon
         while now < end:
+            began = now
             now += scenario.tick
             stage = state.stage
-            label = (stage, int((now - scenario.tick - START) / scenario.window))
+            label = (stage, self._window_start(began))
             if label != stratum:
-                self._finish_stratum(stratum, current)
                 stratum, current = label, self._empty_stratum()
+            hour = began.hour + began.minute / 60
+            active = expected
+            if self.quiet_cells.any():
+                opens, closes = scenario.business_hours
+                if not opens <= began.hour < closes:
+                    active = np.where(self.quiet_cells, 0.0, expected)
             fractions = self.stage_exposure[stage][0]
-            requests = rng.poisson(expected)
+            requests = rng.poisson(active)
             exposed = rng.binomial(requests, fractions)
             baseline = requests - exposed
             n_exposed[stage] += exposed
             n_baseline[stage] += baseline
             current["requests", True] += exposed
             current["requests", False] += baseline
+            level = _stage_factor(scenario.stage_rate_factors, stage)
+            level *= 1 + scenario.daily_amplitude * math.sin(2 * math.pi * hour / 24)
+            rate = np.minimum(cell_rate * level, 1.0)
             for metric in self.rate_metrics:
-                rate_exposed = np.full(cells, scenario.error_rate)
+                rate_exposed = rate
                 if regression is not None and regression.metric == metric:
                     rate_exposed = np.where(
-                        self.regressed_cells,
-                        min(scenario.error_rate * regression.factor, 1.0),
-                        scenario.error_rate,
+                        self.regressed_cells, np.minimum(rate * regression.factor, 1.0), rate
                     )
                 new_exposed = rng.binomial(exposed, rate_exposed)
-                new_baseline = rng.binomial(baseline, scenario.error_rate)
+                new_baseline = rng.binomial(baseline, rate)
                 events_exposed[metric][stage] += new_exposed
-                events_baseline[metric][stage] += new_baseline
                 current[metric, True] += new_exposed
                 current[metric, False] += new_baseline
+            scale = _stage_factor(scenario.stage_latency_factors, stage)
             for metric in self.latency_metrics:
                 total_exposed = int(exposed.sum())
                 regressed_exposed = (
@@ -325,26 +348,33 @@ class Simulation:
                     if regression and regression.metric == metric
                     else 0
                 )
-                hist_exposed[metric][stage] += rng.multinomial(
-                    total_exposed - regressed_exposed, self.latency_base
-                )
-                if regressed_exposed:
-                    hist_exposed[metric][stage] += rng.multinomial(
-                        regressed_exposed, self.latency_regressed
+                base = self._latency(scale, 0.0)
+                current[metric, True] += rng.multinomial(total_exposed - regressed_exposed, base)
+                if regressed_exposed and regression is not None:
+                    current[metric, True] += rng.multinomial(
+                        regressed_exposed,
+                        self._latency(scale * regression.factor, regression.added_ms),
                     )
-                hist_baseline[metric][stage] += rng.multinomial(
-                    int(baseline.sum()), self.latency_base
-                )
+                current[metric, False] += rng.multinomial(int(baseline.sum()), base)
             share_exposed = float(exposed.sum() / max(requests.sum(), 1))
             for guard in self.gauges:
                 limit = guard.maximum if guard.maximum is not None else (guard.minimum or 1.0)
-                level = scenario.gauge_level * limit * (1 + 0.05 * rng.standard_normal())
+                gauge = scenario.gauge_level * limit * (1 + 0.05 * rng.standard_normal())
                 if regression is not None and regression.metric == guard.metric:
-                    level *= 1 + (regression.factor - 1) * share_exposed
-                gauge_readings[guard.metric].append(GaugeReading(now, float(level)))
+                    gauge *= 1 + (regression.factor - 1) * share_exposed
+                gauge_readings[guard.metric].append(GaugeReading(now, float(gauge)))
                 del gauge_readings[guard.metric][:-64]
-            observations = self._observations(
-                stratum, current, n_exposed, n_baseline, hist_exposed, hist_baseline, gauge_readings
+            table.put_all(self._aggregates(stratum, current))
+            observations = replace(
+                table.observations(
+                    plan,
+                    stage,
+                    [
+                        self._assigned(s, (n_exposed[s] + n_baseline[s]) > 0)
+                        for s in range(stage + 1)
+                    ],
+                ),
+                gauges={metric: tuple(readings) for metric, readings in gauge_readings.items()},
             )
             decision = decide(plan, state, observations, now, approvals, bounds=keep_decisions)
             if keep_decisions:
@@ -417,89 +447,65 @@ class Simulation:
 
     def _empty_stratum(self) -> dict[tuple[str, bool], np.ndarray]:
         cells = len(self.population.cells)
-        names = ["requests", *self.rate_metrics]
-        return {
+        buckets = len(LATENCY_BOUNDARIES_MS) + 1
+        counts = {
             (name, side): np.zeros(cells, dtype=np.int64)
-            for name in names
+            for name in ["requests", *self.rate_metrics]
             for side in (True, False)
         }
+        for metric in self.latency_metrics:
+            for side in (True, False):
+                counts[metric, side] = np.zeros(buckets, dtype=np.int64)
+        return counts
 
-    def _stratum_samples(
+    def _aggregates(
         self, label: tuple[int, int], counts: dict[tuple[str, bool], np.ndarray]
-    ) -> dict[tuple[str, SegmentKey], RateSample]:
-        """One stratum's samples for the whole traffic and every segment, by matrix product."""
+    ) -> list[Aggregate]:
+        """The current window's aggregates as an SDK would ship them: the whole traffic and
+        every segment, by matrix product; only the keys that saw requests."""
+        stage, window = label
         membership = self.membership
-        ne = membership @ counts["requests", True]
-        nb = membership @ counts["requests", False]
-        samples: dict[tuple[str, SegmentKey], RateSample] = {}
-        for metric in self.rate_metrics:
-            xe = membership @ counts[metric, True]
-            xb = membership @ counts[metric, False]
-            for row, key in enumerate(self.keys):
-                samples[(metric, key)] = RateSample(
-                    Tally(int(ne[row]), int(xe[row])),
-                    Tally(int(nb[row]), int(xb[row])),
-                    stage=label[0],
-                    window=label[1],
-                )
-        return samples
+        result: list[Aggregate] = []
+        for side in (True, False):
+            requests = membership @ counts["requests", side]
+            for metric in self.rate_metrics:
+                events = membership @ counts[metric, side]
+                for row, text in enumerate(self.segment_texts):
+                    if requests[row]:
+                        result.append(
+                            Aggregate(
+                                stage,
+                                window,
+                                side,
+                                text,
+                                metric,
+                                int(requests[row]),
+                                int(events[row]),
+                            )
+                        )
+            if requests[0]:
+                for metric in self.latency_metrics:
+                    histogram = counts[metric, side]
+                    result.append(
+                        Aggregate(
+                            stage,
+                            window,
+                            side,
+                            "",
+                            metric,
+                            int(histogram.sum()),
+                            0,
+                            histogram.tolist(),
+                        )
+                    )
+        return result
 
-    def _finish_stratum(
-        self, label: tuple[int, int], counts: dict[tuple[str, bool], np.ndarray]
-    ) -> None:
-        """A window (or stage) is over: its samples no longer change, so keep them."""
-        if not counts["requests", True].any() and not counts["requests", False].any():
-            return
-        for key, sample in self._stratum_samples(label, counts).items():
-            self._strata.setdefault(key, []).append(sample)
 
-    def _observations(
-        self,
-        stratum: tuple[int, int],
-        current: dict[tuple[str, bool], np.ndarray],
-        n_exposed: np.ndarray,
-        n_baseline: np.ndarray,
-        hist_exposed: dict[str, np.ndarray],
-        hist_baseline: dict[str, np.ndarray],
-        gauges: dict[str, list[GaugeReading]],
-    ) -> Observations:
-        stage = stratum[0]
-        upto = stage + 1
-        rates = {
-            key: [*self._strata.get(key, ()), sample]
-            for key, sample in self._stratum_samples(stratum, current).items()
-        }
-        latencies: dict[tuple[str, SegmentKey], list[LatencySample]] = {
-            (metric, None): [
-                LatencySample(
-                    tuple(hist_exposed[metric][s].tolist()),
-                    tuple(hist_baseline[metric][s].tolist()),
-                    stage=s,
-                )
-                for s in range(upto)
-            ]
-            for metric in self.latency_metrics
-        }
-        samples = [int(v) for v in n_exposed[:upto].sum(axis=1)]
-        samples_per: list[dict[str, int]] = []
-        per_attribute = self.plan.stages[stage].min_samples_per
-        for s in range(upto):
-            per: dict[str, int] = {}
-            if per_attribute is not None and per_attribute in self.masks:
-                per = {
-                    value: int(n_exposed[s, mask].sum())
-                    for value, mask in self.masks[per_attribute].items()
-                }
-            samples_per.append(per)
-        exposure = [self._assigned(s, (n_exposed[s] + n_baseline[s]) > 0) for s in range(upto)]
-        return Observations(
-            rates=rates,
-            latencies=latencies,
-            gauges={metric: tuple(readings) for metric, readings in gauges.items()},
-            exposure=exposure,
-            samples=samples,
-            samples_per=samples_per,
-        )
+def _stage_factor(factors: Sequence[float], stage: int) -> float:
+    """A per-stage factor; stages past the list keep its last value, none means 1."""
+    if not factors:
+        return 1.0
+    return factors[min(stage, len(factors) - 1)]
 
 
 def share_exposed(simulation: Simulation, stage: int) -> float:

@@ -36,6 +36,11 @@ export function duration(ms) {
   return `${Math.floor(hours / 24)}d ${hours % 24}h`;
 }
 
+/** What one window of the series spans, after "per": "hour", "15-minute window". */
+export function windowText(minutes) {
+  return !minutes || minutes === 60 ? "hour" : `${minutes}-minute window`;
+}
+
 export function count(value) {
   return value === null || value === undefined ? "—" : Math.round(value).toLocaleString("en-US");
 }

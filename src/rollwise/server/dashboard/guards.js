@@ -1,11 +1,11 @@
-// One card per guard: the exposed side against the baseline per hour (with 95 % intervals and
+// One card per guard: the exposed side against the baseline per window (with 95 % intervals and
 // the tolerated line), and the judged effect over time with its anytime-valid bounds against
 // the tolerance. Then the per-segment verdicts, worst first.
 
 import { verdictPill } from "./badges.js";
 import { legend, timeChart } from "./charts.js";
 import { h, s } from "./dom.js";
-import { change, count, dateTime, ms, parseTime, percent, tick } from "./format.js";
+import { change, count, dateTime, ms, parseTime, percent, tick, titleCase, windowText } from "./format.js";
 import { windowTime } from "./timeline.js";
 
 /** How the guard's values read: rates as percentages, latency in ms, gauges as they are. */
@@ -31,7 +31,7 @@ function guardSubtitle(guard) {
   return parts.join(" · ");
 }
 
-function sidesChart(guard, domain, marks) {
+function sidesChart(guard, domain, marks, windowMinutes) {
   const format = valueFormat(guard);
   const side = (name) => guard.windows.map((w) => ({
     t: windowTime(w, domain),
@@ -47,10 +47,10 @@ function sidesChart(guard, domain, marks) {
   const worseUp = guard.worse === "higher";
   const what = guard.kind === "rate" ? `${guard.metric} rate` : `${guard.label} (ms)`;
   return h("figure", { class: "chart-box" },
-    h("figcaption", {}, `Per hour: exposed vs baseline, 95% intervals`),
+    h("figcaption", {}, `${titleCase(`per ${windowText(windowMinutes)}`)}: exposed vs baseline, 95% intervals`),
     timeChart({
       testid: "guard-chart",
-      label: `${guard.label}: exposed vs baseline per hour`,
+      label: `${guard.label}: exposed vs baseline per ${windowText(windowMinutes)}`,
       x: domain,
       y: { label: what, format },
       layers: [
@@ -153,7 +153,7 @@ function gaugeChart(guard, domain, marks) {
     legend([{ label: "reading", class: "gauge" }, { label: "past the limit", class: "harm", kind: "zone" }]));
 }
 
-export function guardCard(guard, domain, marks, segmentRows) {
+export function guardCard(guard, domain, marks, segmentRows, windowMinutes) {
   // A regression confined to a segment shows in the segment table, not in the whole: say so.
   const harmed = segmentRows.filter((row) => row.metric === guard.metric && row.verdict === "harm");
   const shown = harmed.length ? "harm" : guard.verdict.verdict;
@@ -171,7 +171,7 @@ export function guardCard(guard, domain, marks, segmentRows) {
       " — see the segments below.") : null,
     guard.kind === "gauge"
       ? h("div", { class: "chart-single" }, gaugeChart(guard, domain, marks))
-      : h("div", { class: "chart-pair" }, sidesChart(guard, domain, marks), effectChart(guard, domain, marks)),
+      : h("div", { class: "chart-pair" }, sidesChart(guard, domain, marks, windowMinutes), effectChart(guard, domain, marks)),
   );
 }
 

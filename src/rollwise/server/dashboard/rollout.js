@@ -162,7 +162,7 @@ export function rolloutPage(id) {
       exposureCharts(series, domain, marks, series.plan.unit),
     ]);
     guards.update({ guards: series.guards, domain, marks, segments: series.segments.rows }, () =>
-      series.guards.map((g) => guardCard(g, domain, marks, series.segments.rows)));
+      series.guards.map((g) => guardCard(g, domain, marks, series.segments.rows, series.window_minutes)));
     segments.update([series.segments.rows, series.segments.hidden], () => segmentTable(series));
     log.update(decisions, series);
     ledger.update([series.stages, series.exposure.exposed_units], () => ledgerSummary(series, rollout, series.plan.unit));

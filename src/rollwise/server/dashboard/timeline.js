@@ -3,7 +3,7 @@
 
 import { legend, timeChart } from "./charts.js";
 import { h } from "./dom.js";
-import { clockTime, count, dateTime, dayLabel, duration, parseTime, percent } from "./format.js";
+import { clockTime, count, dateTime, dayLabel, duration, parseTime, percent, windowText } from "./format.js";
 
 const STATE_TEXT = {
   done: "done",
@@ -113,7 +113,7 @@ export function exposureCharts(series, domain, marks, unit) {
   const units = [{ t: domain.from, v: 0 }, ...steps, { t: domain.to, v: steps.length ? steps.at(-1).v : 0 }];
   return h("div", { class: "chart-pair" },
     h("figure", { class: "chart-box" },
-      h("figcaption", {}, "Share of requests on the exposed side, per hour"),
+      h("figcaption", {}, `Share of requests on the exposed side, per ${windowText(series.window_minutes)}`),
       timeChart({
         testid: "exposure-chart",
         label: "exposed share of requests over time",
