@@ -704,11 +704,23 @@ def rollwise_tenant(
     return -1, ""
 
 
+#: Ticks per stored window for latency: rollwise judges latency window by window (each window
+#: against the baseline's tail over the earlier ones), as the store keeps it.
+LATENCY_WINDOW_TICKS = 10
+
+
 def rollwise_latency(guard: Guard, alpha: float, e_cum: np.ndarray, c_cum: np.ndarray) -> int:
-    exposed, baseline = e_cum.tolist(), c_cum.tolist()
-    for tick in range(len(exposed)):
-        sample = LatencySample(tuple(exposed[tick]), tuple(baseline[tick]))
-        if judge_latency(guard, [sample], 0, alpha).verdict is Verdict.HARM:
+    strata: list[LatencySample] = []
+    for tick in range(len(e_cum)):
+        window = tick // LATENCY_WINDOW_TICKS
+        start = window * LATENCY_WINDOW_TICKS - 1
+        exposed = e_cum[tick] - (e_cum[start] if start >= 0 else 0)
+        baseline = c_cum[tick] - (c_cum[start] if start >= 0 else 0)
+        sample = LatencySample(
+            tuple(exposed.tolist()), tuple(baseline.tolist()), stage=0, window=window
+        )
+        strata[window:] = [sample]
+        if judge_latency(guard, strata, 0, alpha).verdict is Verdict.HARM:
             return tick
     return -1
 

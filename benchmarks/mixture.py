@@ -23,7 +23,9 @@ import numpy as np
 from rollwise.core.judgement import HARM_ALTERNATIVES, RateSample, Tally, rate_log_evidence
 
 GRIDS: dict[str, tuple[float, ...]] = {
-    "rollwise (1.15-4.5, 6 points)": HARM_ALTERNATIVES,
+    f"rollwise ({HARM_ALTERNATIVES[0]:g}-{HARM_ALTERNATIVES[-1]:g}, "
+    f"{len(HARM_ALTERNATIVES)} points)": HARM_ALTERNATIVES,
+    "previous (1.15-4.5, 6 points)": (1.15, 1.4, 1.8, 2.4, 3.2, 4.5),
     "narrow, small effects (1.1)": (1.1,),
     "narrow, large effects (4.0)": (4.0,),
     "wide (1.05-20, 24 points)": tuple(np.geomspace(1.05, 20, 24)),

@@ -21,10 +21,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 def test_lint_example_exits_zero(
     capsys: pytest.CaptureFixture[str], plan_path: Path, flags_path: Path
 ) -> None:
-    """The shipped plan lints clean against its flags."""
+    """The shipped plan lints without errors against its flags; its one warning is RW020
+    (whole tenants compared with other tenants)."""
     code, out, _ = _run(capsys, "lint", str(plan_path), "--flags", str(flags_path))
     assert code == 0
-    assert "plan ok (0 errors, 0 warnings, 0 infos)" in out
+    assert "plan ok (0 errors, 1 warning, 0 infos)" in out
+    assert "RW020" in out
 
 
 def test_lint_errors_exit_one_with_code_line_and_docs(

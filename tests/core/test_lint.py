@@ -154,13 +154,15 @@ CASES: list[tuple[str, Callable[[Plan], object], Callable[[Plan], object]]] = [
     ("RW015", _set(_root, rollback={"to": "legacy"}), _set(_root, rollback={"to": "off"})),
     ("RW016", _set(_named("quarter"), bake="3d"), _set(_named("quarter"), bake="2d")),
     ("RW017", _drop(_root, "max_stage_duration"), _set(_root, max_stage_duration="5d")),
+    ("RW020", _set(_root, unit="region"), _set(_root, unit="user")),
 ]
 
 
 def test_example_plan_is_clean_with_its_flags() -> None:
-    """The shipped example has no finding at all when checked against its flags file,
-    including the simulation at its declared traffic."""
-    assert _codes({**EXAMPLE_PLAN, "traffic": DECLARED_TRAFFIC}) == set()
+    """The shipped example has no finding but one when checked against its flags file,
+    including the simulation at its declared traffic: the warning that whole tenants are
+    compared with other tenants (unit: tenant), which is true of it."""
+    assert _codes({**EXAMPLE_PLAN, "traffic": DECLARED_TRAFFIC}) == {"RW020"}
 
 
 LOW_TRAFFIC_PLAN: Plan = {

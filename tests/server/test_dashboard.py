@@ -378,6 +378,15 @@ def test_an_ended_rollout_is_shown_as_its_last_decision_judged_it(filled: Filled
     """After a rollback on one tenant's harm, guard and segment verdicts come from the
     decision that rolled it back, not from data that arrived later; there is no live point."""
     controller = filled.client.app.state.controller  # type: ignore[attr-defined]
+    # The pilot tenant's history on the baseline, an hour before (a whole tenant is judged
+    # against its own history: without one it is not judged on its own).
+    history = [
+        AggregateRow(filled.rollout_id, 0, WINDOW - 60, False, "", "checkout.error", 10_000, 300),
+        AggregateRow(
+            filled.rollout_id, 0, WINDOW - 60, False, "tenant=acme", "checkout.error", 3000, 90
+        ),
+    ]
+    assert filled.store.ingest("history", "test", history, [], filled.clock.now())
     # The pilot tenant fails one checkout in ten: harm, for the decision log to keep.
     worse = [
         AggregateRow(

@@ -44,6 +44,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--in", dest="within", metavar="ATTR=VALUE", help="confine it, e.g. tenant=globex"
     )
+    parser.add_argument(
+        "--quiet-tenants",
+        default="0%",
+        help="share of tenants with business hours (no traffic 18:00-08:00 UTC), e.g. 30%%",
+    )
+    parser.add_argument(
+        "--daily-swing",
+        default="0%",
+        help="the base rate's swing over the day, e.g. 50%% (0.5%% to 1.5%% around 1%%)",
+    )
+    parser.add_argument(
+        "--tenant-spread",
+        type=float,
+        default=0.0,
+        help="each tenant's own base rate: x exp(SPREAD * N(0,1)), e.g. 0.3",
+    )
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tick", default="5m", help="simulated time between decisions")
@@ -62,8 +78,14 @@ def _scenario(args: argparse.Namespace, plan_traffic: float | None) -> Scenario:
         p95 = float(p95_text.removesuffix("ms")) if p95_text.endswith("ms") else None
         tick = parse_duration(args.tick)
         horizon = parse_duration(args.horizon)
+        quiet = parse_percent(args.quiet_tenants) / 100
+        swing = parse_percent(args.daily_swing) / 100
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if swing > 1:
+        raise InputError("must be at most 100%", path="--daily-swing")
+    if not 0 <= args.tenant_spread <= 2:
+        raise InputError("must be between 0 and 2", path="--tenant-spread")
     if p95 is None or p95 <= 0:
         raise InputError(
             f"expected a latency like '120ms', got {args.latency_p95!r}", path="--latency-p95"
@@ -86,6 +108,9 @@ def _scenario(args: argparse.Namespace, plan_traffic: float | None) -> Scenario:
         regression=regression,
         tick=tick,
         horizon=horizon,
+        quiet_tenants=quiet,
+        daily_amplitude=swing,
+        tenant_rate_sigma=args.tenant_spread,
     )
 
 

@@ -437,6 +437,40 @@ def _detects_in_time(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, s
             )
 
 
+#: Units that each send requests from many users: whole ones switch together, and few of them
+#: are exposed in early stages.
+_COARSE_UNITS = frozenset({"tenant", "account", "organization", "org", "region", "instance"})
+
+
+@_rule(
+    "RW020",
+    "few-units-compared-with-others",
+    Severity.WARNING,
+    "with a coarse unit, exposed units are compared with other units: their own base rates "
+    "look like an effect",
+)
+def _coarse_unit(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
+    if plan.unit not in _COARSE_UNITS:
+        return
+    guards = [g for g in plan.guards if g.kind is not GuardKind.GAUGE]
+    if not guards:
+        return
+    unsplit = [g.label for g in guards if plan.unit not in g.by]
+    advice = (
+        f"; split {', '.join(unsplit)} by [{plan.unit}] too, so that each exposed {plan.unit} "
+        f"is also judged against its own history before exposure"
+        if unsplit
+        else ""
+    )
+    yield (
+        "unit",
+        f"a whole {plan.unit} is exposed or not, so the whole-traffic "
+        f"comparison sets the few exposed {plan.unit}s against the others and assumes they share "
+        f"a base rate; {plan.unit}s with rates of their own can then be rolled back for what "
+        f"they are, not for the change (docs/judgement.md#clustered-units){advice}",
+    )
+
+
 #: Every lint rule, by code.
 RULES: tuple[LintRule, ...] = tuple(_RULES)
 

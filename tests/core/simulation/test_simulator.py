@@ -18,7 +18,8 @@ FLAGS = load_flags((ROOT / "examples/checkout/flags.yaml").read_text())
 
 
 def _simulation(**changes: object) -> Simulation:
-    scenario = Scenario(requests_per_second=200, tick=timedelta(minutes=5), **changes)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"requests_per_second": 200, "tick": timedelta(minutes=5)}
+    scenario = Scenario(**{**settings, **changes})  # type: ignore[arg-type]
     return Simulation(PLAN, FLAGS, scenario)
 
 
@@ -77,3 +78,47 @@ def test_wilson_interval() -> None:
     assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0
     low, high = wilson(500, 1000)
     assert 0.46 < low < 0.5 < high < 0.54
+
+
+def test_production_conditions_are_simulated_and_do_not_roll_back_an_aa() -> None:
+    """A third of the tenants with business hours (no aggregates at night), the base rate
+    swinging ±50 % over the day and tenants with a spread of own rates of 0.1: the example plan
+    (unit: tenant, by: [tenant]) is not rolled back in 3 A/A runs, and the quiet tenants are
+    judged as segments in the runs."""
+    simulation = _simulation(
+        quiet_tenants=0.34,
+        daily_amplitude=0.5,
+        tenant_rate_sigma=0.1,
+        tick=timedelta(minutes=15),
+        regression=None,
+    )
+    quiet = [
+        c.tenant
+        for c, q in zip(simulation.population.cells, simulation.quiet_cells, strict=True)
+        if q
+    ]
+    assert quiet, "some tenants have business hours"
+    for index in range(3):
+        rng = np.random.default_rng(np.random.SeedSequence(9, spawn_key=(index,)))
+        result, decisions = simulation.run(rng, keep_decisions=True, bounds=False)
+        assert result.outcome != "rolled_back", result.reasons
+        judged = {v.segment[1] for d in decisions for v in d.segment_verdicts if v.segment}
+        assert judged & set(quiet)
+
+
+def test_a_night_window_has_no_aggregates_for_quiet_tenants() -> None:
+    """Aggregates are made the way an SDK ships them: a tenant with no requests in a window
+    (its quiet hours) has no aggregate there at all, not a row of zeros."""
+    simulation = _simulation(quiet_tenants=0.5)
+    counts = simulation._empty_stratum()
+    for (name, _), values in counts.items():
+        if name == "requests":
+            values[:] = np.where(simulation.quiet_cells, 0, 100)
+    segments = {a.segment for a in simulation._aggregates((0, 0), counts)}
+    quiet = {
+        c.tenant
+        for c, q in zip(simulation.population.cells, simulation.quiet_cells, strict=True)
+        if q
+    }
+    assert quiet and not any(f"tenant={tenant}" in segments for tenant in quiet)
+    assert "" in segments

@@ -13,18 +13,25 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from rollwise.core._plan import Action, Guard, GuardKind, Plan, cumulative_audience
+from rollwise.core._plan import Action, Guard, GuardKind, Plan, Worse, cumulative_audience
 from rollwise.core._quantities import format_duration
-from rollwise.core.judgement._evidence import sample_ratio_log_evidence
+from rollwise.core.judgement._evidence import (
+    rate_ratio,
+    ratio_interval,
+    sample_ratio_log_evidence,
+)
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import (
     LatencySample,
     Observations,
     RateSample,
     SegmentKey,
+    Tally,
 )
 from rollwise.core.judgement._verdicts import (
+    SAFE_ERROR_RATE,
     GuardVerdict,
+    OwnRatio,
     Verdict,
     judge_gauge,
     judge_latency,
@@ -149,6 +156,38 @@ def _paired_latencies(
     return paired
 
 
+def _unit_segment(
+    samples: Sequence[RateSample], whole: Sequence[RateSample], alpha: float, higher: bool
+) -> tuple[list[RateSample], OwnRatio | None]:
+    """A segment that is a whole unit (``unit: tenant``, ``by: [tenant]``): its strata on the
+    exposed side, each paired with the other units' baseline of the same stage and window; and,
+    once it has any, its own ratio to the others from the windows in which it was on the
+    baseline (``OwnRatio``), at half the segment's levels."""
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    exposed: list[RateSample] = []
+    before: list[RateSample] = []
+    for sample in samples:
+        if sample.exposed.requests:
+            exposed.append(sample)
+        elif sample.baseline.requests:
+            everyone = baselines.get((sample.stage, sample.window))
+            if everyone is not None and everyone.requests > sample.baseline.requests:
+                others = Tally(
+                    everyone.requests - sample.baseline.requests,
+                    everyone.events - sample.baseline.events,
+                )
+                before.append(RateSample(sample.baseline, others, sample.stage, sample.window))
+    paired = _paired_rates(exposed, whole)
+    if not paired:
+        return paired, None
+    harm_level = math.log(2 / alpha)
+    safe_level = math.log(2 / SAFE_ERROR_RATE)
+    lower, upper = ratio_interval(
+        before, safe_level if higher else harm_level, harm_level if higher else safe_level
+    )
+    return paired, OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+
+
 def judge_guard(
     guard: Guard,
     observations: Observations,
@@ -157,8 +196,11 @@ def judge_guard(
     now: datetime,
     bounds: bool = True,
     stages: int = 1,
+    unit: str | None = None,
 ) -> tuple[GuardVerdict, list[GuardVerdict]]:
-    """The guard's verdict on the whole traffic, and one per judged segment."""
+    """The guard's verdict on the whole traffic, and one per judged segment. ``unit`` is the
+    plan's: a segment split by it is a whole unit, judged against its own history
+    (``_unit_segment``)."""
     if guard.kind is GuardKind.GAUGE:
         return judge_gauge(guard, observations.gauges.get(guard.metric, ()), now), []
     whole_key: tuple[str, SegmentKey] = (guard.metric, None)
@@ -169,9 +211,16 @@ def judge_guard(
         for attribute in guard.by:
             for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
                 key = (attribute, value)
-                series = _paired_rates(observations.rates.get((guard.metric, key), ()), whole)
+                raw = observations.rates.get((guard.metric, key), ())
+                own = None
+                if attribute == unit:
+                    series, own = _unit_segment(raw, whole, alpha, guard.worse is Worse.HIGHER)
+                else:
+                    series = _paired_rates(raw, whole)
                 segments.append(
-                    judge_rate(guard, series, stage, alpha, key, bounds=bounds, stages=stages)
+                    judge_rate(
+                        guard, series, stage, alpha, key, bounds=bounds, stages=stages, own=own
+                    )
                 )
         return overall, segments
     latency_whole: Sequence[LatencySample] = observations.latencies.get(whole_key, ())
@@ -314,7 +363,7 @@ def judge_guards(
     for guard in plan.guards:
         alpha = harm_alpha(plan, guard.on_regression)
         overall, segments = judge_guard(
-            guard, observations, stage, alpha, now, bounds, stages=len(plan.stages)
+            guard, observations, stage, alpha, now, bounds, stages=len(plan.stages), unit=plan.unit
         )
         verdicts.append(overall)
         segment_verdicts.extend(segments)

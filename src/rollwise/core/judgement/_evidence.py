@@ -36,12 +36,14 @@ from functools import lru_cache
 from itertools import accumulate
 
 from rollwise.core.judgement._histogram import LATENCY_BOUNDARIES_MS
-from rollwise.core.judgement._observations import RateSample
+from rollwise.core.judgement._observations import RateSample, Tally
 
 #: Harm alternatives, as multiples of the tolerance boundary θ0 in the worse direction. A
-#: geometric grid from "a little worse than tolerated" to "several times worse": the choice and
-#: its effect on detection time are measured in docs/judgement.md.
-HARM_ALTERNATIVES: tuple[float, ...] = (1.15, 1.4, 1.8, 2.4, 3.2, 4.5)
+#: geometric grid from "a little worse than tolerated" (8 % past the boundary: a 10 % → 12 %
+#: rise against a 10 % tolerance is 9 % past it) to "several times worse". Chosen among
+#: several grids by the worst ratio to the SPRT over the regressions of benchmarks/validity.py;
+#: the comparison is in docs/judgement.md.
+HARM_ALTERNATIVES: tuple[float, ...] = (1.08, 1.25, 1.55, 2.0, 2.8)
 #: Safety alternatives, as multiples of θ0 in the better direction (θ = 1 is 0.91 × θ0 at a
 #: 10 % tolerance, which the grid brackets).
 SAFE_ALTERNATIVES: tuple[float, ...] = (0.95, 0.9, 0.85, 0.75, 0.6)
@@ -157,18 +159,18 @@ def rate_log_evidence(
 
 
 def restarted_log_evidence(per_stage: Mapping[int, Sequence[float]], stages: int) -> float:
-    """log of ½·E(from the start) + ½·mean over stages k ≥ 1 of E(from the start of stage k).
+    """log of the mean, over the ``stages`` stage starts, of the e-process started there.
 
-    Each E(from σ) is a mixture of likelihood-ratio martingales started at a stopping time σ
-    (1 before it), so a fixed-weight average of them is again a nonnegative supermartingale
-    starting at 1, and Ville's inequality holds for the average (the weighted start-time
-    mixtures of Shin, Ramdas & Rinaldo, "E-detectors: a nonparametric framework for
-    sequential change detection", 2023). Why: after a clean stage, the whole-rollout process
-    sits far below 1, and a regression that appears only at a later stage would first have to
-    pay that debt back; the process restarted at that stage does not, for a cost of log 2 on
-    a regression present from the start and log(2(K-1)) on one that appears at stage k.
-    A stage not reached yet contributes its weight times 1. ``per_stage`` holds, per stage,
-    the summed log ratios per alternative (as from ``_stage_log_ratios``).
+    E(from stage k) is the mixture of likelihood-ratio martingales over the strata of stages
+    ≥ k (1 while there are none); stage 0's is the whole rollout's. Each is a nonnegative
+    supermartingale started at a stopping time (1 before it), so their fixed-weight average is
+    one too, starting at 1, and Ville's inequality holds for it (the start-time mixtures of
+    Shin, Ramdas & Rinaldo, "E-detectors: a nonparametric framework for sequential change
+    detection", 2023). Why: after a clean stage the whole-rollout process sits far below 1, and
+    a regression that appears only at a later stage would first have to pay that debt back; the
+    process started at that stage does not. Equal weights: a regression is as likely to appear
+    at one stage as at another, and each costs log K (K stages) instead of an unbounded debt.
+    ``per_stage`` holds, per stage, the summed log ratios per alternative.
     """
     if not per_stage:
         return 0.0
@@ -178,18 +180,11 @@ def restarted_log_evidence(per_stage: Mapping[int, Sequence[float]], stages: int
     for stage in sorted(per_stage, reverse=True):
         suffix = [a + b for a, b in zip(suffix, per_stage[stage], strict=True)]
         from_stage[stage] = _log_mean_exp(suffix)
-    first = min(per_stage)
-    whole = from_stage[first]
-    if stages <= 1:
-        return whole
-    later = math.log(0.5 / (stages - 1))
-    terms = [math.log(0.5) + whole]
-    for stage in range(1, stages):
-        # E from the start of stage k: the strata of stages ≥ k (1 while there are none).
+    terms = []
+    for stage in range(max(stages, 1)):
         started = [s for s in from_stage if s >= stage]
-        terms.append(later + (from_stage[min(started)] if started else 0.0))
-    top = max(terms)
-    return top + math.log(sum(math.exp(t - top) for t in terms))
+        terms.append(from_stage[min(started)] if started else 0.0)
+    return _log_mean_exp(terms)
 
 
 def harm_log_evidence(
@@ -217,6 +212,46 @@ def rate_ratio(samples: Sequence[RateSample]) -> float | None:
     return numerator / denominator
 
 
+def _flip(evidence: Callable[[float], float], rising: bool, threshold: float) -> float:
+    """Where a test of θ0 flips from rejecting to not: the e-value against θ0 falls as θ0
+    moves towards the alternatives' side (``rising``: alternatives above θ0). 24 halvings of
+    [1e-3, 1e3] in log space: a relative precision of 1e-6."""
+    lo, hi = math.log(1e-3), math.log(1e3)
+    for _ in range(24):
+        middle = (lo + hi) / 2
+        rejected = evidence(math.exp(middle)) >= threshold
+        if rejected == rising:
+            lo = middle
+        else:
+            hi = middle
+    return math.exp((lo + hi) / 2)
+
+
+def ratio_interval(
+    samples: Sequence[RateSample], log_lower: float, log_upper: float
+) -> tuple[float, float]:
+    """An anytime-valid interval for θ from these strata: the lower end errs with probability
+    at most exp(-log_lower), the upper with exp(-log_upper); (0, inf) where the data do not
+    bound it. Cached on the strata's counts: a finished period is bounded once."""
+    counts = tuple(
+        (s.exposed.requests, s.exposed.events, s.baseline.requests, s.baseline.events)
+        for s in samples
+    )
+    return _ratio_interval(counts, log_lower, log_upper)
+
+
+@lru_cache(maxsize=4096)
+def _ratio_interval(
+    counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float
+) -> tuple[float, float]:
+    samples = [RateSample(Tally(a, b), Tally(c, d)) for a, b, c, d in counts]
+    above = HARM_ALTERNATIVES
+    below = tuple(1 / a for a in HARM_ALTERNATIVES)
+    lower = _flip(lambda theta0: rate_log_evidence(samples, theta0, above), True, log_lower)
+    upper = _flip(lambda theta0: rate_log_evidence(samples, theta0, below), False, log_upper)
+    return (0.0 if lower < 1.001e-3 else lower), (math.inf if upper > 0.999e3 else upper)
+
+
 def rate_bounds(
     all_stages: Sequence[RateSample],
     current_stage: Sequence[RateSample],
@@ -234,25 +269,12 @@ def rate_bounds(
     harm = HARM_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in HARM_ALTERNATIVES)
     safe = SAFE_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in SAFE_ALTERNATIVES)
 
-    def flip(evidence: Callable[[float], float], rising: bool, threshold: float) -> float:
-        # The e-value against θ0 falls as θ0 moves towards the alternatives' side.
-        # 24 halvings of [1e-3, 1e3] in log space: a relative precision of 1e-6.
-        lo, hi = math.log(1e-3), math.log(1e3)
-        for _ in range(24):
-            middle = (lo + hi) / 2
-            rejected = evidence(math.exp(middle)) >= threshold
-            if rejected == rising:
-                lo = middle
-            else:
-                hi = middle
-        return math.exp((lo + hi) / 2)
-
-    worse_bound = flip(
+    worse_bound = _flip(
         lambda theta0: harm_log_evidence(all_stages, theta0, harm, stages),
         harm[0] > 1,
         log_harm_threshold,
     )
-    better_bound = flip(
+    better_bound = _flip(
         lambda theta0: rate_log_evidence(current_stage, theta0, safe),
         safe[0] > 1,
         log_safe_threshold,

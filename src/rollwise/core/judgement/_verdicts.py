@@ -43,6 +43,40 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class OwnRatio:
+    """A unit's own rate as a multiple of the other units' (same windows), measured while it was
+    on the baseline: ``lower`` ≤ ρ ≤ ``upper`` anytime-valid, ``estimate`` the point estimate.
+
+    With ``unit: tenant`` a tenant is wholly exposed or not, so it can only be compared with
+    other tenants, and tenants have base rates of their own. If ρ is stable (a tenant's rate
+    moves with the others' over the day), exposed at ratio θρ means θ ≤ θ0 whenever the exposed
+    ratio is ≤ θ0·ρ; so harm is tested against θ0·upper and safety against θ0·lower, each at
+    half the level, the other half spent on the interval (a union bound).
+    """
+
+    lower: float
+    estimate: float
+    upper: float
+
+    def scales(self, higher_is_worse: bool) -> tuple[float, float]:
+        """(factor on θ0 for the harm test, for the safety test)."""
+        return (self.upper, self.lower) if higher_is_worse else (self.lower, self.upper)
+
+    @property
+    def known(self) -> bool:
+        """Whether the unit's history bounds its ratio at all (and on both sides)."""
+        return math.isfinite(self.upper) and self.lower > 0 and self.estimate > 0
+
+    def describe(self) -> str:
+        if not self.known:
+            return "no history on the baseline before exposure to compare with yet"
+        return (
+            f"which ran at {self.estimate:.2f}× the others' rate before exposure "
+            f"({self.lower:.2f}–{self.upper:.2f})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class GuardVerdict:
     """One guard (or one segment of it) judged now, with its evidence."""
 
@@ -108,6 +142,7 @@ def judge_rate(
     segment: SegmentKey = None,
     bounds: bool = True,
     stages: int = 1,
+    own: OwnRatio | None = None,
 ) -> GuardVerdict:
     """Judge a rate guard from its strata up to ``stage`` of a plan with ``stages`` stages.
 
@@ -115,6 +150,11 @@ def judge_rate(
     restarts at each stage start: ``harm_log_evidence``); safety uses the current stage's only,
     so an expansion rests on evidence about the current exposure. A guard with both a
     tolerance and an absolute limit splits its α between the two tests.
+
+    ``own``: for a segment that is a whole unit (a tenant with ``unit: tenant``), compared with
+    the other units' baseline, its own ratio to them before it was exposed, as an interval
+    found at half the segment's levels; the tolerance tests then run at the other half against
+    θ0 times the far end of that interval (``OwnRatio``).
     """
     history = [sample for sample in samples if sample.stage <= stage]
     current = [sample for sample in history if sample.stage == stage]
@@ -125,11 +165,16 @@ def judge_rate(
     tolerance = guard.tolerance
     limit = _limit_evidence(exposed, guard)
     tests = (1 if tolerance is not None else 0) + (1 if limit is not None else 0)
-    log_harm = math.log(max(tests, 1) / harm_alpha)
-    log_safe = math.log(max(tests, 1) / SAFE_ERROR_RATE)
+    halves = 2 if own is not None else 1
+    log_harm = math.log(max(tests, 1) * halves / harm_alpha)
+    log_safe = math.log(max(tests, 1) * halves / SAFE_ERROR_RATE)
     estimate = rate_ratio(history)
+    if estimate is not None and own is not None and own.known:
+        estimate = estimate / own.estimate  # without history: the ratio to the others as is
     label = f"{guard.metric}{_where(segment)}"
     shown = f"{_percent(exposed.rate or 0)} exposed vs {_percent(baseline.rate or 0)} baseline"
+    if own is not None:
+        shown += f", {own.describe()}"
     change = f"{(estimate - 1) * 100:+.0f}%" if estimate is not None else "n/a"
 
     harm = False
@@ -147,12 +192,21 @@ def judge_rate(
         else:
             harm_alts = HARM_ALTERNATIVES if higher else _HARM_BELOW
             safe_alts = SAFE_ALTERNATIVES if higher else _SAFE_ABOVE
-            harm_e = harm_log_evidence(history, theta0, harm_alts, stages)
-            safe_e = rate_log_evidence(current, theta0, safe_alts)
-            harm = harm_e >= log_harm
-            safe = safe_e >= log_safe
+            # With the unit's own ratio: the worse end of it for harm, the better for safety.
+            harm_scale, safe_scale = (1.0, 1.0) if own is None else own.scales(higher)
+            if math.isfinite(harm_scale) and harm_scale > 0:
+                harm_e = harm_log_evidence(history, theta0 * harm_scale, harm_alts, stages)
+                harm = harm_e >= log_harm
+            if math.isfinite(safe_scale) and safe_scale > 0:
+                safe_e = rate_log_evidence(current, theta0 * safe_scale, safe_alts)
+                safe = safe_e >= log_safe
+            else:
+                safe = False
             if bounds:
                 lower, upper = rate_bounds(history, current, log_harm, log_safe, higher, stages)
+                if own is not None:
+                    lower = lower / own.upper if own.upper < math.inf else 0.0
+                    upper = upper / own.lower if own.lower > 0 else math.inf
     limit_note = ""
     if limit is not None:
         limit_harm, _ = limit

@@ -271,13 +271,14 @@ class Simulation:
         return int(moment.timestamp() // 60) // minutes * minutes
 
     def run(
-        self, rng: np.random.Generator, *, keep_decisions: bool = False
+        self, rng: np.random.Generator, *, keep_decisions: bool = False, bounds: bool | None = None
     ) -> tuple[RunResult, list[Decision]]:
         """One simulated rollout, from stage 0 until it stops or the horizon passes.
 
         Each tick's counts are added to the current window's aggregates, which are put into an
         ``AggregateTable`` the way the store keeps them (only keys that saw requests), and the
-        decision reads the table's observations: the store's path, in memory.
+        decision reads the table's observations: the store's path, in memory. ``keep_decisions``
+        returns every tick's decision, with the bounds shown to people unless ``bounds`` is False.
         """
         scenario, plan = self.scenario, self.plan
         table = AggregateTable()
@@ -376,7 +377,8 @@ class Simulation:
                 ),
                 gauges={metric: tuple(readings) for metric, readings in gauge_readings.items()},
             )
-            decision = decide(plan, state, observations, now, approvals, bounds=keep_decisions)
+            shown = keep_decisions if bounds is None else bounds
+            decision = decide(plan, state, observations, now, approvals, bounds=shown)
             if keep_decisions:
                 decisions.append(decision)
             if decision.move is Move.EXPAND:
