@@ -70,7 +70,8 @@ class Guard:
     breaches: int = 3
     #: Attributes the guard is also judged by, one segment per value (e.g. tenant).
     by: tuple[str, ...] = ()
-    #: With ``by``: how many segment values (the largest) are judged; α is shared among them.
+    #: With ``by``: how many segment values (the first to appear) are judged; α is shared
+    #: among them.
     max_segments: int = 20
     on_regression: Action = Action.ROLLBACK
 

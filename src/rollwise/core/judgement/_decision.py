@@ -161,31 +161,55 @@ def _unit_segment(
 ) -> tuple[list[RateSample], OwnRatio | None]:
     """A segment that is a whole unit (``unit: tenant``, ``by: [tenant]``): its strata on the
     exposed side, each paired with the other units' baseline of the same stage and window; and,
-    once it has any, its own ratio to the others from the windows in which it was on the
-    baseline (``OwnRatio``), at half the segment's levels."""
+    once it has any, its own ratio to the others from the windows before its first exposure, in
+    which it was on the baseline (``OwnRatio``), at half the segment's levels."""
+    exposed = [sample for sample in samples if sample.exposed.requests]
+    if not exposed:
+        return [], None
+    first = min((s.stage, s.window) for s in exposed)
+    earlier = [
+        s
+        for s in samples
+        if s.baseline.requests and not s.exposed.requests and (s.stage, s.window) < first
+    ]
     baselines = {(s.stage, s.window): s.baseline for s in whole}
-    exposed: list[RateSample] = []
-    before: list[RateSample] = []
-    for sample in samples:
-        if sample.exposed.requests:
-            exposed.append(sample)
-        elif sample.baseline.requests:
-            everyone = baselines.get((sample.stage, sample.window))
-            if everyone is not None and everyone.requests > sample.baseline.requests:
-                others = Tally(
-                    everyone.requests - sample.baseline.requests,
-                    everyone.events - sample.baseline.events,
-                )
-                before.append(RateSample(sample.baseline, others, sample.stage, sample.window))
-    paired = _paired_rates(exposed, whole)
-    if not paired:
-        return paired, None
-    harm_level = math.log(2 / alpha)
-    safe_level = math.log(2 / SAFE_ERROR_RATE)
-    lower, upper = ratio_interval(
-        before, safe_level if higher else harm_level, harm_level if higher else safe_level
-    )
-    return paired, OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+    everyone = [baselines.get((s.stage, s.window)) for s in earlier]
+    key = (tuple(earlier), tuple(everyone))
+    known = _OWN.get(key[0][0] if earlier else None)
+    if known is not None and known[0] == key:
+        own = known[1]
+    else:
+        before = [
+            RateSample(
+                sample.baseline,
+                Tally(
+                    total.requests - sample.baseline.requests, total.events - sample.baseline.events
+                ),
+                sample.stage,
+                sample.window,
+            )
+            for sample, total in zip(earlier, everyone, strict=True)
+            if total is not None and total.requests > sample.baseline.requests
+        ]
+        harm_level = math.log(2 / alpha)
+        safe_level = math.log(2 / SAFE_ERROR_RATE)
+        lower, upper = ratio_interval(
+            before, safe_level if higher else harm_level, harm_level if higher else safe_level
+        )
+        own = OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+        if earlier:
+            if len(_OWN) >= 10_000:
+                _OWN.clear()
+            _OWN[earlier[0]] = (key, own)
+    return _paired_rates(exposed, whole), own
+
+
+#: A unit's own ratio by its history (the strata and the baselines it was computed from, kept
+#: and compared by value; a unit's history stops growing once it is exposed).
+_OWN: dict[
+    RateSample | None,
+    tuple[tuple[tuple[RateSample, ...], tuple[Tally | None, ...]], OwnRatio],
+] = {}
 
 
 def judge_guard(

@@ -95,12 +95,25 @@ class Observations:
         object.__setattr__(self, "gauges", MappingProxyType(dict(self.gauges)))
 
     def segments(self, metric: str, attribute: str) -> list[str]:
-        """The values of ``attribute`` seen for ``metric``, largest (by requests) first."""
-        sizes: dict[str, int] = {}
+        """The values of ``attribute`` seen for ``metric``, in the order they first appeared
+        (by stratum; within one, largest first, then by name).
+
+        The judgement gives each of the first ``max_segments`` values a fixed share of α, so
+        which values are judged must not depend on how the data turn out later: an order by
+        size *now* would let a segment leave and re-enter the judged set as it grows.
+        """
+        first: dict[str, tuple[int, int, int]] = {}
         for (name, key), series in self.rates.items():
-            if name == metric and key is not None and key[0] == attribute:
-                sizes[key[1]] = sum(s.exposed.requests + s.baseline.requests for s in series)
+            if name == metric and key is not None and key[0] == attribute and series:
+                head = series[0]
+                size = head.exposed.requests + head.baseline.requests
+                first[key[1]] = (head.stage, head.window, -size)
         for (name, key), lseries in self.latencies.items():
-            if name == metric and key is not None and key[0] == attribute:
-                sizes[key[1]] = sum(sum(s.exposed) + sum(s.baseline) for s in lseries)
-        return sorted(sizes, key=lambda value: (-sizes[value], value))
+            if name == metric and key is not None and key[0] == attribute and lseries:
+                lhead = lseries[0]
+                first[key[1]] = (
+                    lhead.stage,
+                    lhead.window,
+                    -sum(lhead.exposed) - sum(lhead.baseline),
+                )
+        return sorted(first, key=lambda value: (*first[value], value))
