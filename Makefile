@@ -39,6 +39,7 @@ test: lint typecheck unit
 bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/evaluation.py --peers-python $(BENCH_VENV)/bin/python
 	$(BIN)/python benchmarks/judgement.py
+	$(BIN)/python benchmarks/validity.py
 	$(BIN)/python benchmarks/mixture.py
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/server_ingestion.py
