@@ -82,9 +82,10 @@ def test_the_blast_radius_agrees_with_the_ledger_aggregates_and_service(
     assert radius["failed_requests_exposed"] == failed > 0
     assert sum(s["requests_exposed"] for s in radius["per_stage"]) == requests
     assert sum(s["units_first_exposed"] for s in radius["per_stage"]) == len(units)
-    # Every SDK batch arrived: the stored counts are what the service served.
+    # Every SDK batch arrived: the stored counts are what the service served. (On a busy
+    # machine the service skips checkouts it has no time for — report["service"]["skipped"] —
+    # which are then neither served nor stored: what must hold is the agreement.)
     service = report["service"]
-    assert service["skipped"] == 0
     assert service["requests_served_new"] == requests
     assert service["failed_requests_served_new"] == failed
 
