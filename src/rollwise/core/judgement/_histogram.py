@@ -46,8 +46,8 @@ def add_histograms(first: Sequence[int], second: Sequence[int]) -> tuple[int, ..
     return tuple(map(add, first, second))
 
 
-def histogram_quantile(counts: Sequence[int], quantile: float) -> float | None:
-    """A point estimate of a quantile: the geometric middle of the bucket that holds it."""
+def quantile_bucket(counts: Sequence[int], quantile: float) -> int | None:
+    """The bucket that holds a quantile (None for an empty histogram)."""
     total = sum(counts)
     if total == 0:
         return None
@@ -56,8 +56,16 @@ def histogram_quantile(counts: Sequence[int], quantile: float) -> float | None:
     for bucket, count in enumerate(counts):
         running += count
         if running >= rank and count:
-            low, high = lower_edge(bucket), upper_edge(bucket)
-            if high == math.inf:
-                return low
-            return math.sqrt(max(low, _FIRST_MS / _GROWTH) * high)
-    return upper_edge(len(counts) - 1)
+            return bucket
+    return len(counts) - 1
+
+
+def histogram_quantile(counts: Sequence[int], quantile: float) -> float | None:
+    """A point estimate of a quantile: the geometric middle of the bucket that holds it."""
+    bucket = quantile_bucket(counts, quantile)
+    if bucket is None:
+        return None
+    low, high = lower_edge(bucket), upper_edge(bucket)
+    if high == math.inf:
+        return low
+    return math.sqrt(max(low, _FIRST_MS / _GROWTH) * high)

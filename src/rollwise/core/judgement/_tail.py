@@ -31,7 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rollwise.core.judgement._histogram import LATENCY_BOUNDARIES_MS, add_histograms
+from rollwise.core.judgement._histogram import (
+    LATENCY_BOUNDARIES_MS,
+    add_histograms,
+    quantile_bucket,
+)
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
 
@@ -53,19 +57,6 @@ def _minimum_reference_count(quantile: float) -> int:
     """Earlier baseline requests needed before a q-quantile is worth using as a reference:
     about twenty in the tail."""
     return math.ceil(20 / min(1 - quantile, quantile))
-
-
-def _quantile_bucket(counts: Sequence[int], quantile: float) -> int | None:
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = quantile * total
-    running = 0
-    for bucket, count in enumerate(counts):
-        running += count
-        if running >= rank and count:
-            return bucket
-    return None
 
 
 def tail_strata(
@@ -197,4 +188,4 @@ def _reference(
 
 @lru_cache(maxsize=4096)
 def _window_quantile(histogram: tuple[int, ...], quantile: float) -> int | None:
-    return _quantile_bucket(histogram, quantile)
+    return quantile_bucket(histogram, quantile)
