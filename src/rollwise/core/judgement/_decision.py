@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from rollwise.core._plan import Action, Guard, GuardKind, Plan, Worse, cumulative_audience
 from rollwise.core._quantities import format_duration
-from rollwise.core.judgement._evidence import (
-    rate_ratio,
-    ratio_interval,
-    sample_ratio_log_evidence,
-)
-from rollwise.core.judgement._memo import IdentityMemo
+from rollwise.core.judgement._evidence import sample_ratio_log_evidence
 from rollwise.core.judgement._observations import (
     LatencySample,
     Observations,
-    RateSample,
     SegmentKey,
-    Tally,
 )
+from rollwise.core.judgement._pairing import paired_latencies, paired_rates, unit_segment
 from rollwise.core.judgement._verdicts import (
-    SAFE_ERROR_RATE,
     GuardVerdict,
-    OwnRatio,
     Verdict,
     judge_gauge,
     judge_latency,
@@ -116,102 +108,6 @@ def harm_alpha(plan: Plan, action: Action = Action.ROLLBACK) -> float:
     return plan.false_rollback_rate / max(harm_tests(plan, action), 1)
 
 
-def _paired_rates(samples: Sequence[RateSample], whole: Sequence[RateSample]) -> list[RateSample]:
-    """A segment that is all exposed in a stratum (split by the unit itself, or a tenant with
-    quiet hours on the baseline side) is compared with the whole traffic's baseline *of the
-    same stage and window* — never of another window, which would compare one hour of the
-    day with another."""
-    baselines = {(s.stage, s.window): s.baseline for s in whole}
-    paired = []
-    for sample in samples:
-        if sample.baseline.requests == 0:
-            baseline = baselines.get((sample.stage, sample.window))
-            if baseline is not None:
-                # The same paired object while neither side changes: what is judged of it is
-                # then reused from one tick to the next (see _evidence._RUNS).
-                sample = _PAIRED.get(
-                    sample,
-                    baseline,
-                    lambda: replace(sample, baseline=baseline),  # noqa: B023
-                )
-        paired.append(sample)
-    return paired
-
-
-_PAIRED: IdentityMemo[RateSample, RateSample] = IdentityMemo()
-
-
-def _paired_latencies(
-    samples: Sequence[LatencySample], whole: Sequence[LatencySample]
-) -> list[LatencySample]:
-    """``_paired_rates`` for latency histograms."""
-    baselines = {(s.stage, s.window): s.baseline for s in whole}
-    paired = []
-    for sample in samples:
-        if not any(sample.baseline):
-            baseline = baselines.get((sample.stage, sample.window))
-            if baseline is not None:
-                sample = replace(sample, baseline=baseline)
-        paired.append(sample)
-    return paired
-
-
-def _unit_segment(
-    samples: Sequence[RateSample], whole: Sequence[RateSample], alpha: float, higher: bool
-) -> tuple[list[RateSample], OwnRatio | None]:
-    """A segment that is a whole unit (``unit: tenant``, ``by: [tenant]``): its strata on the
-    exposed side, each paired with the other units' baseline of the same stage and window; and,
-    once it has any, its own ratio to the others from the windows before its first exposure, in
-    which it was on the baseline (``OwnRatio``), at half the segment's levels."""
-    exposed = [sample for sample in samples if sample.exposed.requests]
-    if not exposed:
-        return [], None
-    first = min((s.stage, s.window) for s in exposed)
-    earlier = [
-        s
-        for s in samples
-        if s.baseline.requests and not s.exposed.requests and (s.stage, s.window) < first
-    ]
-    baselines = {(s.stage, s.window): s.baseline for s in whole}
-    everyone = [baselines.get((s.stage, s.window)) for s in earlier]
-    key = (tuple(earlier), tuple(everyone))
-    known = _OWN.get(key[0][0] if earlier else None)
-    if known is not None and known[0] == key:
-        own = known[1]
-    else:
-        before = [
-            RateSample(
-                sample.baseline,
-                Tally(
-                    total.requests - sample.baseline.requests, total.events - sample.baseline.events
-                ),
-                sample.stage,
-                sample.window,
-            )
-            for sample, total in zip(earlier, everyone, strict=True)
-            if total is not None and total.requests > sample.baseline.requests
-        ]
-        harm_level = math.log(2 / alpha)
-        safe_level = math.log(2 / SAFE_ERROR_RATE)
-        lower, upper = ratio_interval(
-            before, safe_level if higher else harm_level, harm_level if higher else safe_level
-        )
-        own = OwnRatio(lower, rate_ratio(before) or 0.0, upper)
-        if earlier:
-            if len(_OWN) >= 10_000:
-                _OWN.clear()
-            _OWN[earlier[0]] = (key, own)
-    return _paired_rates(exposed, whole), own
-
-
-#: A unit's own ratio by its history (the strata and the baselines it was computed from, kept
-#: and compared by value; a unit's history stops growing once it is exposed).
-_OWN: dict[
-    RateSample | None,
-    tuple[tuple[tuple[RateSample, ...], tuple[Tally | None, ...]], OwnRatio],
-] = {}
-
-
 def judge_guard(
     guard: Guard,
     observations: Observations,
@@ -224,7 +120,7 @@ def judge_guard(
 ) -> tuple[GuardVerdict, list[GuardVerdict]]:
     """The guard's verdict on the whole traffic, and one per judged segment. ``unit`` is the
     plan's: a segment split by it is a whole unit, judged against its own history
-    (``_unit_segment``)."""
+    (``unit_segment``)."""
     if guard.kind is GuardKind.GAUGE:
         return judge_gauge(guard, observations.gauges.get(guard.metric, ()), now), []
     whole_key: tuple[str, SegmentKey] = (guard.metric, None)
@@ -238,9 +134,9 @@ def judge_guard(
                 raw = observations.rates.get((guard.metric, key), ())
                 own = None
                 if attribute == unit:
-                    series, own = _unit_segment(raw, whole, alpha, guard.worse is Worse.HIGHER)
+                    series, own = unit_segment(raw, whole, alpha, guard.worse is Worse.HIGHER)
                 else:
-                    series = _paired_rates(raw, whole)
+                    series = paired_rates(raw, whole)
                 segments.append(
                     judge_rate(
                         guard, series, stage, alpha, key, bounds=bounds, stages=stages, own=own
@@ -252,7 +148,7 @@ def judge_guard(
     for attribute in guard.by:
         for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
             key = (attribute, value)
-            series_l = _paired_latencies(
+            series_l = paired_latencies(
                 observations.latencies.get((guard.metric, key), ()), latency_whole
             )
             segments.append(

@@ -1,0 +1,110 @@
+"""How a segment's strata meet a baseline: paired by stage and window, and, for a segment that
+is a whole unit, against its own history before exposure (docs/judgement.md, "Strata" and
+"Segments")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rollwise.core.judgement._evidence import rate_ratio, ratio_interval
+from rollwise.core.judgement._memo import IdentityMemo
+from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
+from rollwise.core.judgement._verdicts import SAFE_ERROR_RATE, OwnRatio
+
+
+def paired_rates(samples: Sequence[RateSample], whole: Sequence[RateSample]) -> list[RateSample]:
+    """A segment that is all exposed in a stratum (split by the unit itself, or a tenant with
+    quiet hours on the baseline side) is compared with the whole traffic's baseline *of the
+    same stage and window* — never of another window, which would compare one hour of the
+    day with another."""
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    paired = []
+    for sample in samples:
+        if sample.baseline.requests == 0:
+            baseline = baselines.get((sample.stage, sample.window))
+            if baseline is not None:
+                # The same paired object while neither side changes: what is judged of it is
+                # then reused from one tick to the next (see _evidence._RUNS).
+                sample = _PAIRED.get(
+                    sample,
+                    baseline,
+                    lambda: replace(sample, baseline=baseline),  # noqa: B023
+                )
+        paired.append(sample)
+    return paired
+
+
+_PAIRED: IdentityMemo[RateSample, RateSample] = IdentityMemo()
+
+
+def paired_latencies(
+    samples: Sequence[LatencySample], whole: Sequence[LatencySample]
+) -> list[LatencySample]:
+    """``paired_rates`` for latency histograms."""
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    paired = []
+    for sample in samples:
+        if not any(sample.baseline):
+            baseline = baselines.get((sample.stage, sample.window))
+            if baseline is not None:
+                sample = replace(sample, baseline=baseline)
+        paired.append(sample)
+    return paired
+
+
+def unit_segment(
+    samples: Sequence[RateSample], whole: Sequence[RateSample], alpha: float, higher: bool
+) -> tuple[list[RateSample], OwnRatio | None]:
+    """A segment that is a whole unit (``unit: tenant``, ``by: [tenant]``): its strata on the
+    exposed side, each paired with the other units' baseline of the same stage and window; and,
+    once it has any, its own ratio to the others from the windows before its first exposure, in
+    which it was on the baseline (``OwnRatio``), at half the segment's levels."""
+    exposed = [sample for sample in samples if sample.exposed.requests]
+    if not exposed:
+        return [], None
+    first = min((s.stage, s.window) for s in exposed)
+    earlier = [
+        s
+        for s in samples
+        if s.baseline.requests and not s.exposed.requests and (s.stage, s.window) < first
+    ]
+    baselines = {(s.stage, s.window): s.baseline for s in whole}
+    everyone = [baselines.get((s.stage, s.window)) for s in earlier]
+    key = (tuple(earlier), tuple(everyone))
+    known = _OWN.get(key[0][0] if earlier else None)
+    if known is not None and known[0] == key:
+        own = known[1]
+    else:
+        before = [
+            RateSample(
+                sample.baseline,
+                Tally(
+                    total.requests - sample.baseline.requests, total.events - sample.baseline.events
+                ),
+                sample.stage,
+                sample.window,
+            )
+            for sample, total in zip(earlier, everyone, strict=True)
+            if total is not None and total.requests > sample.baseline.requests
+        ]
+        harm_level = math.log(2 / alpha)
+        safe_level = math.log(2 / SAFE_ERROR_RATE)
+        lower, upper = ratio_interval(
+            before, safe_level if higher else harm_level, harm_level if higher else safe_level
+        )
+        own = OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+        if earlier:
+            if len(_OWN) >= 10_000:
+                _OWN.clear()
+            _OWN[earlier[0]] = (key, own)
+    return paired_rates(exposed, whole), own
+
+
+#: A unit's own ratio by its history (the strata and the baselines it was computed from, kept
+#: and compared by value; a unit's history stops growing once it is exposed).
+_OWN: dict[
+    RateSample | None,
+    tuple[tuple[tuple[RateSample, ...], tuple[Tally | None, ...]], OwnRatio],
+] = {}
