@@ -23,6 +23,7 @@ from rollwise.core.judgement._decision import (
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
+    SAFE_ERROR_RATE,
     harm_log_evidence,
     quantile_bounds,
     rate_log_evidence,
@@ -46,7 +47,6 @@ from rollwise.core.judgement._observations import (
     Tally,
 )
 from rollwise.core.judgement._verdicts import (
-    SAFE_ERROR_RATE,
     GuardVerdict,
     Verdict,
     judge_gauge,

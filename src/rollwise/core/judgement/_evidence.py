@@ -50,6 +50,8 @@ SAFE_ALTERNATIVES: tuple[float, ...] = (0.95, 0.9, 0.85, 0.75, 0.6)
 #: Quantile alternatives: tail masses as multiples of the null tail mass (1 - q).
 _TAIL_HEAVIER = (1.25, 1.6, 2.2, 3.5)
 _TAIL_LIGHTER = (0.8, 0.6, 0.4, 0.2)
+#: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
+SAFE_ERROR_RATE = 0.05
 #: Concentration of the Beta prior of the sample-ratio test.
 SRM_CONCENTRATION = 200.0
 

@@ -6,12 +6,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from rollwise.core.judgement._evidence import rate_ratio, ratio_interval
+from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, rate_ratio, ratio_interval
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
-from rollwise.core.judgement._verdicts import SAFE_ERROR_RATE, OwnRatio
+
+
+@dataclass(frozen=True, slots=True)
+class OwnRatio:
+    """A unit's own rate as a multiple of the other units' (same windows), measured while it was
+    on the baseline: ``lower`` ≤ ρ ≤ ``upper`` anytime-valid, ``estimate`` the point estimate.
+
+    With ``unit: tenant`` a tenant is wholly exposed or not, so it can only be compared with
+    other tenants, and tenants have base rates of their own. If ρ is stable (a tenant's rate
+    moves with the others' over the day), exposed at ratio θρ means θ ≤ θ0 whenever the exposed
+    ratio is ≤ θ0·ρ; so harm is tested against θ0·upper and safety against θ0·lower, each at
+    half the level, the other half spent on the interval (a union bound).
+    """
+
+    lower: float
+    estimate: float
+    upper: float
+
+    def scales(self, higher_is_worse: bool) -> tuple[float, float]:
+        """(factor on θ0 for the harm test, for the safety test)."""
+        return (self.upper, self.lower) if higher_is_worse else (self.lower, self.upper)
+
+    @property
+    def known(self) -> bool:
+        """Whether the unit's history bounds its ratio at all (and on both sides)."""
+        return math.isfinite(self.upper) and self.lower > 0 and self.estimate > 0
+
+    def describe(self) -> str:
+        if not self.known:
+            return "no history on the baseline before exposure to compare with yet"
+        return (
+            f"which ran at {self.estimate:.2f}× the others' rate before exposure "
+            f"({self.lower:.2f}–{self.upper:.2f})"
+        )
 
 
 def paired_rates(samples: Sequence[RateSample], whole: Sequence[RateSample]) -> list[RateSample]:

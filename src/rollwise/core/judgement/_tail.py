@@ -45,12 +45,11 @@ _MAX_LOOKBACK = 96
 
 @dataclass(frozen=True, slots=True)
 class TailStrata:
-    """A latency series as tail counts: for the harm test and for the safety test (each with
-    its thresholds rounded the conservative way), and the reference point of each stratum."""
+    """A latency series as tail counts: for the harm test and for the safety test, each with
+    its thresholds rounded the conservative way."""
 
     harm: tuple[RateSample, ...]
     safe: tuple[RateSample, ...]
-    references: tuple[float, ...]
 
 
 def _minimum_reference_count(quantile: float) -> int:
@@ -79,7 +78,6 @@ def tail_strata(
     earlier: list[tuple[int, tuple[int, ...]]] = []
     harm: list[RateSample] = []
     safe: list[RateSample] = []
-    references: list[float] = []
     for window in sorted(windows):
         group = sorted(windows[window], key=lambda s: s.stage)
         bucket = _reference(earlier, quantile, needed)
@@ -90,9 +88,8 @@ def tail_strata(
                 converted = _converted(sample, bucket, tolerated, higher_is_worse)
                 harm.append(converted[0])
                 safe.append(converted[1])
-                references.append(LATENCY_BOUNDARIES_MS[bucket])
         earlier.append(_window_baseline(group))
-    return TailStrata(tuple(harm), tuple(safe), tuple(references))
+    return TailStrata(tuple(harm), tuple(safe))
 
 
 #: Conversions already made: a finished window is converted once, not at every tick.

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from rollwise.core._plan import Guard, GuardKind, Worse
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
+    SAFE_ERROR_RATE,
     bernoulli_log_evidence,
     harm_log_evidence,
     quantile_bounds,
@@ -29,8 +31,9 @@ from rollwise.core.judgement._observations import (
 )
 from rollwise.core.judgement._tail import tail_strata
 
-#: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
-SAFE_ERROR_RATE = 0.05
+if TYPE_CHECKING:
+    from rollwise.core.judgement._pairing import OwnRatio
+
 # The grids mirrored for `worse: lower`.
 _HARM_BELOW = tuple(1 / a for a in HARM_ALTERNATIVES)
 _SAFE_ABOVE = tuple(1 / a for a in SAFE_ALTERNATIVES)
@@ -40,40 +43,6 @@ class Verdict(StrEnum):
     SAFE = "safe"  # evidence that it is within tolerance
     HARM = "harm"  # evidence of a regression
     PENDING = "pending"  # not enough evidence yet
-
-
-@dataclass(frozen=True, slots=True)
-class OwnRatio:
-    """A unit's own rate as a multiple of the other units' (same windows), measured while it was
-    on the baseline: ``lower`` ≤ ρ ≤ ``upper`` anytime-valid, ``estimate`` the point estimate.
-
-    With ``unit: tenant`` a tenant is wholly exposed or not, so it can only be compared with
-    other tenants, and tenants have base rates of their own. If ρ is stable (a tenant's rate
-    moves with the others' over the day), exposed at ratio θρ means θ ≤ θ0 whenever the exposed
-    ratio is ≤ θ0·ρ; so harm is tested against θ0·upper and safety against θ0·lower, each at
-    half the level, the other half spent on the interval (a union bound).
-    """
-
-    lower: float
-    estimate: float
-    upper: float
-
-    def scales(self, higher_is_worse: bool) -> tuple[float, float]:
-        """(factor on θ0 for the harm test, for the safety test)."""
-        return (self.upper, self.lower) if higher_is_worse else (self.lower, self.upper)
-
-    @property
-    def known(self) -> bool:
-        """Whether the unit's history bounds its ratio at all (and on both sides)."""
-        return math.isfinite(self.upper) and self.lower > 0 and self.estimate > 0
-
-    def describe(self) -> str:
-        if not self.known:
-            return "no history on the baseline before exposure to compare with yet"
-        return (
-            f"which ran at {self.estimate:.2f}× the others' rate before exposure "
-            f"({self.lower:.2f}–{self.upper:.2f})"
-        )
 
 
 @dataclass(frozen=True, slots=True)
