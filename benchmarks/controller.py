@@ -44,7 +44,7 @@ def build(store: Store, rollouts: int) -> None:
     store.apply_flags(flags, "bench", "bench", START)
     window0 = int(START.timestamp() // 60)
     for i in range(rollouts):
-        plan = store.save_plan(PLAN.format(flag=f"f{i}"), "bench", "bench", START)
+        plan = store.save_plan(PLAN.format(flag=f"f{i}"), "bench", "bench", START).record
         rollout = store.start_rollout(plan.id, "bench", START)
         rows = []
         for hour in range(24):

@@ -152,6 +152,7 @@ CASES: list[tuple[str, Callable[[Plan], object], Callable[[Plan], object]]] = [
     ("RW015", _set(_root, flag="old-checkout"), _set(_root, flag="new-checkout")),
     ("RW015", _set(_root, variant="off"), _set(_root, variant="on")),
     ("RW015", _set(_root, rollback={"to": "legacy"}), _set(_root, rollback={"to": "off"})),
+    ("RW021", _set(_root, unit="user"), _set(_root, unit="tenant")),
     ("RW016", _set(_named("quarter"), bake="3d"), _set(_named("quarter"), bake="2d")),
     ("RW017", _drop(_root, "max_stage_duration"), _set(_root, max_stage_duration="5d")),
     ("RW020", _set(_root, unit="region"), _set(_root, unit="user")),

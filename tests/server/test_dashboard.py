@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import binomtest
 
 from rollwise.control import ManualClock
+from rollwise.core import RolloutAction
 from rollwise.core.judgement import LATENCY_BUCKETS, latency_bucket
 from rollwise.server import create_app
 from rollwise.server._dashboard import ASSETS
@@ -314,7 +315,7 @@ def test_the_timeline_replays_the_stages_from_the_audit_log(filled: Filled) -> N
     filled.store.transition(
         record,
         actor="controller",
-        action="rollout.expand",
+        action=RolloutAction.EXPAND,
         now=expanded_at,
         stage=1,
         details={"reasons": ["every gate is met"], "stage": 0},

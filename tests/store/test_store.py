@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from rollwise.core import InputError
+from rollwise.core import InputError, RolloutAction
 from rollwise.core.judgement import Decision, Move, RolloutStatus
 from rollwise.store import (
     AggregateRow,
@@ -33,7 +33,7 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 def _started(store: Store):  # type: ignore[no-untyped-def]
     store.apply_flags(FLAGS, "flags.yaml", "alice", NOW)
-    plan = store.save_plan(PLAN, "plan.yaml", "alice", NOW)
+    plan = store.save_plan(PLAN, "plan.yaml", "alice", NOW).record
     return store.start_rollout(plan.id, "alice", NOW)
 
 
@@ -46,7 +46,7 @@ def test_migrations_build_exactly_the_declared_schema(store: Store) -> None:
 
 def test_flags_round_trip_and_bad_flags_change_nothing(store: Store) -> None:
     """An applied flags file comes back whole; an invalid one is refused and stores nothing."""
-    version = store.apply_flags(FLAGS, "flags.yaml", "alice", NOW)
+    version = store.apply_flags(FLAGS, "flags.yaml", "alice", NOW).snapshot_version
     flags = store.flags()
     assert set(flags.flags) == {"new-checkout", "search-v2"}
     assert flags.flags["new-checkout"].rules[0].serve == "on"
@@ -73,7 +73,7 @@ def test_one_live_rollout_per_flag(store: Store) -> None:
     """A second live rollout of the same flag is refused by the database."""
     rollout = _started(store)
     assert (rollout.status, rollout.stage, rollout.version) == (RolloutStatus.RUNNING, 0, 1)
-    again = store.save_plan(PLAN, "plan.yaml", "alice", NOW)
+    again = store.save_plan(PLAN, "plan.yaml", "alice", NOW).record
     assert again.version == 2
     with pytest.raises(ConflictError, match="already has a live rollout"):
         store.start_rollout(again.id, "alice", NOW)
@@ -87,7 +87,7 @@ def test_transitions_are_version_checked_and_atomic(store: Store) -> None:
     moved = store.transition(
         rollout,
         actor="controller",
-        action="rollout.expand",
+        action=RolloutAction.EXPAND,
         now=decision.at,
         stage=1,
         decision=decision,
@@ -95,7 +95,7 @@ def test_transitions_are_version_checked_and_atomic(store: Store) -> None:
     assert (moved.stage, moved.version, moved.stage_entered_at) == (1, 2, decision.at)
     audit_before = len(store.audit_log())
     with pytest.raises(StaleVersionError):
-        store.transition(rollout, actor="controller", action="rollout.expand", now=NOW, stage=1)
+        store.transition(rollout, actor="controller", action=RolloutAction.EXPAND, now=NOW, stage=1)
     assert len(store.audit_log()) == audit_before
     assert store.rollout(rollout.id) == moved
     (recorded,) = store.decisions(rollout.id)
@@ -111,7 +111,7 @@ def test_two_controllers_racing_apply_a_transition_once(store: Store) -> None:
     def attempt() -> None:
         barrier.wait()
         try:
-            store.transition(rollout, actor="controller", action="rollout.expand", now=NOW, stage=1)
+            store.transition(rollout, actor="controller", action=RolloutAction.EXPAND, now=NOW, stage=1)
             outcomes.append("applied")
         except StaleVersionError:
             outcomes.append("stale")
@@ -165,8 +165,12 @@ def test_the_ledger_keeps_first_sighting_and_first_exposure_apart(store: Store) 
     """A unit first seen unexposed and exposed later counts as unexposed for the sample-ratio
     check of its first stage, and is listed with the stage and time of its exposure."""
     store.apply_flags(FLAGS, "flags.yaml", "alice", NOW)
-    plan_text = "flag: new-checkout\nunit: user\nstages: [{name: a, audience: {percent: 5}}, {name: b, audience: {percent: 50}}]\n"
-    plan = store.save_plan(plan_text, "plan.yaml", "alice", NOW)
+    plan_text = (
+        "flag: new-checkout\nunit: tenant\n"
+        "stages: [{name: a, audience: {percent: 5}}, {name: b, audience: {percent: 50}}]\n"
+        "guards: [{metric: checkout.error, kind: rate, tolerance: 50%}]\n"
+    )
+    plan = store.save_plan(plan_text, "plan.yaml", "alice", NOW).record
     rollout = store.start_rollout(plan.id, "alice", NOW)
     later = NOW + timedelta(hours=1)
     store.ingest(
@@ -178,7 +182,7 @@ def test_the_ledger_keeps_first_sighting_and_first_exposure_apart(store: Store) 
     )
     store.ingest("b2", "sdk", [], [ExposureRow(rollout.id, "u1", 1, True, later)], later)
     moved = store.transition(
-        rollout, actor="controller", action="rollout.expand", now=later, stage=1
+        rollout, actor="controller", action=RolloutAction.EXPAND, now=later, stage=1
     )
     observations = store.observations(moved, store.parsed_plan(plan.id))
     assert (observations.exposure[0].exposed_units, observations.exposure[0].baseline_units) == (
@@ -206,7 +210,7 @@ def test_a_batch_with_a_bad_row_applies_nothing(store: Store) -> None:
 def test_tokens_are_stored_hashed_and_can_be_revoked(store: Store) -> None:
     """A token authenticates by its secret until revoked; the secret is not stored."""
     record, secret = store.create_token("ci", Role.OPERATOR, "alice", NOW)
-    assert store.authenticate(secret) == record
+    assert store.authenticate(secret, NOW) == record
     with store.engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT secret_hash FROM tokens")).scalar_one()
     assert secret not in stored
@@ -243,8 +247,8 @@ def test_exposed_samples_add_up_over_windows(store: Store) -> None:
         )
     ]
     assert store.ingest("windows", "sdk", rows, [], NOW)
-    moved = store.transition(rollout, actor="t", action="rollout.expand", now=NOW, stage=1)
-    moved = store.transition(moved, actor="t", action="rollout.expand", now=NOW, stage=2)
+    moved = store.transition(rollout, actor="t", action=RolloutAction.EXPAND, now=NOW, stage=1)
+    moved = store.transition(moved, actor="t", action=RolloutAction.EXPAND, now=NOW, stage=2)
     rows = [
         AggregateRow(rollout.id, 2, w, True, s, "checkout.error", n, 0)
         for w in (300, 360)

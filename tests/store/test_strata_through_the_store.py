@@ -15,6 +15,7 @@ FLAGS = """
 flags:
   new-checkout:
     variants: [off, on]
+    unit: tenant
 """
 PLAN = """
 flag: new-checkout
@@ -61,7 +62,7 @@ def test_a_tenant_with_quiet_hours_is_compared_with_the_same_hours_baseline(stor
     no day is judged harm, for the tenant or overall (paired with the baseline by position
     instead of by window, every day was)."""
     store.apply_flags(FLAGS, "flags.yaml", "alice", START)
-    record = store.save_plan(PLAN, "plan.yaml", "alice", START)
+    record = store.save_plan(PLAN, "plan.yaml", "alice", START).record
     rollout = store.start_rollout(record.id, "alice", START)
     plan = store.parsed_plan(record.id)
     guard = plan.guards[0]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rollwise.core import GuardKind, Plan
+from rollwise.core import GuardKind, Plan, RolloutAction
 from rollwise.core.judgement import (
     Decision,
     Judged,
@@ -24,7 +24,7 @@ from rollwise.core.judgement import (
     decide,
     judge_guards,
 )
-from rollwise.store import RolloutRecord, StaleVersionError, Store
+from rollwise.store import ConflictError, RolloutRecord, Store
 
 logger = logging.getLogger("rollwise.control")
 
@@ -60,10 +60,10 @@ def _signature(decision: Decision) -> tuple[object, ...]:
 
 
 _MOVES = {
-    Move.EXPAND: "rollout.expand",
-    Move.ROLLBACK: "rollout.rollback",
-    Move.PAUSE: "rollout.pause",
-    Move.COMPLETE: "rollout.complete",
+    Move.EXPAND: RolloutAction.EXPAND,
+    Move.ROLLBACK: RolloutAction.ROLLBACK,
+    Move.PAUSE: RolloutAction.PAUSE,
+    Move.COMPLETE: RolloutAction.COMPLETE,
 }
 
 
@@ -162,26 +162,17 @@ class Controller:
                 self._last_hold[rollout.id] = (signature, now)
             return Outcome(rollout.id, rollout.flag, decision, applied=False)
         decision = decide(plan, state, observations, now, rollout.approvals)
-        changes: dict[str, object] = {}
-        if decision.move is Move.EXPAND:
-            changes["stage"] = rollout.stage + 1
-        else:
-            changes["status"] = {
-                Move.ROLLBACK: RolloutStatus.ROLLED_BACK,
-                Move.PAUSE: RolloutStatus.PAUSED,
-                Move.COMPLETE: RolloutStatus.COMPLETED,
-            }[decision.move]
         try:
             after = self.store.transition(
                 rollout,
                 actor=ACTOR,
                 action=_MOVES[decision.move],
                 now=now,
+                stage=rollout.stage + 1 if decision.move is Move.EXPAND else None,
                 decision=decision,
                 details={"reasons": list(decision.reasons), "stage": rollout.stage},
-                **changes,  # type: ignore[arg-type]
             )
-        except StaleVersionError:
+        except ConflictError:  # StaleVersionError included: an operator acted meanwhile
             logger.info(
                 "rollout %s of flag %s changed meanwhile; skipped", rollout.id, rollout.flag
             )

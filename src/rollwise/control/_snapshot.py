@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from rollwise.core import Flag, FlagSet, GuardKind, flag_at_stage, flag_rolled_back
+from rollwise.core import Flag, FlagSet, GuardKind, InputError, served_flag
 from rollwise.core._flagdump import flags_document
 from rollwise.core.judgement import RolloutStatus
 from rollwise.store import RolloutRecord, Store
@@ -36,10 +36,16 @@ def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
         if flag is None:
             continue
         plan = store.parsed_plan(rollout.plan_id)
-        if rollout.status is RolloutStatus.ROLLED_BACK:
-            staged = flag_rolled_back(flag, plan)
-        else:
-            staged = flag_at_stage(flag, plan, rollout.stage, flags.segments)
+        try:
+            staged = served_flag(flag, plan, rollout.status, rollout.stage, flags.segments)
+        except InputError as exc:
+            # Applying flags refuses anything that breaks a live rollout; an ended one whose
+            # variant or segment was removed since serves the flag as applied (its variant is
+            # gone, so nothing can expose it) rather than breaking every SDK's snapshot.
+            logger.warning(
+                "rollout %s of flag %s: %s; serving the flag as applied", rollout.id, key, exc
+            )
+            staged = flag
         served[key] = replace(staged, killed=flag.killed)
         if rollout.status in (RolloutStatus.RUNNING, RolloutStatus.PAUSED):
             live.append(

@@ -19,6 +19,18 @@ from rollwise.core._evaluation import Explanation, RuleTrace, describe_rule, eva
 from rollwise.core._exposure import flag_at_stage, flag_rolled_back, stage_rules
 from rollwise.core._flag import Flag, FlagSet, Metric, MetricKind, Rule, Segment, Split, Variant
 from rollwise.core._flagfile import load_flags
+from rollwise.core._lifecycle import (
+    LIVE_STATUSES,
+    TRANSITIONS,
+    LiveRollout,
+    RolloutAction,
+    approval_refusal,
+    flags_conflicts,
+    legal_from,
+    next_status,
+    refusal,
+    served_flag,
+)
 from rollwise.core._lint import RULES, Finding, LintRule, Severity, lint
 from rollwise.core._plan import (
     Action,
@@ -39,7 +51,9 @@ from rollwise.core._semver import Version, parse_version
 
 __all__ = [
     "BUCKETS",
+    "LIVE_STATUSES",
     "RULES",
+    "TRANSITIONS",
     "Action",
     "AllOf",
     "AnyOf",
@@ -58,6 +72,7 @@ __all__ = [
     "InSegment",
     "InputError",
     "LintRule",
+    "LiveRollout",
     "Metric",
     "MetricKind",
     "Not",
@@ -65,6 +80,7 @@ __all__ = [
     "Plan",
     "Reason",
     "Resolution",
+    "RolloutAction",
     "RollwiseError",
     "Rule",
     "RuleTrace",
@@ -78,6 +94,7 @@ __all__ = [
     "Version",
     "Window",
     "Worse",
+    "approval_refusal",
     "bucket",
     "cumulative_audience",
     "describe_rule",
@@ -85,14 +102,19 @@ __all__ = [
     "explain",
     "flag_at_stage",
     "flag_rolled_back",
+    "flags_conflicts",
     "format_duration",
+    "legal_from",
     "lint",
     "load_flags",
     "load_plan",
+    "next_status",
     "parse_cron",
     "parse_duration",
     "parse_percent",
     "parse_version",
+    "refusal",
+    "served_flag",
     "stage_rules",
     "unit_text",
 ]

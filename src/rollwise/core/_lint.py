@@ -344,6 +344,22 @@ def _unknown_flag(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]
 
 
 @_rule(
+    "RW021",
+    "unit-differs-from-flag",
+    Severity.ERROR,
+    "the plan buckets by another unit than its flag",
+)
+def _unit_differs(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
+    flag = flags.flags.get(plan.flag) if flags is not None else None
+    if flag is not None and flag.unit != plan.unit:
+        yield (
+            "unit",
+            f"the plan buckets by {plan.unit!r} but flag {flag.key!r} by {flag.unit!r}: "
+            "a unit could be served both variants",
+        )
+
+
+@_rule(
     "RW016",
     "bake-exceeds-max-duration",
     Severity.ERROR,

@@ -207,8 +207,10 @@ class Outbox:
 
 
 def _detail(body: bytes) -> str:
+    """The server's message: ``{"error", "message", "details"}`` (older servers: ``detail``)."""
     try:
-        detail = json.loads(body)["detail"]
+        document = json.loads(body)
+        detail = document["message"] if "message" in document else document["detail"]
     except (ValueError, TypeError, KeyError):
         return body[:200].decode("utf-8", "replace")
     return str(detail)[:500]

@@ -21,9 +21,13 @@ def _token(request: Request) -> TokenRecord:
             "send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = request.app.state.store.authenticate(secret.strip())
+    token = request.app.state.store.authenticate(secret.strip(), request.app.state.clock.now())
     if token is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown, revoked or expired token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return token  # type: ignore[no-any-return]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from rollwise.core import RolloutAction
+from rollwise.core._flagdump import flag_document
 from rollwise.core.judgement import RolloutStatus
 from rollwise.server._auth import actor, requires
 from rollwise.server._series import rollout_series
@@ -19,6 +22,7 @@ from rollwise.store import (
     TokenRecord,
     decision_evidence,
 )
+from rollwise.store._rollouts import finding_dict
 
 router = APIRouter(prefix="/api/v1", tags=["management"])
 Viewer = Annotated[TokenRecord, Depends(requires(Role.VIEWER))]
@@ -26,8 +30,32 @@ Operator = Annotated[TokenRecord, Depends(requires(Role.OPERATOR))]
 Admin = Annotated[TokenRecord, Depends(requires(Role.ADMIN))]
 
 
+#: Ids are INTEGER columns: within PostgreSQL's range on every database.
+MAX_ID = 2**31 - 1
+RolloutId = Annotated[int, Path(ge=1, le=MAX_ID, description="a rollout's id")]
+PlanId = Annotated[int, Path(ge=1, le=MAX_ID, description="a plan's id")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+#: Management bodies are YAML text (a flags file, a plan), declared so clients and fuzzers
+#: can send them; the server caps their size before reading (see _errors.py).
+YAML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
+#: Token expiry: at most this far ahead.
+MAX_TOKEN_LIFETIME = timedelta(days=5 * 366)
+
+
 def _store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _now(request: Request) -> datetime:
+    return request.app.state.clock.now()  # type: ignore[no-any-return]
 
 
 async def _text(request: Request, what: str) -> str:
@@ -77,12 +105,25 @@ def _audit(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-@router.put("/flags")
-async def apply_flags(request: Request, token: Operator) -> dict[str, Any]:
-    """Apply a flags file (YAML body). Invalid: 422 naming the line and field path."""
+@router.put("/flags", openapi_extra=YAML_BODY)
+async def apply_flags(
+    request: Request, token: Operator, dry_run: bool = False, prune: bool = False
+) -> dict[str, Any]:
+    """Apply a flags file (YAML body), checked against the live rollouts in the transaction
+    that stores it. Invalid: 422 naming the line and field path. A file that would leave a live
+    rollout's flag, variant, unit or segments undefined, or that drops flags without
+    ``prune=true``: 409 naming each conflict. An identical file changes nothing (the version
+    stays). ``dry_run=true`` reports the changes and stores nothing."""
     text = await _text(request, "flags file")
-    version = _store(request).apply_flags(text, "api", actor(token), request.app.state.clock.now())
-    return {"snapshot_version": version}
+    applied = _store(request).apply_flags(
+        text, "api", actor(token), _now(request), dry_run=dry_run, prune=prune
+    )
+    return {
+        "snapshot_version": applied.snapshot_version,
+        "changed": applied.changed,
+        "dry_run": applied.dry_run,
+        "changes": [change.as_dict() for change in applied.changes],
+    }
 
 
 @router.get("/flags")
@@ -106,41 +147,98 @@ def list_flags(request: Request, token: Viewer) -> dict[str, Any]:
     }
 
 
+FlagKey = Annotated[str, Path(min_length=1, max_length=200, description="a flag's key")]
+
+
+@router.get("/flags/{key}")
+def get_flag(key: FlagKey, request: Request, token: Viewer) -> dict[str, Any]:
+    """One flag: its definition as applied, kill switch and latest rollout."""
+    store = _store(request)
+    flag = store.flags().flags.get(key)
+    if flag is None:
+        raise HTTPException(404, f"unknown flag {key!r}")
+    latest = [r for r in store.rollouts() if r.flag == key]
+    return {
+        "key": flag.key,
+        "description": flag.description,
+        "variants": [v.name for v in flag.variants],
+        "killed": flag.killed,
+        "rollout": _rollout(latest[-1]) if latest else None,
+        "definition": flag_document(flag),
+    }
+
+
+def _switch(request: Request, key: str, token: TokenRecord, killed: bool) -> dict[str, Any]:
+    version, changed = _store(request).set_killed(key, killed, actor(token), _now(request))
+    message = (
+        ("killed" if killed else "kill switch lifted")
+        if changed
+        else ("already killed" if killed else "was not killed")
+    )
+    return {
+        "flag": key,
+        "killed": killed,
+        "changed": changed,
+        "message": message,
+        "snapshot_version": version,
+    }
+
+
 @router.post("/flags/{key}/kill")
-def kill(key: str, request: Request, token: Operator) -> dict[str, Any]:
-    """The kill switch: every SDK serves the flag's safe default."""
-    version = _store(request).set_killed(key, True, actor(token), request.app.state.clock.now())
-    return {"flag": key, "killed": True, "snapshot_version": version}
+def kill(key: FlagKey, request: Request, token: Operator) -> dict[str, Any]:
+    """The kill switch: every SDK serves the flag's safe default. Idempotent: killing a killed
+    flag changes nothing and says so (``changed: false``)."""
+    return _switch(request, key, token, True)
 
 
 @router.post("/flags/{key}/unkill")
-def unkill(key: str, request: Request, token: Operator) -> dict[str, Any]:
-    version = _store(request).set_killed(key, False, actor(token), request.app.state.clock.now())
-    return {"flag": key, "killed": False, "snapshot_version": version}
+def unkill(key: FlagKey, request: Request, token: Operator) -> dict[str, Any]:
+    """Lift the kill switch. Idempotent, like kill."""
+    return _switch(request, key, token, False)
 
 
-@router.post("/plans", status_code=201)
+@router.post("/plans", status_code=201, openapi_extra=YAML_BODY)
 async def save_plan(request: Request, token: Operator) -> dict[str, Any]:
-    """Store a plan (YAML body) as the next version for its flag."""
+    """Store a plan (YAML body) as the next version for its flag. The server lints it with the
+    same rules as ``rollwise lint``, against the flags it holds: errors refuse it (422 with the
+    findings), warnings are stored and returned."""
     text = await _text(request, "plan")
-    record = _store(request).save_plan(text, "api", actor(token), request.app.state.clock.now())
-    return _plan(record)
+    stored = _store(request).save_plan(text, "api", actor(token), _now(request))
+    return {**_plan(stored.record), "findings": [finding_dict(f) for f in stored.findings]}
 
 
 @router.get("/plans/{plan_id}")
-def get_plan(plan_id: int, request: Request, token: Viewer) -> dict[str, Any]:
-    return _plan(_store(request).plan(plan_id))
+def get_plan(plan_id: PlanId, request: Request, token: Viewer) -> dict[str, Any]:
+    """A stored plan, linted against the flags applied now."""
+    store = _store(request)
+    return {
+        **_plan(store.plan(plan_id)),
+        "findings": [finding_dict(f) for f in store.plan_findings(plan_id)],
+    }
 
 
 class StartRollout(BaseModel):
-    plan_id: int = Field(ge=1)
+    """Start from a stored plan (``plan_id``) or from a plan's YAML text (``plan``: stored and
+    started in one transaction, so a refused start stores nothing)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    plan_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    plan: str | None = Field(default=None, min_length=1, max_length=1_000_000)
+
+    @model_validator(mode="after")
+    def _one(self) -> StartRollout:
+        if (self.plan_id is None) == (self.plan is None):
+            raise ValueError("give exactly one of plan_id (a stored plan) or plan (its YAML)")
+        return self
 
 
 @router.post("/rollouts", status_code=201)
 def start_rollout(body: StartRollout, request: Request, token: Operator) -> dict[str, Any]:
-    """Start a rollout of a stored plan. 409 if its flag already has a live one."""
+    """Start a rollout at its first stage. 409 if its flag already has a live one; 422 if the
+    plan does not lint against the applied flags. Nothing is stored when refused."""
     record = _store(request).start_rollout(
-        body.plan_id, actor(token), request.app.state.clock.now()
+        body.plan_id, actor(token), _now(request), text=body.plan
     )
     return _rollout(record)
 
@@ -151,7 +249,7 @@ def list_rollouts(request: Request, token: Viewer, live: bool = False) -> list[d
 
 
 @router.get("/rollouts/{rollout_id}")
-def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
+def get_rollout(rollout_id: RolloutId, request: Request, token: Viewer) -> dict[str, Any]:
     """The rollout, its plan and its latest decision with the evidence."""
     store = _store(request)
     record = store.rollout(rollout_id)
@@ -197,7 +295,7 @@ def get_rollout(rollout_id: int, request: Request, token: Viewer) -> dict[str, A
 
 
 @router.get("/rollouts/{rollout_id}/series")
-def series(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
+def series(rollout_id: RolloutId, request: Request, token: Viewer) -> dict[str, Any]:
     """What the dashboard draws: the stage timeline, exposure per window, each guard per window
     and as judged over time, and the per-segment verdicts, worst first."""
     store = _store(request)
@@ -209,81 +307,68 @@ def series(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
 
 
 class Change(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     reason: str = Field(default="", max_length=1000)
 
 
 class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     stage: str = Field(min_length=1, max_length=200)
 
 
 def _change(
-    request: Request, rollout_id: int, token: TokenRecord, action: str, reason: str, **changes: Any
+    request: Request, rollout_id: int, token: TokenRecord, action: RolloutAction, reason: str
 ) -> dict[str, Any]:
+    """One operator action through the state machine: 409 when its table does not allow it
+    from the rollout's status, or when the rollout changed while this request was in flight."""
     store = _store(request)
-    record = store.rollout(rollout_id)
     after = store.transition(
-        record,
-        actor=actor(token),
+        store.rollout(rollout_id),
         action=action,
-        now=request.app.state.clock.now(),
+        actor=actor(token),
+        now=_now(request),
         details={"reason": reason} if reason else None,
-        **changes,
     )
     return _rollout(after)
 
 
-def _live(request: Request, rollout_id: int, *allowed: RolloutStatus) -> None:
-    status = _store(request).rollout(rollout_id).status
-    if status not in allowed:
-        names = " or ".join(s.value for s in allowed)
-        raise HTTPException(409, f"the rollout is {status.value}; this needs it {names}")
-
-
 @router.post("/rollouts/{rollout_id}/pause")
-def pause(rollout_id: int, body: Change, request: Request, token: Operator) -> dict[str, Any]:
-    _live(request, rollout_id, RolloutStatus.RUNNING)
-    return _change(
-        request, rollout_id, token, "rollout.pause", body.reason, status=RolloutStatus.PAUSED
-    )
+def pause(rollout_id: RolloutId, body: Change, request: Request, token: Operator) -> dict[str, Any]:
+    """Pause a running rollout: exposure stays as it is, nothing is judged."""
+    return _change(request, rollout_id, token, RolloutAction.PAUSE, body.reason)
 
 
 @router.post("/rollouts/{rollout_id}/resume")
-def resume(rollout_id: int, body: Change, request: Request, token: Operator) -> dict[str, Any]:
-    _live(request, rollout_id, RolloutStatus.PAUSED)
-    return _change(
-        request, rollout_id, token, "rollout.resume", body.reason, status=RolloutStatus.RUNNING
-    )
+def resume(
+    rollout_id: RolloutId, body: Change, request: Request, token: Operator
+) -> dict[str, Any]:
+    """Resume a paused rollout."""
+    return _change(request, rollout_id, token, RolloutAction.RESUME, body.reason)
 
 
 @router.post("/rollouts/{rollout_id}/rollback")
-def rollback(rollout_id: int, body: Change, request: Request, token: Operator) -> dict[str, Any]:
-    _live(request, rollout_id, RolloutStatus.RUNNING, RolloutStatus.PAUSED)
-    return _change(
-        request,
-        rollout_id,
-        token,
-        "rollout.rollback",
-        body.reason,
-        status=RolloutStatus.ROLLED_BACK,
-    )
+def rollback(
+    rollout_id: RolloutId, body: Change, request: Request, token: Operator
+) -> dict[str, Any]:
+    """Roll a running or paused rollout back: everyone gets the rollback variant."""
+    return _change(request, rollout_id, token, RolloutAction.ROLLBACK, body.reason)
 
 
 @router.post("/rollouts/{rollout_id}/approve")
-def approve(rollout_id: int, body: Approval, request: Request, token: Operator) -> dict[str, Any]:
-    """Approve entering a stage that requires approval."""
-    store = _store(request)
-    record = store.rollout(rollout_id)
-    plan = store.parsed_plan(record.plan_id)
-    if plan.stage_named(body.stage) is None:
-        names = ", ".join(s.name for s in plan.stages)
-        raise HTTPException(422, f"the plan has no stage {body.stage!r}; stages: {names}")
-    approvals = sorted({*record.approvals, body.stage})
-    return _change(request, rollout_id, token, "rollout.approve", body.stage, approvals=approvals)
+def approve(
+    rollout_id: RolloutId, body: Approval, request: Request, token: Operator
+) -> dict[str, Any]:
+    """Approve entering the next stage, when it requires approval and has none yet (409
+    otherwise, saying why)."""
+    after = _store(request).approve(rollout_id, body.stage, actor(token), _now(request))
+    return _rollout(after)
 
 
 @router.get("/rollouts/{rollout_id}/decisions")
 def decisions(
-    rollout_id: int, request: Request, token: Viewer, limit: int = 100
+    rollout_id: RolloutId, request: Request, token: Viewer, limit: Limit = 100
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -294,12 +379,12 @@ def decisions(
             "reasons": list(d.reasons),
             "evidence": d.evidence,
         }
-        for d in _store(request).decisions(rollout_id, limit=min(max(limit, 1), 1000))
+        for d in _store(request).decisions(rollout_id, limit=limit)
     ]
 
 
 @router.get("/rollouts/{rollout_id}/ledger")
-def ledger(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
+def ledger(rollout_id: RolloutId, request: Request, token: Viewer) -> dict[str, Any]:
     """Units exposed by the rollout, with the stage and time of their first exposure."""
     entries = _store(request).ledger(rollout_id)
     return {
@@ -310,22 +395,57 @@ def ledger(rollout_id: int, request: Request, token: Viewer) -> dict[str, Any]:
 
 @router.get("/audit")
 def audit(
-    request: Request, token: Viewer, limit: int = 100, target: str | None = None
+    request: Request,
+    token: Viewer,
+    limit: Limit = 100,
+    target: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
-    return [
-        _audit(e) for e in _store(request).audit_log(limit=min(max(limit, 1), 1000), target=target)
-    ]
+    return [_audit(e) for e in _store(request).audit_log(limit=limit, target=target)]
 
 
 class NewToken(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    role: Role
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: Role = Field(strict=False)
+    expires_at: AwareDatetime | None = Field(default=None, strict=False)
+
+
+def _token_dict(record: TokenRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "role": record.role.value,
+        "created_at": record.created_at.isoformat(),
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+    }
 
 
 @router.post("/tokens", status_code=201)
 def create_token(body: NewToken, request: Request, token: Admin) -> dict[str, Any]:
-    """A new token; its secret is shown once, in this response."""
+    """A new token; its secret is shown once, in this response. ``expires_at`` (optional) must
+    lie in the future, at most five years ahead."""
+    now = _now(request)
+    if body.expires_at is not None and not now < body.expires_at <= now + MAX_TOKEN_LIFETIME:
+        raise HTTPException(422, "expires_at must lie in the future and at most five years ahead")
     record, secret = _store(request).create_token(
-        body.name, body.role, actor(token), request.app.state.clock.now()
+        body.name, body.role, actor(token), now, body.expires_at
     )
-    return {"id": record.id, "name": record.name, "role": record.role.value, "secret": secret}
+    return {**_token_dict(record), "secret": secret}
+
+
+@router.get("/tokens")
+def list_tokens(request: Request, token: Admin) -> list[dict[str, Any]]:
+    """Every stored token, live, expired or revoked; never a secret."""
+    return [_token_dict(record) for record in _store(request).tokens()]
+
+
+TokenId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-z]+$")]
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(token_id: TokenId, request: Request, token: Admin) -> dict[str, Any]:
+    """Revoke a token at once. Revoking a revoked token changes nothing (``changed: false``)."""
+    record, changed = _store(request).revoke_token(token_id, actor(token), _now(request))
+    return {**_token_dict(record), "changed": changed}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from rollwise.store._errors import ConflictError, NotFoundError, StaleVersionError, StoreError
+from rollwise.store._errors import (
+    ConflictError,
+    NotFoundError,
+    RefusedError,
+    StaleVersionError,
+    StoreError,
+)
 from rollwise.store._migrate import migrate
 from rollwise.store._records import (
     AggregateRow,
@@ -28,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "OutcomeTotals",
     "PlanRecord",
+    "RefusedError",
     "Role",
     "RolloutRecord",
     "StaleVersionError",

@@ -71,6 +71,7 @@ class TokenRecord:
     role: Role
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,7 @@ tokens = sa.Table(
     sa.Column("secret_hash", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("revoked_at", _TIME, nullable=True),
+    sa.Column("expires_at", _TIME, nullable=True),
 )
 
 #: Readings of system-wide gauges, for gauge guards (not split by variant or rollout).

@@ -351,6 +351,10 @@ def decide(
         return decision(Move.PAUSE, [mismatch])
 
     waiting = [gate.sentence for gate in gates if not gate.met]
+    if not plan.guards:
+        # The server refuses such plans; one that got in some other way still never leaves its
+        # first stage: with nothing measured, nothing can show a stage is safe.
+        waiting.append("the plan has no guard: nothing can show this stage is safe")
     waiting += [
         detail.sentence for _, verdict, detail in guard_states if verdict is not Verdict.SAFE
     ]
