@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
 ADMIN = "rw_admin_test-secret"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+WINDOW = int(START.timestamp() // 60)  # the window of START, minutes since the epoch
 PLAN = """
 flag: new-checkout
-unit: user
+unit: tenant
 max_stage_duration: 2d
 guards:
   - {metric: checkout.error, kind: rate, tolerance: 10%}
@@ -69,7 +70,7 @@ def test_roles_are_enforced(client: TestClient) -> None:
     viewer, sdk = _token(client, Role.VIEWER), _token(client, Role.SDK)
     assert client.get("/api/v1/flags", headers=viewer).status_code == 200
     refused = client.put("/api/v1/flags", content=FLAGS, headers=viewer)
-    assert refused.status_code == 403 and "needs an operator token" in refused.json()["detail"]
+    assert refused.status_code == 403 and "needs an operator token" in refused.json()["message"]
     assert client.get("/api/v1/flags", headers=sdk).status_code == 403
     assert client.get("/sdk/v1/snapshot", headers=sdk).status_code == 200
     assert client.get("/sdk/v1/snapshot").status_code == 403  # the admin is not an SDK
@@ -79,11 +80,12 @@ def test_an_invalid_flags_file_is_a_422_naming_the_line(client: TestClient) -> N
     """Bad YAML or a bad field: 422 with the path and line; nothing is applied."""
     response = client.put("/api/v1/flags", content="flags:\n  f:\n    variants: [only]\n")
     assert response.status_code == 422
-    detail = response.json()["detail"]
+    assert response.json()["error"] == "invalid"
+    detail = response.json()["details"]
     assert (detail["path"], detail["line"]) == ("flags.f.variants", 3)
     assert client.get("/api/v1/flags").json()["flags"] == []
     plan = client.post("/api/v1/plans", content="flag: f\nunit: user\nstages: []\n")
-    assert plan.status_code == 422 and plan.json()["detail"]["path"] == "stages"
+    assert plan.status_code == 422 and plan.json()["details"]["path"] == "stages"
 
 
 def test_snapshot_is_versioned_with_an_etag(client: TestClient) -> None:
@@ -97,7 +99,7 @@ def test_snapshot_is_versioned_with_an_etag(client: TestClient) -> None:
     assert document["rollouts"][0]["metrics"] == {"checkout.error": "rate"}
     rules = document["flags"]["flags"]["new-checkout"]["rules"]
     assert rules == [
-        {"description": "canary: 5% of users", "percent": 5.0, "unit": "user", "serve": "on"}
+        {"description": "canary: 5% of tenants", "percent": 5.0, "unit": "tenant", "serve": "on"}
     ]
     assert client.get("/sdk/v1/snapshot", headers={**sdk, "If-None-Match": etag}).status_code == 304
     client.post("/api/v1/flags/new-checkout/kill")
@@ -157,7 +159,7 @@ def _batch(
             {
                 "rollout": rollout_id,
                 "stage": stage,
-                "window": 29_000_000,
+                "window": WINDOW,
                 "exposed": True,
                 "metric": "checkout.error",
                 "requests": exposed[0],
@@ -166,7 +168,7 @@ def _batch(
             {
                 "rollout": rollout_id,
                 "stage": stage,
-                "window": 29_000_000,
+                "window": WINDOW,
                 "exposed": False,
                 "metric": "checkout.error",
                 "requests": baseline[0],
@@ -200,13 +202,15 @@ def test_event_batches_are_applied_once_and_bad_ones_refused(client: TestClient)
     }
     refused = client.post("/sdk/v1/events", json=bad, headers=sdk)
     assert refused.status_code == 422
-    assert {
-        "path": "aggregates.0.requests",
-        "message": "Input should be greater than or equal to 0",
-    } in refused.json()["detail"]
+    assert refused.json()["error"] == "invalid"
+    assert any(
+        error["loc"][-3:] == ["aggregates", 0, "requests"]
+        and "greater than or equal to 0" in error["msg"]
+        for error in refused.json()["details"]["errors"]
+    ), refused.json()
     unknown = _batch(999, 0, (1, 0), (1, 0))
     response = client.post("/sdk/v1/events", json=unknown, headers=sdk)
-    assert response.status_code == 404 and "unknown rollout(s): 999" in response.json()["detail"]
+    assert response.status_code == 404 and "unknown rollout(s): 999" in response.json()["message"]
     huge = {
         **batch,
         "batch": str(uuid.uuid4()),

@@ -31,7 +31,7 @@ from rollwise.core._lifecycle import (
     refusal,
     served_flag,
 )
-from rollwise.core._lint import RULES, Finding, LintRule, Severity, lint
+from rollwise.core._lint import REFERENCE_RULES, RULES, Finding, LintRule, Severity, lint
 from rollwise.core._plan import (
     Action,
     Audience,
@@ -52,6 +52,7 @@ from rollwise.core._semver import Version, parse_version
 __all__ = [
     "BUCKETS",
     "LIVE_STATUSES",
+    "REFERENCE_RULES",
     "RULES",
     "TRANSITIONS",
     "Action",

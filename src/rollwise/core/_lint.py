@@ -6,7 +6,7 @@ Rules are plain functions over the plan (and, when given, the flags file it will
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -493,11 +493,20 @@ RULES: tuple[LintRule, ...] = tuple(_RULES)
 _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
-def lint(plan: Plan, flags: FlagSet | None = None) -> list[Finding]:
-    """Every finding of every rule, ordered by line then severity."""
+#: The rules that only look up names in the flags file: cheap, so a server can re-check them
+#: against the flags it holds inside the transaction that stores a plan.
+REFERENCE_RULES = frozenset({"RW013", "RW014", "RW015", "RW021"})
+
+
+def lint(
+    plan: Plan, flags: FlagSet | None = None, *, only: Collection[str] | None = None
+) -> list[Finding]:
+    """Every finding of every rule (or of the rules coded in ``only``), ordered by line then
+    severity."""
     findings = [
         Finding(rule.code, rule.name, rule.severity, path, message, plan.line_of(path))
         for rule in RULES
+        if only is None or rule.code in only
         for path, message in rule.check(plan, flags)
     ]
     return sorted(findings, key=lambda f: (f.line or 0, _SEVERITY_ORDER[f.severity], f.code))

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rollwise.core import (
     LIVE_STATUSES,
+    REFERENCE_RULES,
     Finding,
     Plan,
     RolloutAction,
@@ -56,9 +57,22 @@ class RolloutStore(ControlStore):
 
     # --- plans ---------------------------------------------------------------------------
 
-    def _checked(self, connection: sa.Connection, plan: Plan) -> tuple[Finding, ...]:
-        """Lint ``plan`` against the applied flags; errors refuse it."""
-        findings = lint(plan, self._flags_in(connection))
+    def _linted(self, plan: Plan) -> tuple[Finding, ...]:
+        """Every lint rule against the flags applied now, outside any transaction: some rules
+        simulate (RW019 takes seconds) and must not hold the control-plane lock."""
+        with self.engine.connect() as connection:
+            return tuple(lint(plan, self._flags_in(connection)))
+
+    def _checked(
+        self, connection: sa.Connection, plan: Plan, linted: Sequence[Finding]
+    ) -> tuple[Finding, ...]:
+        """``linted`` with the rules that look names up in the flags run again against the
+        flags as they are inside this transaction; errors refuse the plan."""
+        fresh = lint(plan, self._flags_in(connection), only=REFERENCE_RULES)
+        findings = sorted(
+            [f for f in linted if f.code not in REFERENCE_RULES] + fresh,
+            key=lambda f: (f.line or 0, f.severity is not Severity.ERROR, f.code),
+        )
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors:
             raise RefusedError(
@@ -92,9 +106,10 @@ class RolloutStore(ControlStore):
             RefusedError: the linter finds errors (``details["findings"]``). Nothing is stored.
         """
         plan = load_plan(text, source)
+        linted = self._linted(plan)
         with self.engine.begin() as connection:
             self._lock(connection)
-            findings = self._checked(connection, plan)
+            findings = self._checked(connection, plan, linted)
             record = self._insert_plan(connection, text, plan, actor, now)
             write_audit(
                 connection,
@@ -137,29 +152,24 @@ class RolloutStore(ControlStore):
             RefusedError: the plan does not lint against the applied flags.
             ConflictError: the flag already has a live (running or paused) rollout.
         """
-        parsed = load_plan(text, "plan") if text is not None else None
+        if text is not None:
+            plan = load_plan(text, "plan")
+        elif plan_id is not None:
+            plan = self.parsed_plan(plan_id)
+        else:
+            raise RefusedError("name a stored plan (plan_id) or send one (plan)")
+        with self.engine.connect() as connection:
+            self._refuse_second(connection, plan.flag)  # before the slow lint, and again below
+        linted = self._linted(plan)
         try:
             with self.engine.begin() as connection:
                 self._lock(connection)
-                if parsed is not None:
-                    plan = parsed
+                self._refuse_second(connection, plan.flag)
+                findings = self._checked(connection, plan, linted)
+                if text is None:
+                    assert plan_id is not None
+                    record = self._plan_in(connection, plan_id)[0]
                 else:
-                    if plan_id is None:
-                        raise RefusedError("name a stored plan (plan_id) or send one (plan)")
-                    record, plan = self._plan_in(connection, plan_id)
-                live = connection.execute(
-                    sa.select(t.rollouts.c.id, t.rollouts.c.status).where(
-                        (t.rollouts.c.flag == plan.flag) & t.rollouts.c.status.in_(LIVE)
-                    )
-                ).first()
-                if live is not None:
-                    raise ConflictError(
-                        f"flag {plan.flag!r} already has a live rollout ({live.id}, {live.status})",
-                        details={"rollout_id": live.id},
-                    )
-                findings = self._checked(connection, plan)
-                if parsed is not None:
-                    assert text is not None
                     record = self._insert_plan(connection, text, plan, actor, now)
                     write_audit(
                         connection,
@@ -203,6 +213,19 @@ class RolloutStore(ControlStore):
         except IntegrityError:  # the database's own one-live-rollout index, as a last resort
             raise ConflictError(f"flag {plan.flag!r} already has a live rollout") from None
         return self.rollout(rollout_id)
+
+    @staticmethod
+    def _refuse_second(connection: sa.Connection, flag: str) -> None:
+        live = connection.execute(
+            sa.select(t.rollouts.c.id, t.rollouts.c.status).where(
+                (t.rollouts.c.flag == flag) & t.rollouts.c.status.in_(LIVE)
+            )
+        ).first()
+        if live is not None:
+            raise ConflictError(
+                f"flag {flag!r} already has a live rollout ({live.id}, {live.status})",
+                details={"rollout_id": live.id},
+            )
 
     def rollout(self, rollout_id: int) -> RolloutRecord:
         with self.engine.connect() as connection:
