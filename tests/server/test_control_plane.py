@@ -337,3 +337,19 @@ def test_the_bootstrap_token_is_honoured_only_while_it_is_configured(store: Stor
             == 200
         )
     assert store.tokens() == []
+
+
+def test_after_a_rollback_the_flag_can_change_and_sdks_are_still_served(client: TestClient) -> None:
+    """Once the rollout ended, its variant may go; the snapshot still builds (200), and the
+    rolled-back flag keeps serving its safe default until it is rolled out again."""
+    rollout = _started(client)
+    client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={"reason": "test"})
+    served = client.get("/sdk/v1/snapshot", headers=_sdk(client)).json()
+    assert served["flags"]["flags"]["new-checkout"]["rules"] == []
+    renamed = BREAKING["the variant the rollout serves is renamed"]
+    assert client.put("/api/v1/flags", content=renamed).status_code == 200
+    snapshot = client.get("/sdk/v1/snapshot", headers=_sdk(client))
+    assert snapshot.status_code == 200
+    flag = snapshot.json()["flags"]["flags"]["new-checkout"]
+    assert list(flag["variants"]) == ["off", "beta"]
+    assert flag["rules"] == []  # the rolled-back flag still serves its safe default

@@ -183,3 +183,25 @@ def test_pending_guards_hold_and_never_expand_by_default() -> None:
 def test_alpha_is_shared_across_guards_and_segments() -> None:
     """errors (1 + 5 segments) + abandoned (1) = 7 harm tests; gauges take no share."""
     assert harm_tests(PLAN) == 7
+
+
+def test_a_plan_without_guards_never_leaves_its_stage() -> None:
+    """The server refuses such plans; one that got in anyway holds at every stage, even the
+    last at 100 %, however long it has baked: nothing measured shows a stage is safe."""
+    unguarded = replace(PLAN, guards=())
+    for stage, percent_stage in ((0, "canary"), (1, "quarter")):
+        decision = decide(
+            unguarded,
+            RolloutState(stage, ENTERED),
+            _observations(
+                rates={},
+                gauges={},
+                samples=[2_000_000, 2_000_000],
+                samples_per=[{"card": 1_500_000, "invoice": 5_000}, {}],
+                exposure=[Exposure(500, 9500), Exposure(2500, 7500)],
+            ),
+            LATER,
+            ("quarter",),
+        )
+        assert decision.move is Move.HOLD, (percent_stage, decision.reasons)
+        assert any("the plan has no guard" in reason for reason in decision.reasons)
