@@ -88,9 +88,10 @@ def _run(live: LiveServer, exposed_error_rate: float, seconds: float) -> dict[st
     from rollwise import Client
 
     with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-        admin.put(
-            "/api/v1/flags", content=(ROOT / "examples/checkout/flags.yaml").read_bytes()
-        ).raise_for_status()
+        flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+        # The plan here buckets by user: so must the flag.
+        flags = flags.replace("    unit: tenant", "    unit: user")
+        admin.put("/api/v1/flags", content=flags.encode()).raise_for_status()
         plan_id = admin.post("/api/v1/plans", content=PLAN.encode()).json()["id"]
         rollout_id = admin.post("/api/v1/rollouts", json={"plan_id": plan_id}).json()["id"]
         key = admin.post(

@@ -18,7 +18,12 @@ import pytest
 from rollwise.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAGS = ROOT / "examples/checkout/flags.yaml"
+# The example flags with new-checkout bucketed by user, as the plans here are.
+FLAGS_TEXT = (
+    (ROOT / "examples/checkout/flags.yaml")
+    .read_text()
+    .replace("    unit: tenant", "    unit: user")
+)
 ADMIN = "rw_admin_e2e-secret-0123456789"
 FAST_PLAN = """
 flag: new-checkout
@@ -106,7 +111,9 @@ def test_the_cli_drives_a_real_server(
     """apply, rollout start, status, kill, audit and token create against a live server."""
     plan = tmp_path / "plan.yaml"
     plan.write_text(FAST_PLAN)
-    assert _cli(server, "apply", str(FLAGS)) == 0
+    flags = tmp_path / "flags.yaml"
+    flags.write_text(FLAGS_TEXT)
+    assert _cli(server, "apply", str(flags)) == 0
     assert _cli(server, "rollout", "start", "new-checkout", "--plan", str(plan)) == 0
     assert _cli(server, "rollout", "status", "new-checkout") == 0
     assert _cli(server, "kill", "new-checkout") == 0
@@ -160,7 +167,7 @@ def test_kill_9_in_the_middle_of_a_rollout_loses_and_repeats_no_transition(serve
     database: the rollout completes, each stage is entered exactly once, the audit log is
     complete and every transition names the version it was decided from, once."""
     with _client(server, ADMIN) as admin:
-        admin.put("/api/v1/flags", content=FLAGS.read_bytes()).raise_for_status()
+        admin.put("/api/v1/flags", content=FLAGS_TEXT.encode()).raise_for_status()
         plan_id = admin.post("/api/v1/plans", content=FAST_PLAN.encode()).json()["id"]
         rollout_id = admin.post("/api/v1/rollouts", json={"plan_id": plan_id}).json()["id"]
         secret = admin.post("/api/v1/tokens", json={"name": "e2e", "role": "sdk"}).json()["secret"]

@@ -371,7 +371,7 @@ def test_the_series_needs_a_viewer_token_and_a_known_rollout(filled: Filled) -> 
         == 403
     )
     missing = client.get("/api/v1/rollouts/999/series")
-    assert missing.status_code == 404 and missing.json() == {"detail": "no rollout 999"}
+    assert missing.status_code == 404 and missing.json()["message"] == "no rollout 999"
     assert client.get("/api/v1/rollouts/abc/series").status_code == 422
 
 

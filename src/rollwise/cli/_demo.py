@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rollwise.cli._listen import bind, port
 from rollwise.core import InputError
 
 EXIT_OK = 0
@@ -46,7 +47,9 @@ def add_parser(commands: Any) -> None:
         help="wall-clock time per stage, as a multiple of the default (0.5: twice as fast)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated traffic")
-    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument(
+        "--port", type=port, default=0, help="server port, 0 to 65535 (default 0: a free one)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -60,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
         parent = Path(args.json).resolve().parent
         if not parent.is_dir():
             raise InputError(f"cannot write the report: no directory {parent}", path="--json")
+    if args.port:
+        bind("127.0.0.1", args.port).close()  # a busy port is one line, before anything starts
     options = DemoOptions(healthy=args.healthy, pace=args.pace, seed=args.seed, port=args.port)
-    with Demo(options) as demo:
+    # Not ``with Demo(...)``: Ctrl-C while it starts must stop what has started too.
+    demo = Demo(options)
+    try:
+        demo.start()
         print(f"rollwise demo: server on {demo.url}, the rollout of new-checkout starts now")
         print(f"dashboard (operator token included): {demo.dashboard_url}\n")
         with LiveView(demo.dashboard_url) as view:
@@ -69,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(render(report))
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            _write(Path(args.json), json.dumps(report, indent=2) + "\n")
             print(f"report written to {args.json}")
         if args.keep_open:
             print(f"\nserver and dashboard still up at {demo.dashboard_url}; Ctrl-C to stop")
             _wait_for_interrupt()
+    finally:
+        demo.close()
     expected = "completed" if args.healthy else "rolled_back"
     if report["outcome"] != expected:
         print(
@@ -82,6 +92,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_UNEXPECTED
     return EXIT_OK
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the report to {path}: {exc.strerror or exc}", path="--json"
+        ) from None
 
 
 def _wait_for_interrupt() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rollwise.cli._files import read_flags, read_plan
-from rollwise.core import Severity, lint
+from rollwise.core import Finding, Severity, lint
 
 
 def add_parser(commands: Any) -> None:
@@ -22,6 +23,27 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def finding_document(f: Finding) -> dict[str, Any]:
+    return {
+        "code": f.code,
+        "name": f.name,
+        "severity": f.severity.value,
+        "path": f.path,
+        "line": f.line,
+        "message": f.message,
+        "docs": f.docs,
+    }
+
+
+def print_findings(source: str, findings: Sequence[Finding]) -> None:
+    """Each finding with its line and the docs that explain it."""
+    for f in findings:
+        where = f"{source}:{f.line}" if f.line else source
+        field = f" {f.path}:" if f.path else ""
+        print(f"{where}: {f.severity.value} {f.code} {f.name}:{field} {f.message}")
+        print(f"    why: {f.docs}")
+
+
 def run(args: argparse.Namespace) -> int:
     plan = read_plan(args.plan)
     flags = read_flags(args.flags) if args.flags else None
@@ -31,26 +53,11 @@ def run(args: argparse.Namespace) -> int:
         document = {
             "plan": args.plan,
             "ok": errors == 0,
-            "findings": [
-                {
-                    "code": f.code,
-                    "name": f.name,
-                    "severity": f.severity.value,
-                    "path": f.path,
-                    "line": f.line,
-                    "message": f.message,
-                    "docs": f.docs,
-                }
-                for f in findings
-            ],
+            "findings": [finding_document(f) for f in findings],
         }
         print(json.dumps(document, indent=2))
     else:
-        for f in findings:
-            where = f"{args.plan}:{f.line}" if f.line else args.plan
-            field = f" {f.path}:" if f.path else ""
-            print(f"{where}: {f.severity.value} {f.code} {f.name}:{field} {f.message}")
-            print(f"    why: {f.docs}")
+        print_findings(args.plan, findings)
         counts = {s: sum(f.severity is s for f in findings) for s in Severity}
         summary = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in counts.items())
         verdict = "plan rejected" if errors else "plan ok"

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rollwise.cli._listen import address, bind, port
 from rollwise.core import InputError, parse_duration
+
+if TYPE_CHECKING:
+    from rollwise.store import Store
+
+logger = logging.getLogger("rollwise.server")
 
 
 def add_parser(commands: Any) -> None:
@@ -21,7 +28,9 @@ def add_parser(commands: Any) -> None:
         help="database URL: sqlite:///FILE (default rollwise.db) or postgresql://… (ROLLWISE_DB)",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--port", type=port, default=8000, help="0 to 65535 (0: any free port); default 8000"
+    )
     parser.add_argument("--no-controller", action="store_true", help="judge rollouts elsewhere")
     parser.add_argument("--tick", default="1s", help="time between controller ticks")
     parser.add_argument(
@@ -34,27 +43,79 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+_PASSWORD = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
+
+
+def redact(url: str) -> str:
+    """The database URL without its password: ``postgresql://bob:***@db/rollwise``."""
+    return _PASSWORD.sub(lambda m: f"{m.group(1)}:***@", url)
+
+
+def _hide_password(text: str, url: str) -> str:
+    match = _PASSWORD.search(url)
+    secret = match.group(2) if match else ""
+    text = redact(text)  # the URL as given, or as the store rewrote it
+    # A very short password would also match ordinary words of the message.
+    return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+def _open_store(url: str) -> Store:
+    """The store at ``url``, migrated; any failure is one line naming the URL, never its
+    password."""
+    import sqlalchemy.exc
+
+    from rollwise.store import Store
+
+    try:
+        return Store.open(url)
+    except InputError as exc:
+        raise InputError(_hide_password(str(exc), url)) from None
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
+        hint = (
+            " (does its directory exist, and may this user write there?)"
+            if url.startswith("sqlite") and "unable to open" in reason
+            else ""
+        )
+        raise InputError(
+            f"cannot open the database {redact(url)}: {_hide_password(reason, url)}{hint}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rollwise.server import create_app
-    from rollwise.store import Store
 
     try:
         tick: timedelta = parse_duration(args.tick)
     except ValueError as exc:
         raise InputError(str(exc), path="--tick") from None
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    store = Store.open(args.db)
-    app = create_app(
-        store,
-        controller=not args.no_controller,
-        tick=tick,
-        admin_token=os.environ.get("ROLLWISE_ADMIN_TOKEN"),
-        webhooks=args.webhook,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    store.close()
+    # The port first: a busy one is said before a database file is created.
+    listener = bind(args.host, args.port)
+    try:
+        store = _open_store(args.db)
+        try:
+            app = create_app(
+                store,
+                controller=not args.no_controller,
+                tick=tick,
+                admin_token=os.environ.get("ROLLWISE_ADMIN_TOKEN"),
+                webhooks=args.webhook,
+            )
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+            logger.info("rollwise server on %s (Ctrl-C to stop)", address(listener))
+            server = uvicorn.Server(
+                uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+            )
+            # uvicorn re-raises the SIGINT it caught after a graceful shutdown: the outer loop
+            # turns it into exit 130.
+            server.run(sockets=[listener])
+        finally:
+            store.close()
+    finally:
+        listener.close()
     return 0

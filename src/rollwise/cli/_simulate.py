@@ -6,6 +6,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -132,7 +133,11 @@ def simulate_runs(simulation: Simulation, runs: int, seed: int, jobs: int) -> li
     tasks = [(seed, index) for index in range(runs)]
     if jobs <= 1 or runs < 4:
         return [_run_one(task) for task in tasks]
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    # Ctrl-C reaches every process of the terminal's group: the workers leave it to this one,
+    # which stops them, instead of each printing a traceback.
+    with multiprocessing.get_context("fork").Pool(
+        jobs, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+    ) as pool:
         return pool.map(_run_one, tasks, chunksize=max(1, runs // (jobs * 4)))
 
 

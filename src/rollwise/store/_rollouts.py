@@ -336,5 +336,5 @@ class RolloutStore(ControlStore):
             actor=actor,
             now=now,
             approvals=sorted({*rollout.approvals, stage}),
-            details={"stage": stage},
+            details={"reason": stage},  # the stage approved, as the timeline and report read it
         )
