@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = _open_store(args.db)
         try:
+            secret_key = os.environ.get("ROLLWISE_SECRET_KEY")
+            if secret_key:  # the HMAC key of stored token secrets (docs/operations.md)
+                store.token_key = secret_key.encode()
             app = create_app(
                 store,
                 controller=not args.no_controller,
@@ -108,6 +111,13 @@ def run(args: argparse.Namespace) -> int:
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
             logger.info("rollwise server on %s (Ctrl-C to stop)", address(listener))
+            logger.info("dashboard: %s/", address(listener))
+            if not store.has_admin_token(app.state.clock.now()):
+                logger.warning(
+                    "no admin token exists: restart with ROLLWISE_ADMIN_TOKEN set to a secret "
+                    "(e.g. ROLLWISE_ADMIN_TOKEN=$(openssl rand -hex 24)), then create stored "
+                    "tokens with 'rollwise token create' (docs/operations.md#tokens)"
+                )
             server = uvicorn.Server(
                 uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
             )
