@@ -140,7 +140,7 @@ def test_signing_in_by_hand_and_the_list_pages(
     expect(form).to_be_visible()
     dashboard.testid("token-input").fill("rw_viewer_wrong")
     dashboard.testid("sign-in-button").click()
-    expect(dashboard.testid("sign-in-error")).to_contain_text("unknown or revoked token")
+    expect(dashboard.testid("sign-in-error")).to_contain_text("unknown, revoked or expired token")
     dashboard.testid("token-input").fill(checkout.server.token(Role.VIEWER, "by-hand"))
     dashboard.testid("sign-in-button").click()
     rows = dashboard.testid("flag-row")

@@ -39,6 +39,8 @@ export const token = {
 };
 
 function detail(body, fallback) {
+  // The API's one error body: {"error", "message", "details"} (older servers: {"detail"}).
+  if (body && typeof body.message === "string") return body.message;
   if (!body || body.detail === undefined) return fallback;
   if (typeof body.detail === "string") return body.detail;
   if (body.detail.message) return body.detail.message;
