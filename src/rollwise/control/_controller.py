@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from rollwise.core import GuardKind, Plan, RolloutAction
+from rollwise.core import GuardKind, Plan, RolloutAction, next_status
 from rollwise.core.judgement import (
     Decision,
     Judged,
@@ -32,6 +32,9 @@ ACTOR = "controller"
 
 #: Called after a transition is persisted: (rollout after the change, the decision).
 Listener = Callable[[RolloutRecord, Decision], None]
+#: (rollout as it will be after the change, the decision) → webhook (url, body) rows, written
+#: in the transition's own transaction.
+Outbox = Callable[[RolloutRecord, Decision], list[tuple[str, bytes]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,15 @@ _MOVES = {
 
 
 class Controller:
-    def __init__(self, store: Store, listeners: list[Listener] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        listeners: list[Listener] | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.store = store
         self.listeners = listeners or []
+        self.outbox = outbox
         self._last_hold: dict[int, tuple[tuple[object, ...], datetime]] = {}
         # Stored plans never change (a new version is a new plan), so parse each once.
         self._plans: dict[int, Plan] = {}
@@ -162,15 +171,28 @@ class Controller:
                 self._last_hold[rollout.id] = (signature, now)
             return Outcome(rollout.id, rollout.flag, decision, applied=False)
         decision = decide(plan, state, observations, now, rollout.approvals)
+        action = _MOVES[decision.move]
+        stage = rollout.stage + 1 if decision.move is Move.EXPAND else None
+        notify: list[tuple[str, bytes]] = []
+        if self.outbox is not None:
+            status = next_status(rollout.status, action) or rollout.status
+            expected = replace(
+                rollout,
+                status=status,
+                stage=rollout.stage if stage is None else stage,
+                version=rollout.version + 1,
+            )
+            notify = self.outbox(expected, decision)
         try:
             after = self.store.transition(
                 rollout,
                 actor=ACTOR,
-                action=_MOVES[decision.move],
+                action=action,
                 now=now,
-                stage=rollout.stage + 1 if decision.move is Move.EXPAND else None,
+                stage=stage,
                 decision=decision,
                 details={"reasons": list(decision.reasons), "stage": rollout.stage},
+                notify=notify,
             )
         except ConflictError:  # StaleVersionError included: an operator acted meanwhile
             logger.info(

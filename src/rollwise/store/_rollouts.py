@@ -31,6 +31,7 @@ from rollwise.store._audit import write_audit
 from rollwise.store._control import LIVE, ControlStore, rollout_record
 from rollwise.store._errors import ConflictError, NotFoundError, RefusedError, StaleVersionError
 from rollwise.store._evidence import insert_decision
+from rollwise.store._outbox import enqueue
 from rollwise.store._records import PlanRecord, RolloutRecord
 
 
@@ -254,13 +255,14 @@ class RolloutStore(ControlStore):
         approvals: Sequence[str] | None = None,
         decision: Decision | None = None,
         details: dict[str, Any] | None = None,
+        notify: Sequence[tuple[str, bytes]] = (),
     ) -> RolloutRecord:
         """Apply ``action`` to the rollout ``rollout`` was read as, exactly once.
 
         The state machine's table decides the new status; the UPDATE is guarded by the legal
         from-statuses and the version read, so of two racing changes exactly one applies. The
-        decision (if any), the audit entry and the new snapshot version are written in the same
-        transaction as the change.
+        decision (if any), the audit entry, the new snapshot version and the webhook notifications
+        (``notify``: url, body) are written in the same transaction as the change.
 
         Raises:
             ConflictError: the table does not allow ``action`` from the rollout's status.
@@ -313,6 +315,7 @@ class RolloutStore(ControlStore):
             )
             if exposure_changes:
                 self._bump_snapshot(connection)
+            enqueue(connection, notify, now)
         return self.rollout(rollout.id)
 
     def approve(self, rollout_id: int, stage: str, actor: str, now: datetime) -> RolloutRecord:

@@ -158,3 +158,19 @@ gauges = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Index("ix_gauges_metric_at", "metric", "at"),
 )
+
+#: Webhook notifications, written with the decision they report; delivered from here.
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", _TIME, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", _TIME, nullable=False),
+    sa.Column("delivered_at", _TIME, nullable=True),
+    sa.Column("given_up_at", _TIME, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+)
+sa.Index("ix_webhook_outbox_url_next", webhook_outbox.c.url, webhook_outbox.c.next_attempt_at)

@@ -30,6 +30,7 @@ from rollwise.store import _schema as t
 from rollwise.store._errors import ConflictError, NotFoundError
 from rollwise.store._evidence import decision_evidence, insert_decision
 from rollwise.store._migrate import migrate
+from rollwise.store._outbox import OutboxStore
 from rollwise.store._records import (
     AggregateRow,
     AuditEntry,
@@ -60,7 +61,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Store(RolloutStore, TokenStore):
+class Store(RolloutStore, TokenStore, OutboxStore):
     """All persistent state of a rollwise server: the control plane (``ControlStore``,
     ``RolloutStore``), tokens (``TokenStore``), and here the SDKs' aggregates, the ledger and the
     decision log."""
