@@ -33,11 +33,17 @@ _COMBINATORS = ("all", "any", "not", "segment")
 _OPERATORS = ", ".join(op.value for op in Operator)
 
 
+#: Longest key or name (the store keeps flag keys and metric names in 200-character columns).
+MAX_NAME = 200
+
+
 def check_name(node: Located, what: str, text: str | None = None) -> str:
     """A key, variant, segment, metric or window name: letters, digits and ``_ . : / -``.
 
     ``text`` is the name when it is a mapping key (``node`` is then the value under it)."""
     name = node.text(what) if text is None else text
+    if len(name) > MAX_NAME:
+        raise node.error(f"{what} is {len(name)} characters long; at most {MAX_NAME} are allowed")
     if not _NAME.fullmatch(name):
         raise node.error(
             f"{what} {name!r} may hold only letters, digits and _ . : / - "

@@ -51,7 +51,8 @@ def requires(role: Role) -> Callable[..., TokenRecord]:
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
+    # Said letter by letter: "an SDK", like "an admin".
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") or word == "sdk" else "a"
 
 
 def actor(token: TokenRecord) -> str:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from rollwise.core import RolloutAction
 from rollwise.core._flagdump import flag_document
@@ -150,7 +159,7 @@ def list_flags(request: Request, token: Viewer) -> dict[str, Any]:
 FlagKey = Annotated[str, Path(min_length=1, max_length=200, description="a flag's key")]
 
 
-@router.get("/flags/{key}")
+@router.get("/flags/{key:path}")
 def get_flag(key: FlagKey, request: Request, token: Viewer) -> dict[str, Any]:
     """One flag: its definition as applied, kill switch and latest rollout."""
     store = _store(request)
@@ -184,14 +193,14 @@ def _switch(request: Request, key: str, token: TokenRecord, killed: bool) -> dic
     }
 
 
-@router.post("/flags/{key}/kill")
+@router.post("/flags/{key:path}/kill")
 def kill(key: FlagKey, request: Request, token: Operator) -> dict[str, Any]:
     """The kill switch: every SDK serves the flag's safe default. Idempotent: killing a killed
     flag changes nothing and says so (``changed: false``)."""
     return _switch(request, key, token, True)
 
 
-@router.post("/flags/{key}/unkill")
+@router.post("/flags/{key:path}/unkill")
 def unkill(key: FlagKey, request: Request, token: Operator) -> dict[str, Any]:
     """Lift the kill switch. Idempotent, like kill."""
     return _switch(request, key, token, False)
@@ -306,10 +315,22 @@ def series(rollout_id: RolloutId, request: Request, token: Viewer) -> dict[str, 
     return {"rollout": _rollout(record), **shown}
 
 
+#: Free text kept in the audit log: no control characters (tabs and newlines aside), so the log
+#: cannot hide a NUL or repaint a terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"control character {found.group()!r} at position {found.start()}")
+    return value
+
+
 class Change(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str = Field(default="", max_length=1000)
+    reason: Annotated[str, AfterValidator(_plain_text)] = Field(default="", max_length=1000)
 
 
 class Approval(BaseModel):
@@ -403,12 +424,21 @@ def audit(
     return [_audit(e) for e in _store(request).audit_log(limit=limit, target=target)]
 
 
+def _iso_text(value: object) -> object:
+    """Times come as ISO 8601 text, never as bare numbers (seconds? milliseconds?)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("give expires_at as ISO 8601 text, e.g. 2027-03-01T00:00:00Z")
+    return value
+
+
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     role: Role = Field(strict=False)
-    expires_at: AwareDatetime | None = Field(default=None, strict=False)
+    expires_at: Annotated[AwareDatetime | None, BeforeValidator(_iso_text)] = Field(
+        default=None, strict=False
+    )
 
 
 def _token_dict(record: TokenRecord) -> dict[str, Any]:
