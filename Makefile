@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
+FUZZ_STAMP := $(VENV)/.fuzz-installed
 
-.PHONY: demo test lint typecheck unit bench clean chromium
+.PHONY: demo test lint typecheck unit bench fuzz clean chromium
 
 $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
@@ -20,6 +21,11 @@ $(BENCH_STAMP): benchmarks/peers/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/peers/requirements.txt
 	touch $(BENCH_STAMP)
+
+# schemathesis joins .venv only for `make fuzz` (the `fuzz` extra), behind its own stamp.
+$(FUZZ_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $(FUZZ_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rollwise demo
@@ -45,6 +51,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/server_ingestion.py
 	$(BIN)/python benchmarks/kill_switch.py
 	$(BIN)/python benchmarks/controller.py
+
+# Not part of `make test`: a real server per database (SQLite, then PostgreSQL at
+# ROLLWISE_TEST_POSTGRES_URL or 127.0.0.1:5432) and 10,000 generated requests each; fails on any
+# 5xx. FUZZ_ARGS passes options, e.g. FUZZ_ARGS='--db sqlite --cases 2000'.
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python tests/fuzz/run.py $(FUZZ_ARGS)
 
 # Browser tests drive Debian's chromium through Playwright; Playwright never downloads a browser.
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)

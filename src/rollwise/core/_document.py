@@ -3,21 +3,68 @@
 Every value keeps its field path (``stages[2].bake``) and its line, so that validation errors
 point at the exact spot in the file. Scalars keep their raw text too: YAML 1.1 reads a bare
 ``on``/``off`` as a boolean, but a variant called ``on`` is a name, not ``True``.
+
+Every flags file and plan comes through here, from a person or from the network, so reading
+is bounded: the size of the text, its characters, how deep it nests and how many values it
+holds once its aliases are expanded. A document past a limit is refused with the limit named,
+before it costs more than reading that far.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
 from rollwise.core._errors import InputError, UnreadableInputError
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_INT_TAG = "tag:yaml.org,2002:int"
+
+#: The largest document read, in bytes of UTF-8: far beyond any real flags file or plan.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+#: The deepest nesting of lists and mappings.
+MAX_DEPTH = 64
+#: The most values (scalars, lists, mappings) a document may hold, counting every alias as
+#: a copy of what it names: "billion laughs" (aliases of aliases) is refused, not expanded.
+MAX_NODES = 100_000
+#: Magnitudes beyond this are no count, percentage or duration anyone means.
+MAX_INTEGER = 2**63
+
+# What YAML itself refuses (PyYAML's reader), found first so the error can name the line:
+# C0 controls but tab, newline and carriage return; DEL; C1 controls but NEL; surrogates.
+_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# In values, after escapes: C0 controls but tab, newline and carriage return; DEL; C1.
+_ESCAPED_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 def _constructor() -> yaml.constructor.SafeConstructor:
     return yaml.constructor.SafeConstructor()
+
+
+def _construct(node: yaml.ScalarNode) -> object:
+    """The scalar as YAML types it; ``ValueError`` if its text cannot be that type (a date
+    like ``2026-13-45``, an integer of ten thousand digits)."""
+    if node.tag == _INT_TAG and len(node.value) > 100:
+        raise ValueError("a number beyond ±2^63 is not accepted")
+    try:
+        value = _constructor().construct_object(node)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise ValueError("a number beyond ±2^63 is not accepted")
+    return value
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    return repr(text) if len(text) <= limit else repr(text[: limit - 1] + "…")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +104,7 @@ class Located:
 
     @property
     def is_null(self) -> bool:
-        return self.is_scalar and self.value() is None
+        return isinstance(self.node, yaml.ScalarNode) and self.node.tag == _NULL_TAG
 
     def mapping(self, what: str = "a mapping") -> dict[str, Located]:
         """The entries of a mapping node, keyed by the raw key text; duplicate keys are errors."""
@@ -89,11 +136,14 @@ class Located:
         """The scalar as YAML types it (int, float, bool, None, str, datetime)."""
         if not isinstance(self.node, yaml.ScalarNode):
             raise self.error(f"expected a single value, got {self.describe()}")
-        return _constructor().construct_object(self.node)
+        try:
+            return _construct(self.node)
+        except ValueError as exc:
+            raise self.error(f"cannot read {_excerpt(self.node.value)}: {exc}") from None
 
     def text(self, what: str = "a name") -> str:
         """The scalar's raw text: ``on`` stays the string ``"on"``."""
-        if not isinstance(self.node, yaml.ScalarNode) or self.value() is None:
+        if not isinstance(self.node, yaml.ScalarNode) or self.is_null:
             raise self.error(f"expected {what}, got {self.describe()}")
         return str(self.node.value)
 
@@ -102,10 +152,9 @@ class Located:
             return "a mapping"
         if isinstance(self.node, yaml.SequenceNode):
             return "a list"
-        raw = self.node.value
-        if self.node.tag != _STR_TAG and _constructor().construct_object(self.node) is None:
+        if self.is_null:
             return "nothing"
-        return repr(raw)
+        return _excerpt(str(self.node.value), 200)
 
 
 class Fields:
@@ -140,15 +189,111 @@ class Fields:
                 )
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting as it composes: it stops at the first value past a
+    limit, before the composer (which recurses once per level) nests any deeper."""
+
+    def __init__(self, text: str, source: str | None) -> None:
+        super().__init__(text)
+        self.source = source
+        self.depth = 0
+        self.total = 0
+        self.sizes: dict[Any, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            # An alias is a copy of what it names, however many aliases that holds.
+            self._grow(self.sizes.get(event.anchor, 1), event)
+            return super().compose_node(parent, index)
+        before = self.total
+        self._grow(1, event)
+        nests = isinstance(event, yaml.CollectionStartEvent)
+        if nests:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self._limit(f"the document nests deeper than {MAX_DEPTH} levels", event)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            if nests:
+                self.depth -= 1
+        if event.anchor is not None:
+            self.sizes[event.anchor] = self.total - before
+        if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str):
+            node.value = self._checked(node.value, event)
+        return node
+
+    def _checked(self, value: str, event: yaml.Event) -> str:
+        """A scalar's value after its escapes: ``"\\ud83d\\ude00"`` (a UTF-16 pair, as JSON
+        writes it) becomes the one character it encodes; a lone surrogate, or a control
+        character written as an escape (``"\\u0000"``), is refused like a raw one."""
+        if _SURROGATE.search(value):
+            try:
+                value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                raise self._limit(
+                    "a value holds an escaped lone UTF-16 surrogate, which is no character",
+                    event,
+                ) from None
+        found = _ESCAPED_CONTROL.search(value)
+        if found is not None:
+            raise self._limit(
+                f"a value holds the control character U+{ord(found.group()):04X} (written as "
+                "an escape); only tab and newline are allowed",
+                event,
+            )
+        return value
+
+    def _grow(self, count: int, event: yaml.Event) -> None:
+        self.total += count
+        if self.total > MAX_NODES:
+            raise self._limit(
+                f"the document holds more than {MAX_NODES} values (aliases counted as copies)",
+                event,
+            )
+
+    def _limit(self, message: str, event: yaml.Event) -> UnreadableInputError:
+        mark = event.start_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        return UnreadableInputError(message, line=line, source=self.source)
+
+
+def check_text(text: str, source: str | None = None) -> None:
+    """Refuse text no flags file or plan is: over ``MAX_DOCUMENT_BYTES``, or holding a NUL or
+    another control character (tab, newline and carriage return are fine).
+
+    Raises:
+        UnreadableInputError: naming the limit, or the character and its line.
+    """
+    if len(text) > MAX_DOCUMENT_BYTES or len(text.encode("utf-8", "surrogatepass")) > (
+        MAX_DOCUMENT_BYTES
+    ):
+        raise UnreadableInputError(
+            f"the document is larger than {MAX_DOCUMENT_BYTES} bytes (1 MiB)", source=source
+        )
+    found = _UNPRINTABLE.search(text)
+    if found is not None:
+        line = text.count("\n", 0, found.start()) + 1
+        raise UnreadableInputError(
+            f"the character U+{ord(found.group()):04X} is not allowed in a YAML document "
+            "(no NUL or other control character; tab and newline are fine)",
+            line=line,
+            source=source,
+        )
+
+
 def load_document(text: str, source: str | None = None) -> Located:
-    """Parse YAML text into a located root node.
+    """Parse YAML text into a located root node, within the limits of this module.
 
     Raises:
         UnreadableInputError: the text is not well-formed YAML (with the line of the problem),
-            or holds no document.
+            holds no document, or is past a limit (size, characters, depth, values).
     """
+    check_text(text, source)
+    loader = _BoundedLoader(text, source)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = int(mark.line) + 1 if mark is not None else None
@@ -159,6 +304,8 @@ def load_document(text: str, source: str | None = None) -> Located:
         raise UnreadableInputError(f"invalid YAML: {problem}", line=line, source=source) from exc
     except yaml.YAMLError as exc:
         raise UnreadableInputError(f"invalid YAML: {exc}", source=source) from exc
+    finally:
+        loader.dispose()
     if node is None:
         raise UnreadableInputError("the document is empty", source=source)
     return Located(node, "", source)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -20,13 +21,20 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from pydantic import BaseModel
 
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
-from rollwise.core import InputError
 from rollwise.server import _dashboard, _management, _sdk_api
+from rollwise.server._errors import (
+    MAX_MANAGEMENT_BYTES,
+    BodyLimit,
+    Error,
+    PrintableUrl,
+    install_error_handlers,
+)
 from rollwise.server._history import DecisionHistory
-from rollwise.store import ConflictError, NotFoundError, Role, Store
+from rollwise.store import Role, Store
 
 logger = logging.getLogger("rollwise.server")
 
@@ -117,8 +125,12 @@ def create_app(
     app.state.metrics = metrics
     app.state.versions = VersionWatch()
     app.state.versions.current = store.snapshot_version()
-    notifier = Webhooks(webhooks) if webhooks else None
-    app.state.controller = Controller(store, [notifier] if notifier else [])
+    # Notifications are written with each decision (the outbox) and delivered by the replica
+    # that judges: a replica without the controller writes none and delivers none.
+    notifier = Webhooks(store, webhooks) if webhooks and controller else None
+    app.state.controller = Controller(
+        store, [notifier] if notifier else [], notifier.bodies if notifier else None
+    )
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()
     app.state.decision_history = DecisionHistory()
@@ -126,49 +138,138 @@ def create_app(
     app.include_router(_sdk_api.router)
     app.include_router(_dashboard.router)
 
-    @app.exception_handler(InputError)
-    async def invalid(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse(
-            {
-                "detail": {
-                    "message": exc.message,
-                    "path": exc.path,
-                    "line": exc.line,
-                    "error": str(exc),
-                }
-            },
-            status_code=422,
-        )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        limits={"/api/v1": MAX_MANAGEMENT_BYTES, "/sdk/v1": _sdk_api.MAX_BATCH_BYTES},
+    )
+    app.add_middleware(PrintableUrl)
+    default_openapi = app.openapi
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(default_openapi())
+        return app.openapi_schema  # type: ignore[return-value]
 
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
-    def readyz() -> Response:
-        """The store answers."""
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"model": NotReady, "description": "the store does not answer"}},
+    )
+    def readyz(request: Request) -> Response:
+        """The store answers. Why it does not is logged, and told only to a known token."""
         try:
             version = store.snapshot_version()
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+            logger.error("not ready: the store does not answer: %s", exc)
+            body = {"status": "unavailable"}
+            if _known_token(request, store):
+                body["detail"] = str(exc)
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "snapshot_version": version})
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def prometheus() -> Response:
         """Prometheus text format."""
         metrics.snapshot.set(app.state.versions.current)
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class NotReady(BaseModel):
+    """What ``/readyz`` answers when the store does not: the reason only to a known token."""
+
+    status: Literal["unavailable"]
+    detail: str | None = None
+
+
+def _known_token(request: Request, store: Store) -> bool:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return False
+    try:
+        known = store.authenticate(secret.strip(), now=request.app.state.clock.now())
+        return known is not None
+    except Exception:
+        return False
+
+
+#: Paths whose every operation needs a bearer token.
+_AUTHENTICATED = ("/api/v1/", "/sdk/v1/")
+_MANAGEMENT = "/api/v1/"
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+_CHANGES = {"post", "put", "delete", "patch"}
+_WITH_BODY = {"post", "put", "patch"}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_WHY = {
+    "401": "no token, or an unknown or revoked one",
+    "403": "the token's role may not do this",
+    "404": "no such flag, plan, rollout or token",
+    "409": "it contradicts what is stored or running, or it changed meanwhile",
+    "413": "the request body is over its limit",
+    "422": "the request is not valid: the message names the first bad field",
+}
+
+
+def document_errors(spec: dict[str, Any]) -> None:
+    """Declare in an OpenAPI document what the server does for every operation, whoever wrote
+    the route: the bearer scheme on the management and SDK APIs, and the error answers each
+    operation can give, all with the one ``Error`` body. Edits ``spec`` in place."""
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Error"] = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a rollwise token: admin, operator or viewer for /api/v1, sdk for /sdk/v1",
+    }
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in _METHODS:
+                continue
+            _hoist_definitions(operation, schemas)
+            authenticated = path.startswith(_AUTHENTICATED)
+            statuses = []
+            if authenticated:
+                operation["security"] = [{"bearer": []}]
+                statuses += ["401", "403"]
+            if "{" in path:
+                statuses.append("404")
+            if method in _CHANGES and path.startswith(_MANAGEMENT):
+                statuses.append("409")
+            if authenticated and (method in _WITH_BODY or "requestBody" in operation):
+                statuses.append("413")
+            if authenticated or operation.get("parameters") or "requestBody" in operation:
+                statuses.append("422")
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                declared = responses.setdefault(status, {})
+                declared.setdefault("description", _WHY[status])
+                if status == "422" or "content" not in declared:
+                    declared["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+    text = json.dumps(spec.get("paths", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in text:
+            schemas.pop(unused, None)
+
+
+def _hoist_definitions(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A body schema declared by hand (``openapi_extra``) may carry ``$defs`` that refer to
+    ``#/components/schemas/…``: they move there."""
+    content = operation.get("requestBody", {}).get("content", {})
+    for media in content.values():
+        schema = media.get("schema")
+        if isinstance(schema, dict) and "$defs" in schema:
+            for name, definition in schema.pop("$defs").items():
+                schemas.setdefault(name, definition)
 
 
 async def _watch(app: FastAPI, interval: float) -> None:

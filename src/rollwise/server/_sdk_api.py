@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from rollwise.control import snapshot_document
+from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.server._auth import requires
+from rollwise.server._errors import BodyTooLarge
 from rollwise.store import AggregateRow, ExposureRow, GaugeRow, Role, TokenRecord
 
 router = APIRouter(prefix="/sdk/v1", tags=["sdk"])
@@ -23,40 +37,138 @@ SdkKey = Annotated[TokenRecord, Depends(requires(Role.SDK))]
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_ROWS = 50_000
 KEEPALIVE_SECONDS = 15.0
+#: Rollout ids and stages are 32-bit integers in the database.
+MAX_ID = 2**31 - 1
+#: Counts stay exact as JSON numbers in every language (and summable in a 64-bit column).
+MAX_COUNT = 2**53
+#: Windows and times in a batch lie within this much of the server's clock: an SDK whose clock
+#: is further off, or a batch older than this, is refused rather than judged.
+MAX_SKEW = timedelta(days=2)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "must not hold control characters (found U+{code:04X})",
+            {"code": ord(found.group())},
+        )
+    return text
+
+
+#: Text without NUL or other control characters.
+Text = Annotated[
+    str,
+    AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": "^[^\\x00-\\x1f\\x7f]*$"}),
+]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Stage = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+
+def _now(info: ValidationInfo) -> datetime | None:
+    context = info.context
+    return context.get("now") if isinstance(context, dict) else None
+
+
+def _recent(at: datetime, info: ValidationInfo) -> datetime:
+    now = _now(info)
+    if now is not None and abs(at - now) > MAX_SKEW:
+        raise PydanticCustomError(
+            "out_of_range",
+            "must be within {days} days of the server's clock ({now}), got {at}",
+            {"days": MAX_SKEW.days, "now": now.isoformat(), "at": at.isoformat()},
+        )
+    return at
+
+
+#: A time with its zone, within ``MAX_SKEW`` of the server's clock (when it is known).
+Recent = Annotated[AwareDatetime, AfterValidator(_recent)]
 
 
 class Aggregate(BaseModel):
-    rollout: int = Field(ge=1)
-    stage: int = Field(ge=0)
-    window: int = Field(ge=0, description="start of the window, minutes since the epoch")
+    model_config = ConfigDict(strict=True)
+
+    rollout: Id
+    stage: Stage
+    window: int = Field(
+        ge=0,
+        description="start of the window, minutes since the epoch, within 2 days of the "
+        "server's clock",
+    )
     exposed: bool
-    segment: str = Field(default="", max_length=300)
-    metric: str = Field(min_length=1, max_length=200)
-    requests: int = Field(ge=0)
-    events: int = Field(default=0, ge=0)
-    histogram: list[Annotated[int, Field(ge=0)]] | None = None
+    segment: Text = Field(default="", max_length=300)
+    metric: Text = Field(min_length=1, max_length=200)
+    requests: Count
+    events: Count = Field(default=0, description="at most requests")
+    histogram: (
+        Annotated[list[Count], Field(min_length=LATENCY_BUCKETS, max_length=LATENCY_BUCKETS)] | None
+    ) = None
+
+    @field_validator("window")
+    @classmethod
+    def _window_is_recent(cls, window: int, info: ValidationInfo) -> int:
+        now = _now(info)
+        if now is not None:
+            minute = int(now.timestamp() // 60)
+            skew = int(MAX_SKEW.total_seconds() // 60)
+            if abs(window - minute) > skew:
+                raise PydanticCustomError(
+                    "out_of_range",
+                    "must be within {days} days of the server's clock (minute {minute} since "
+                    "the epoch), got {window}",
+                    {"days": MAX_SKEW.days, "minute": minute, "window": window},
+                )
+        return window
+
+    @field_validator("events")
+    @classmethod
+    def _events_within_requests(cls, events: int, info: ValidationInfo) -> int:
+        requests = info.data.get("requests")
+        if isinstance(requests, int) and events > requests:
+            raise PydanticCustomError(
+                "events_over_requests",
+                "must not exceed requests ({requests}), got {events}",
+                {"requests": requests, "events": events},
+            )
+        return events
 
 
 class ExposureIn(BaseModel):
-    rollout: int = Field(ge=1)
-    unit: str = Field(min_length=1, max_length=64)
-    stage: int = Field(ge=0)
+    model_config = ConfigDict(strict=True)
+
+    rollout: Id
+    unit: Text = Field(min_length=1, max_length=64)
+    stage: Stage
     exposed: bool
-    at: datetime
+    at: Recent
 
 
 class GaugeIn(BaseModel):
-    metric: str = Field(min_length=1, max_length=200)
-    value: float
-    at: datetime
+    model_config = ConfigDict(strict=True)
+
+    metric: Text = Field(min_length=1, max_length=200)
+    value: float = Field(allow_inf_nan=False)
+    at: Recent
 
 
 class Batch(BaseModel):
-    batch: str = Field(min_length=8, max_length=100)
-    sdk: str = Field(default="", max_length=200)
+    model_config = ConfigDict(strict=True)
+
+    batch: Text = Field(min_length=8, max_length=100)
+    sdk: Text = Field(default="", max_length=200)
     aggregates: list[Aggregate] = Field(default_factory=list, max_length=MAX_ROWS)
     exposures: list[ExposureIn] = Field(default_factory=list, max_length=MAX_ROWS)
     gauges: list[GaugeIn] = Field(default_factory=list, max_length=MAX_ROWS)
+
+
+class Applied(BaseModel):
+    applied: bool
+    duplicate: bool = False
 
 
 def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
@@ -71,7 +183,10 @@ def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
         return cached  # type: ignore[no-any-return]
 
 
-@router.get("/snapshot")
+@router.get(
+    "/snapshot",
+    responses={304: {"description": "not changed since the version in If-None-Match"}},
+)
 def snapshot(request: Request, key: SdkKey) -> Response:
     """The flags SDKs evaluate, with the live rollouts they attribute outcomes to."""
     version = request.app.state.store.snapshot_version()
@@ -82,7 +197,23 @@ def snapshot(request: Request, key: SdkKey) -> Response:
     return Response(body, media_type="application/json", headers={"ETag": f'"{served_version}"'})
 
 
-@router.get("/stream")
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "server-sent events: `event: snapshot` with the snapshot as `data`",
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+                    }
+                }
+            },
+        }
+    },
+)
 async def stream(request: Request, key: SdkKey) -> StreamingResponse:
     """Server-sent events: ``event: snapshot`` whenever the snapshot changes, carrying the whole
     snapshot (``version``, ``flags``, ``rollouts``), so that a kill reaches every SDK without a
@@ -107,23 +238,41 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
     )
 
 
-@router.post("/events", status_code=202)
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=None,
+    responses={
+        200: {"model": Applied, "description": "a batch id seen before: nothing counted again"},
+        202: {"model": Applied, "description": "applied"},
+        404: {"description": "the batch names an unknown rollout"},
+        409: {"description": "the batch kept colliding with concurrent ones: send it again"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": Batch.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    },
+)
 async def events(request: Request, key: SdkKey) -> JSONResponse:
     """Apply a batch of aggregates and exposures, once: a retried batch id is not counted
-    again. A malformed or oversized batch is refused whole."""
+    again. A malformed or oversized batch is refused whole, naming its first bad field."""
     body = await request.body()
     if len(body) > MAX_BATCH_BYTES:
-        return JSONResponse({"detail": f"the batch is larger than {MAX_BATCH_BYTES} bytes"}, 413)
-    try:
-        batch = Batch.model_validate_json(body)
-    except ValidationError as exc:
-        problems = [
-            {"path": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-            for error in exc.errors()[:20]
-        ]
-        return JSONResponse({"detail": problems}, status_code=422)
-    store = request.app.state.store
+        raise BodyTooLarge(MAX_BATCH_BYTES)
     now = request.app.state.clock.now()
+    try:
+        batch = Batch.model_validate_json(body, context={"now": now})
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
+    store = request.app.state.store
     applied = await asyncio.to_thread(
         store.ingest,
         batch.batch,
