@@ -91,7 +91,7 @@ Recent = Annotated[AwareDatetime, AfterValidator(_recent)]
 
 
 class Aggregate(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     rollout: Id
     stage: Stage
@@ -139,7 +139,7 @@ class Aggregate(BaseModel):
 
 
 class ExposureIn(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     rollout: Id
     unit: Text = Field(min_length=1, max_length=64)
@@ -149,7 +149,7 @@ class ExposureIn(BaseModel):
 
 
 class GaugeIn(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     metric: Text = Field(min_length=1, max_length=200)
     value: float = Field(allow_inf_nan=False)
@@ -157,7 +157,7 @@ class GaugeIn(BaseModel):
 
 
 class Batch(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     batch: Text = Field(min_length=8, max_length=100)
     sdk: Text = Field(default="", max_length=200)
