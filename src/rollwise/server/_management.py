@@ -21,6 +21,7 @@ from rollwise.core import RolloutAction
 from rollwise.core._flagdump import flag_document
 from rollwise.core.judgement import RolloutStatus
 from rollwise.server._auth import actor, requires
+from rollwise.server._errors import Error
 from rollwise.server._series import rollout_series
 from rollwise.store import (
     AuditEntry,
@@ -242,7 +243,11 @@ class StartRollout(BaseModel):
         return self
 
 
-@router.post("/rollouts", status_code=201)
+@router.post(
+    "/rollouts",
+    status_code=201,
+    responses={404: {"model": Error, "description": "no plan with that plan_id"}},
+)
 def start_rollout(body: StartRollout, request: Request, token: Operator) -> dict[str, Any]:
     """Start a rollout at its first stage. 409 if its flag already has a live one; 422 if the
     plan does not lint against the applied flags. Nothing is stored when refused."""
