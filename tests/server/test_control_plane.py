@@ -14,7 +14,7 @@ from rollwise.control import ManualClock
 from rollwise.core import RolloutAction
 from rollwise.core.judgement import RolloutStatus
 from rollwise.server import create_app
-from rollwise.store import ConflictError, Role, StaleVersionError, Store
+from rollwise.store import ConflictError, StaleVersionError, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
