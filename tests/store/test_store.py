@@ -111,7 +111,9 @@ def test_two_controllers_racing_apply_a_transition_once(store: Store) -> None:
     def attempt() -> None:
         barrier.wait()
         try:
-            store.transition(rollout, actor="controller", action=RolloutAction.EXPAND, now=NOW, stage=1)
+            store.transition(
+                rollout, actor="controller", action=RolloutAction.EXPAND, now=NOW, stage=1
+            )
             outcomes.append("applied")
         except StaleVersionError:
             outcomes.append("stale")
