@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -125,8 +127,17 @@ async def apply_flags(
     ``prune=true``: 409 naming each conflict. An identical file changes nothing (the version
     stays). ``dry_run=true`` reports the changes and stores nothing."""
     text = await _text(request, "flags file")
-    applied = _store(request).apply_flags(
-        text, "api", actor(token), _now(request), dry_run=dry_run, prune=prune
+    # In a thread: the store blocks, and the event loop must keep serving SDKs and kill switches.
+    applied = await asyncio.to_thread(
+        partial(
+            _store(request).apply_flags,
+            text,
+            "api",
+            actor(token),
+            _now(request),
+            dry_run=dry_run,
+            prune=prune,
+        )
     )
     return {
         "snapshot_version": applied.snapshot_version,
@@ -213,7 +224,11 @@ async def save_plan(request: Request, token: Operator) -> dict[str, Any]:
     same rules as ``rollwise lint``, against the flags it holds: errors refuse it (422 with the
     findings), warnings are stored and returned."""
     text = await _text(request, "plan")
-    stored = _store(request).save_plan(text, "api", actor(token), _now(request))
+    # In a thread: linting may simulate the plan for seconds, and the event loop must keep
+    # serving SDKs and kill switches meanwhile.
+    stored = await asyncio.to_thread(
+        _store(request).save_plan, text, "api", actor(token), _now(request)
+    )
     return {**_plan(stored.record), "findings": [finding_dict(f) for f in stored.findings]}
 
 

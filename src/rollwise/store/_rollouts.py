@@ -84,8 +84,15 @@ class RolloutStore(ControlStore):
         return tuple(findings)
 
     def _insert_plan(
-        self, connection: sa.Connection, text: str, plan: Plan, actor: str, now: datetime
+        self,
+        connection: sa.Connection,
+        text: str,
+        plan: Plan,
+        findings: Sequence[Finding],
+        actor: str,
+        now: datetime,
     ) -> PlanRecord:
+        """Store ``plan`` as its flag's next version, audited with the linter's findings."""
         latest = connection.execute(
             sa.select(sa.func.max(t.plans.c.version)).where(t.plans.c.flag == plan.flag)
         ).scalar()
@@ -96,6 +103,18 @@ class RolloutStore(ControlStore):
             .returning(t.plans.c.id)
         ).scalar_one()
         self._parsed_plans[plan_id] = plan
+        write_audit(
+            connection,
+            now,
+            actor,
+            "plan.save",
+            plan.flag,
+            {
+                "plan_id": plan_id,
+                "version": version,
+                "findings": [finding_dict(f) for f in findings],
+            },
+        )
         return PlanRecord(plan_id, plan.flag, version, text, now, actor)
 
     def save_plan(self, text: str, source: str, actor: str, now: datetime) -> PlanStored:
@@ -111,19 +130,7 @@ class RolloutStore(ControlStore):
         with self.engine.begin() as connection:
             self._lock(connection)
             findings = self._checked(connection, plan, linted)
-            record = self._insert_plan(connection, text, plan, actor, now)
-            write_audit(
-                connection,
-                now,
-                actor,
-                "plan.save",
-                plan.flag,
-                {
-                    "plan_id": record.id,
-                    "version": record.version,
-                    "findings": [finding_dict(f) for f in findings],
-                },
-            )
+            record = self._insert_plan(connection, text, plan, findings, actor, now)
         return PlanStored(record, findings)
 
     def plan(self, plan_id: int) -> PlanRecord:
@@ -171,19 +178,7 @@ class RolloutStore(ControlStore):
                     assert plan_id is not None
                     record = self._plan_in(connection, plan_id)[0]
                 else:
-                    record = self._insert_plan(connection, text, plan, actor, now)
-                    write_audit(
-                        connection,
-                        now,
-                        actor,
-                        "plan.save",
-                        plan.flag,
-                        {
-                            "plan_id": record.id,
-                            "version": record.version,
-                            "findings": [finding_dict(f) for f in findings],
-                        },
-                    )
+                    record = self._insert_plan(connection, text, plan, findings, actor, now)
                 rollout_id = connection.execute(
                     t.rollouts.insert()
                     .values(
