@@ -1,166 +1,335 @@
 #!/usr/bin/env python3
-"""Can the server absorb event batches from 200 SDK processes without falling behind?
+"""Does the server take the batches of 1,000 SDKs without locking errors, 5xx or slow
+acknowledgements — and does a batch it acknowledged survive a ``kill -9``?
 
-Starts a real server (SQLite, loopback) with a running rollout, then 200 simulated SDKs — each
-with its own batch ids, flushing every ``--flush`` seconds a batch shaped like a real one (the
-aggregates of one flush period: 2 metrics x 2 sides x the whole and 20 tenants, one window) —
-spread over ``--processes`` OS processes. For ``--seconds`` it measures the batches offered and
-applied per second and the POST latency. "Not falling behind" means every offered batch is
-applied within the run and the applied rate keeps up with the offered rate. Prints a table and
-writes benchmarks/results/server_ingestion.json.
+For each database (SQLite: one server; PostgreSQL: two replicas, one with ``--no-controller``),
+starts real ``rollwise server`` processes on loopback with a running ``by: [tenant]`` rollout,
+then 1,000 simulated SDK clients (``_sdk_load.py``: asyncio over real HTTP, each with its own
+connection, flushing every ``--flush`` s ± 20 % like the SDK, retrying what was not taken under
+the same id). A batch is what such an SDK sends: 84 aggregates (error counts and latency
+histograms of 432 buckets, both sides, the whole and 20 tenants), 20 exposures, a gauge reading.
 
-    python benchmarks/server_ingestion.py [--sdks 200] [--flush 5] [--seconds 30]
+After ``--seconds`` of steady load the first replica gets ``kill -9`` and is started again; the
+clients go on for ``--after`` seconds, then send what they still hold. Then the store is read:
+every acknowledged batch id must be there, and the stored request counts must equal the sum of
+the batches applied (nothing lost, nothing doubled). Meanwhile a kill switch is flipped every
+2 s through the management API (its latency shows whether control-plane writes are starved).
+Server logs are searched for ``database is locked`` and deadlocks; PostgreSQL's own deadlock
+counter is read before and after. Prints a table, writes benchmarks/results/server_ingestion.json.
+
+    python benchmarks/server_ingestion.py [--db sqlite,postgresql] [--clients 1000] [--flush 5]
+        [--seconds 60] [--after 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import multiprocessing
+import os
+import re
+import tempfile
 import time
-import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
-from _local_server import local_server, sdk_key
+from _local_server import FLAGS, free_port
+from _sdk_load import EXPOSURES_PER_BATCH, Shape, SimulatedSdk, Tally
+from _server_process import ServerProcess
+from rollwise.store import EventBatch, ExposureRow, Store
+from rollwise.store import _schema as t
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "rw_admin_benchmark-ingestion"
+PG_BASE = os.environ.get("ROLLWISE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_NAME = "rollwise_bench"
 PLAN = """
 flag: new-checkout
-unit: user
+unit: tenant
+max_stage_duration: 3d
 guards:
-  - {metric: checkout.error, kind: rate, tolerance: 10%, by: [tenant]}
-  - {metric: checkout.abandoned, kind: rate, tolerance: 10%, by: [tenant]}
+  - {metric: checkout.error, kind: rate, tolerance: 50%, by: [tenant]}
+  - {metric: checkout.latency, kind: latency, quantile: 0.95, tolerance: 50ms, by: [tenant]}
 stages:
-  - {name: canary, audience: {percent: 5}, bake: 1d, min_samples: 1000}
+  - {name: five-percent, audience: {percent: 5}, bake: 1d, min_samples: 100000000}
   - {name: all, audience: {percent: 100}, holdback: 2%}
 """
 
 
-def _batch(rollout: int, window: int) -> dict[str, object]:
-    aggregates = []
-    for metric in ("checkout.error", "checkout.abandoned"):
-        for segment in ["", *(f"tenant=t{i}" for i in range(20))]:
-            for exposed in (True, False):
-                aggregates.append(
-                    {
-                        "rollout": rollout,
-                        "stage": 0,
-                        "window": window,
-                        "exposed": exposed,
-                        "segment": segment,
-                        "metric": metric,
-                        "requests": 50,
-                        "events": 1,
-                    }
-                )
-    return {"batch": str(uuid.uuid4()), "sdk": "benchmark", "aggregates": aggregates}
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def _producer(
-    url: str,
-    secret: str,
-    rollout: int,
-    sdks: int,
-    flush: float,
-    seconds: float,
-    out: multiprocessing.Queue,
-) -> None:  # type: ignore[type-arg]
-    """``sdks`` SDKs in one process, each flushing every ``flush`` seconds, staggered."""
-    latencies: list[float] = []
-    offered = applied = failed = 0
-    window = int(time.time() // 3600) * 60
-    with httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=60
-    ) as client:
-        start = time.monotonic()
-        due = [start + flush * i / sdks for i in range(sdks)]
-        while time.monotonic() - start < seconds:
-            index = min(range(sdks), key=due.__getitem__)
-            wait = due[index] - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            offered += 1
-            began = time.perf_counter()
+def _postgres_url() -> str:
+    import psycopg
+
+    with psycopg.connect(PG_BASE, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {PG_NAME}")
+    return PG_BASE.rsplit("/", 1)[0] + f"/{PG_NAME}"
+
+
+def _pg_deadlocks() -> int:
+    import psycopg
+
+    with psycopg.connect(PG_BASE, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = %s", (PG_NAME,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _set_up(url: str) -> tuple[int, str]:
+    """Flags, the plan, a running rollout and an SDK key; returns (rollout id, key)."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        admin.put("/api/v1/flags", content=FLAGS.read_bytes()).raise_for_status()
+        plan = admin.post("/api/v1/plans", content=PLAN.encode())
+        plan.raise_for_status()
+        rollout = admin.post("/api/v1/rollouts", json={"plan_id": plan.json()["id"]})
+        rollout.raise_for_status()
+        key = admin.post("/api/v1/tokens", json={"name": "bench", "role": "sdk"})
+        key.raise_for_status()
+    return int(rollout.json()["id"]), str(key.json()["secret"])
+
+
+async def _flip_kill_switch(url: str, until: float, outage: list[float]) -> list[float]:
+    """Kill and revive ``search-v2`` every 2 s; the milliseconds each change took."""
+    took: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
+    ) as admin:
+        killed = False
+        while time.monotonic() < until:
+            await asyncio.sleep(2.0)
+            if outage and outage[0] <= time.monotonic() <= (outage[1:] or [1e18])[0] + 5:
+                continue  # the server is being restarted
+            path = f"/api/v1/flags/search-v2/{'unkill' if killed else 'kill'}"
+            began = time.monotonic()
             try:
-                response = client.post("/sdk/v1/events", json=_batch(rollout, window))
-                if response.status_code in (200, 202):
-                    applied += 1
-                else:
-                    failed += 1
+                response = await admin.post(path)
             except httpx.HTTPError:
-                failed += 1
-            latencies.append((time.perf_counter() - began) * 1000)
-            due[index] += flush
-    out.put({"offered": offered, "applied": applied, "failed": failed, "latencies": latencies})
+                continue
+            if response.status_code == 200:
+                took.append((time.monotonic() - began) * 1000)
+                killed = not killed
+    return took
+
+
+async def _load(
+    replicas: list[ServerProcess], rollout: int, key: str, args: argparse.Namespace
+) -> tuple[Tally, list[float], list[float], list[float]]:
+    tally = Tally()
+    window = int(time.time() // 60 // 15 * 15)
+    shape = Shape(rollout, window)
+    clients = [
+        SimulatedSdk(
+            i,
+            "127.0.0.1",
+            replicas[i % len(replicas)].port,
+            key,
+            shape,
+            tally,
+            flush=args.flush,
+            seed=i,
+        )
+        for i in range(args.clients)
+    ]
+    began = time.monotonic()
+    stop_cutting = began + args.seconds + args.after
+    outage: list[float] = []
+    steady_cpu: list[float] = []
+
+    async def kill_and_restart() -> None:
+        cpu = [r.cpu_seconds() for r in replicas]
+        await asyncio.sleep(args.seconds)
+        steady_cpu.extend(r.cpu_seconds() - c for r, c in zip(replicas, cpu, strict=True))
+        outage.append(time.monotonic())
+        replicas[0].kill9()
+        await asyncio.to_thread(replicas[0].start)
+        outage.append(time.monotonic())
+
+    flips = asyncio.create_task(_flip_kill_switch(replicas[0].url, stop_cutting, outage))
+    chaos = asyncio.create_task(kill_and_restart())
+    await asyncio.gather(*(c.run(stop_cutting, stop_cutting + 60) for c in clients))
+    await chaos
+    return tally, outage, await flips, steady_cpu
+
+
+def _stored(db: str) -> tuple[set[str], int]:
+    engine = sa.create_engine(db.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        ids = set(connection.execute(sa.select(t.batches.c.id)).scalars())
+        requests = connection.execute(sa.select(sa.func.sum(t.aggregates.c.requests))).scalar()
+    engine.dispose()
+    return ids, int(requests or 0)
+
+
+def _exposure_batch_ms(db: str, rollout: int) -> float:
+    """How long one batch of 10,000 exposures holds the write (the whole transaction)."""
+    store = Store.open(db)
+    now = datetime.now(UTC)
+    units = tuple(ExposureRow(rollout, f"big-{i:06d}", 0, i % 20 == 0, now) for i in range(10_000))
+    began = time.perf_counter()
+    store.ingest_many([EventBatch("bench-big-exposures", "bench", now, (), units)])
+    took = (time.perf_counter() - began) * 1000
+    store.close()
+    return took
+
+
+def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    db = f"sqlite:///{directory}/bench.db" if kind == "sqlite" else _postgres_url()
+    count = 1 if kind == "sqlite" else 2
+    replicas = [
+        ServerProcess(db, free_port(), ADMIN, directory / f"{kind}-{i}.log", controller=i == 0)
+        for i in range(count)
+    ]
+    deadlocks_before = _pg_deadlocks() if kind == "postgresql" else 0
+    try:
+        replicas[0].start()
+        rollout, key = _set_up(replicas[0].url)
+        for replica in replicas[1:]:
+            replica.start()
+        tally, outage, flips, cpu = asyncio.run(_load(replicas, rollout, key, args))
+        status = httpx.get(
+            f"{replicas[0].url}/api/v1/rollouts/{rollout}",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        ).json()["status"]
+    finally:
+        for replica in replicas:
+            replica.stop()
+    deadlocks = _pg_deadlocks() - deadlocks_before if kind == "postgresql" else 0
+    stored, requests = _stored(db)
+    acked = tally.acked
+    lost = sorted(acked - stored)
+    # Batches committed whose answer was lost (in flight at the kill, or after a client's
+    # timeout) are stored too, once: the sums are those of every stored batch.
+    expected_requests = sum(n for batch, n in tally.cut.items() if batch in stored)
+    steady = [ms for sent, ms in tally.latencies if sent < outage[0]]
+    after = [ms for sent, ms in tally.latencies if sent > outage[1] + 10]
+    statuses = dict(tally.statuses)
+    server_errors = sum(n for s, n in statuses.items() if s.isdigit() and int(s) >= 500)
+    result = {
+        "database": kind,
+        "replicas": count,
+        "clients": args.clients,
+        "flush_s": args.flush,
+        "steady_s": args.seconds,
+        "after_kill_s": args.after,
+        "rows_per_batch": 84 + EXPOSURES_PER_BATCH + 1,
+        "offered_per_s": args.clients / args.flush,
+        "acked_per_s_steady": len(steady) / args.seconds,
+        "batches_cut": len(tally.cut),
+        "server_cpu_s_steady": cpu,
+        "server_cpu_ms_per_batch": 1000 * sum(cpu) / max(len(steady), 1),
+        "batches_acked": len(acked),
+        "dropped_4xx": len(tally.dropped),
+        "ack_ms_steady": {
+            "p50": _percentile(steady, 0.5),
+            "p99": _percentile(steady, 0.99),
+            "max": max(steady, default=float("nan")),
+        },
+        "ack_ms_after_restart": {
+            "p50": _percentile(after, 0.5),
+            "p99": _percentile(after, 0.99),
+        },
+        "statuses": statuses,
+        "http_5xx": server_errors,
+        "http_503": statuses.get("503", 0),
+        "restart_s": outage[1] - outage[0],
+        "database_is_locked_in_logs": sum(r.count_in_log("database is locked") for r in replicas),
+        "deadlocks_in_logs": sum(r.count_in_log("deadlock detected") for r in replicas),
+        "deadlocks_postgresql": deadlocks,
+        "acked_ids_missing_after_kill9": len(lost),
+        "stored_requests": requests,
+        "expected_requests": expected_requests,
+        "kill_switch_ms": {
+            "changes": len(flips),
+            "p50": _percentile(flips, 0.5),
+            "max": max(flips, default=float("nan")),
+        },
+        "rollout_status_after": status,
+    }
+    result["writer_log"], result["longest_transaction_ms"] = _writer_lines(replicas)
+    result["exposures_10k_batch_ms"] = _exposure_batch_ms(db, rollout)
+    return result
+
+
+def _writer_lines(replicas: list[ServerProcess]) -> tuple[list[str], float]:
+    """The batch writers' counters from the server logs, and the longest transaction (ms)."""
+    lines = [
+        line.split("batch writer: ", 1)[1]
+        for replica in replicas
+        if replica.log.exists()
+        for line in replica.log.read_text(errors="replace").splitlines()
+        if "batch writer: " in line
+    ]
+    longest = [float(m) for line in lines for m in re.findall(r"longest ([\d.]+) ms", line)]
+    return lines, max(longest, default=float("nan"))
+
+
+def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"Server ingestion: {args.clients} simulated SDKs, a batch every {args.flush:g} s ± 20 % "
+        f"each (84 aggregates of which 42 histograms, {EXPOSURES_PER_BATCH} exposures, a gauge); "
+        f"{args.seconds:g} s steady, kill -9, {args.after:g} s more"
+    )
+    header = (
+        f"{'database':<11}{'replicas':>9}{'offered/s':>10}{'acked/s':>9}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'max ms':>8}{'5xx':>7}{'503':>7}{'locked':>7}{'deadlk':>7}"
+        f"{'lost':>6}{'sums':>6}{'kill p50/max ms':>17}{'10k exp ms':>11}"
+    )
+    print(header)
+    for r in results:
+        ack = r["ack_ms_steady"]
+        sums = "ok" if r["stored_requests"] == r["expected_requests"] else "WRONG"
+        kill = r["kill_switch_ms"]
+        print(
+            f"{r['database']:<11}{r['replicas']:>9}{r['offered_per_s']:>10.1f}"
+            f"{r['acked_per_s_steady']:>9.1f}{ack['p50']:>8.0f}{ack['p99']:>8.0f}{ack['max']:>8.0f}"
+            f"{r['http_5xx']:>7}{r['http_503']:>7}{r['database_is_locked_in_logs']:>7}"
+            f"{r['deadlocks_postgresql'] + r['deadlocks_in_logs']:>7}"
+            f"{r['acked_ids_missing_after_kill9']:>6}{sums:>6}"
+            f"{kill['p50']:>9.0f}/{kill['max']:<7.0f}{r['exposures_10k_batch_ms']:>11.0f}"
+        )
+    for r in results:
+        acked, cut = r["batches_acked"], r["batches_cut"]
+        cpu = r["server_cpu_ms_per_batch"]
+        print(
+            f"  {r['database']}: {acked:,} batches acknowledged of {cut:,} cut; server CPU "
+            f"{cpu:.1f} ms per batch (one core takes {1000 / cpu:.0f}/s); "
+            f"restart took {r['restart_s']:.1f} s; after it p50 "
+            f"{r['ack_ms_after_restart']['p50']:.0f} ms, p99 {r['ack_ms_after_restart']['p99']:.0f}"
+            f" ms; longest write transaction {r['longest_transaction_ms']:.0f}"
+            f" ms; answers {r['statuses']}; rollout {r['rollout_status_after']}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--sdks", type=int, default=200)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--flush", type=float, default=5.0)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--after", type=float, default=30.0)
+    parser.add_argument("--logs", help="keep the database and the server logs here")
+    parser.add_argument(
+        "--output", default=str(Path(__file__).parent / "results/server_ingestion.json")
+    )
     args = parser.parse_args()
-    with local_server(ADMIN) as url:
-        secret = sdk_key(url, ADMIN)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-            plan = admin.post("/api/v1/plans", content=PLAN.encode()).json()["id"]
-            rollout = admin.post("/api/v1/rollouts", json={"plan_id": plan}).json()["id"]
-        queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-        base, extra = divmod(args.sdks, args.processes)
-        share = [base + (1 if i < extra else 0) for i in range(args.processes)]
-        workers = [
-            multiprocessing.Process(
-                target=_producer, args=(url, secret, rollout, n, args.flush, args.seconds, queue)
-            )
-            for n in share
-        ]
-        for worker in workers:
-            worker.start()
-        results = [queue.get(timeout=args.seconds + 300) for _ in workers]
-        for worker in workers:
-            worker.join()
-    offered = sum(r["offered"] for r in results)
-    applied = sum(r["applied"] for r in results)
-    failed = sum(r["failed"] for r in results)
-    latencies = sorted(v for r in results for v in r["latencies"])
-    expected = args.sdks * args.seconds / args.flush
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[int(0.99 * (len(latencies) - 1))]
-    rows_per_batch = 2 * 21 * 2
-    rate = applied / args.seconds
-    keeps_up = failed == 0 and offered >= 0.97 * expected and p99 < args.flush * 1000
-    print(
-        f"Server ingestion: {args.sdks} SDKs flushing every {args.flush:g}s for "
-        f"{args.seconds:g}s ({rows_per_batch} aggregates per batch)"
-    )
-    print(
-        f"  batches due {expected:,.0f}; sent {offered:,}; applied {applied:,}; failed {failed:,}"
-    )
-    print(
-        f"  applied rate {rate:,.1f} batches/s ({rate * rows_per_batch:,.0f} aggregates/s); "
-        f"POST latency p50 {p50:.0f} ms, p99 {p99:.0f} ms"
-    )
-    verdict = "yes" if keeps_up else "NO"
-    print(f"  keeps up (every batch applied, none late by a flush period): {verdict}")
-    output = Path(__file__).resolve().parent / "results" / "server_ingestion.json"
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        logs = Path(args.logs or directory)
+        logs.mkdir(parents=True, exist_ok=True)
+        for kind in args.db.split(","):
+            results.append(scenario(kind, args, logs))
+    _print(results, args)
+    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "sdks": args.sdks,
-        "flush_s": args.flush,
-        "seconds": args.seconds,
-        "due": expected,
-        "offered": offered,
-        "applied": applied,
-        "failed": failed,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "keeps_up": keeps_up,
-    }
-    output.write_text(json.dumps(document, indent=2) + "\n")
+    output.write_text(json.dumps({"scenarios": results}, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
 

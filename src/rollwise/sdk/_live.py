@@ -5,9 +5,10 @@ which imports ``rollwise``) loads neither httpx nor the histogram edges.
 
 Two daemon threads, each with one job: ``rollwise-sync`` follows the event stream (a blocking
 read: it waits for the server, so a kill switch is applied the moment it is announced) and polls
-while the stream is down; ``rollwise-flush`` cuts and sends a batch every ``flush_interval``. A
-single thread could not do both without either reconnecting the stream at every flush or
-delaying flushes (and, behind a slow POST, kill switches) by up to a keep-alive interval.
+while the stream is down; ``rollwise-flush`` cuts and sends a batch every ``flush_interval``
+(± 20 %: clients started together do not flush in lockstep). A single thread could not do both
+without either reconnecting the stream at every flush or delaying flushes (and, behind a slow
+POST, kill switches) by up to a keep-alive interval.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from rollwise.sdk._aggregation import Aggregates
 from rollwise.sdk._http import HttpTransport
-from rollwise.sdk._outbox import Outbox
+from rollwise.sdk._outbox import FlushSchedule, Outbox
 from rollwise.sdk._snapshot import Snapshot
 from rollwise.sdk._stats import ClientStats
 from rollwise.sdk._sync import SnapshotFollower
@@ -63,7 +64,7 @@ class Live:
         self._transport: Transport = (
             transport if transport is not None else HttpTransport(url, sdk_key, user_agent=SDK)
         )
-        self._flush_interval = flush_interval
+        self._flushes = FlushSchedule(flush_interval)
         self._log = log
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -99,7 +100,7 @@ class Live:
         self._ready.wait(startup_timeout)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._flush_interval):
+        while not self._stop.wait(self._flushes.next_wait()):
             self.outbox.ship()
         self.outbox.ship()  # the last batch, on close()
 

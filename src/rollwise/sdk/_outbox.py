@@ -4,11 +4,16 @@ A batch gets its id (a uuid4) and its JSON body when it is cut, and keeps both u
 answers: a retry after a failure sends the same bytes under the same id, so the server applies
 it once (``{"applied": false, "duplicate": true}`` for a batch it already has). At most
 ``max_pending`` batches wait; past that the oldest is dropped and counted.
+
+Flushes are not evenly spaced: each wait is the flush interval ± ``FLUSH_JITTER`` (drawn afresh
+every time, ``FlushSchedule``), so that a thousand clients started together — a deploy, or a
+server they all waited for — drift apart instead of posting in lockstep forever.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import uuid
 from collections import deque
@@ -30,6 +35,8 @@ MAX_EXPOSURES_PER_BATCH = 10_000
 MAX_UNIT_LENGTH = 64
 #: Client errors worth retrying: the server timed out waiting, or asks to slow down.
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
+#: Each wait between flushes is the interval times a factor drawn uniformly from 1 ± this.
+FLUSH_JITTER = 0.2
 
 _Item = TypeVar("_Item")
 
@@ -40,6 +47,24 @@ class Batch:
 
     id: str
     body: bytes
+
+
+class FlushSchedule:
+    """The waits between flushes: ``interval`` × U(1 - ``jitter``, 1 + ``jitter``), each drawn
+    afresh (``rng`` for a reproducible sequence), so their mean is ``interval``."""
+
+    def __init__(
+        self, interval: float, jitter: float = FLUSH_JITTER, rng: random.Random | None = None
+    ) -> None:
+        if interval <= 0 or not 0 <= jitter < 1:
+            raise ValueError("the interval must be positive and the jitter in [0, 1)")
+        self.interval = interval
+        self.jitter = jitter
+        self._rng = rng if rng is not None else random.Random()
+
+    def next_wait(self) -> float:
+        """Seconds until the next flush."""
+        return self.interval * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
 
 
 def ledger_unit(rollout: int, unit: str, *, hashed: bool) -> str:

@@ -34,6 +34,7 @@ from rollwise.server._errors import (
     install_error_handlers,
 )
 from rollwise.server._history import DecisionHistory
+from rollwise.server._writer import BatchWriter
 from rollwise.store import Role, Store
 
 logger = logging.getLogger("rollwise.server")
@@ -113,6 +114,7 @@ def create_app(
                     await task
             if notifier is not None:
                 await asyncio.to_thread(notifier.close)
+            await asyncio.to_thread(app.state.writer.close)
 
     app = FastAPI(
         title="rollwise",
@@ -130,6 +132,12 @@ def create_app(
     notifier = Webhooks(store, webhooks) if webhooks and controller else None
     app.state.controller = Controller(
         store, [notifier] if notifier else [], notifier.bodies if notifier else None
+    )
+    # SDK batches are written by one thread, a group per transaction; on SQLite it rests
+    # between transactions so that other writers (kill switches, decisions) get the lock.
+    sqlite = store.engine.dialect.name == "sqlite"
+    app.state.writer = BatchWriter(
+        store, rest_ratio=0.5 if sqlite else 0.0, min_rest=0.1 if sqlite else 0.02
     )
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()

@@ -28,7 +28,15 @@ from rollwise.control import snapshot_document
 from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.server._auth import requires
 from rollwise.server._errors import BodyTooLarge
-from rollwise.store import AggregateRow, ExposureRow, GaugeRow, Role, TokenRecord
+from rollwise.server._writer import Admitted
+from rollwise.store import (
+    AggregateRow,
+    EventBatch,
+    ExposureRow,
+    GaugeRow,
+    Role,
+    TokenRecord,
+)
 
 router = APIRouter(prefix="/sdk/v1", tags=["sdk"])
 SdkKey = Annotated[TokenRecord, Depends(requires(Role.SDK))]
@@ -246,7 +254,11 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
         200: {"model": Applied, "description": "a batch id seen before: nothing counted again"},
         202: {"model": Applied, "description": "applied"},
         404: {"description": "the batch names an unknown rollout"},
-        409: {"description": "the batch kept colliding with concurrent ones: send it again"},
+        409: {
+            "description": "the batch names a rollout that ended over 5 minutes ago, or a stage "
+            "it is not exposing"
+        },
+        503: {"description": "too many batches are waiting to be written: send it again later"},
     },
     openapi_extra={
         "requestBody": {
@@ -259,7 +271,7 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
         }
     },
 )
-async def events(request: Request, key: SdkKey) -> JSONResponse:
+async def events(request: Request, key: SdkKey, _place: Admitted) -> JSONResponse:
     """Apply a batch of aggregates and exposures, once: a retried batch id is not counted
     again. A malformed or oversized batch is refused whole, naming its first bad field."""
     body = await request.body()
@@ -272,12 +284,11 @@ async def events(request: Request, key: SdkKey) -> JSONResponse:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from None
-    store = request.app.state.store
-    applied = await asyncio.to_thread(
-        store.ingest,
+    received = EventBatch(
         batch.batch,
         f"sdk:{key.name}",
-        [
+        now,
+        tuple(
             AggregateRow(
                 a.rollout,
                 a.stage,
@@ -290,14 +301,21 @@ async def events(request: Request, key: SdkKey) -> JSONResponse:
                 tuple(a.histogram) if a.histogram is not None else None,
             )
             for a in batch.aggregates
-        ],
-        [
+        ),
+        tuple(
             ExposureRow(e.rollout, e.unit, e.stage, e.exposed, e.at.astimezone(UTC))
             for e in batch.exposures
-        ],
-        now,
-        [GaugeRow(g.metric, g.value, g.at.astimezone(UTC)) for g in batch.gauges],
+        ),
+        tuple(GaugeRow(g.metric, g.value, g.at.astimezone(UTC)) for g in batch.gauges),
     )
+    # Checked against the store before it is queued: a bad batch is refused whole, naming its
+    # first bad row, and never shares a transaction with good ones.
+    store = request.app.state.store
+    await asyncio.to_thread(
+        store.check_batch, received.aggregates, received.exposures, received.gauges, now
+    )
+    # Answered once its transaction committed (server/_writer.py).
+    applied = await request.app.state.writer.write(received)
     request.app.state.metrics.batches.labels("applied" if applied else "duplicate").inc()
     payload: dict[str, Any] = {"applied": applied}
     if not applied:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rollwise.store._batch_check import LATE_BATCH_GRACE, InvalidBatch
 from rollwise.store._errors import (
     ConflictError,
     NotFoundError,
@@ -9,6 +10,7 @@ from rollwise.store._errors import (
     StaleVersionError,
     StoreError,
 )
+from rollwise.store._ingest import EventBatch
 from rollwise.store._migrate import migrate
 from rollwise.store._records import (
     AggregateRow,
@@ -25,12 +27,15 @@ from rollwise.store._store import Store, build_observations, decision_evidence
 from rollwise.store._totals import OutcomeTotals, outcome_totals
 
 __all__ = [
+    "LATE_BATCH_GRACE",
     "AggregateRow",
     "AuditEntry",
     "ConflictError",
     "DecisionRecord",
+    "EventBatch",
     "ExposureRow",
     "GaugeRow",
+    "InvalidBatch",
     "NotFoundError",
     "OutcomeTotals",
     "PlanRecord",

@@ -109,6 +109,9 @@ aggregates = sa.Table(
     sa.Column("requests", sa.BigInteger, nullable=False),
     sa.Column("events", sa.BigInteger, nullable=False),
     sa.Column("histogram", sa.JSON(none_as_null=True), nullable=True),
+    # Row version, set by triggers on every write (migration 0006): what changed since a tick.
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Index("ix_aggregates_seq", "seq"),
 )
 
 #: Event batches already applied, so a retried batch is never counted twice.
@@ -134,6 +137,9 @@ ledger = sa.Table(
     sa.Column("first_exposed", sa.Boolean, nullable=False),
     sa.Column("exposed_stage", sa.Integer, nullable=True),
     sa.Column("exposed_at", _TIME, nullable=True),
+    # Row version, set by a trigger when a unit is first seen (migration 0006).
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Index("ix_ledger_seq", "seq"),
 )
 
 tokens = sa.Table(

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from rollwise.core import GuardKind, InputError, Plan, cumulative_audience
 from rollwise.core.judgement import (
@@ -27,25 +26,21 @@ from rollwise.core.judgement import (
     Observations,
 )
 from rollwise.store import _schema as t
-from rollwise.store._errors import ConflictError, NotFoundError
+from rollwise.store._batch_check import BatchChecks
+from rollwise.store._changes import AGGREGATE_COLUMNS
 from rollwise.store._evidence import decision_evidence, insert_decision
+from rollwise.store._ingest import GAUGE_RETENTION, IngestStore
 from rollwise.store._migrate import migrate
 from rollwise.store._outbox import OutboxStore
 from rollwise.store._records import (
-    AggregateRow,
     AuditEntry,
     DecisionRecord,
-    ExposureRow,
-    GaugeRow,
     RolloutRecord,
 )
 from rollwise.store._rollouts import RolloutStore
 from rollwise.store._tokens import TokenStore
 
 __all__ = ["GAUGE_RETENTION", "Store", "build_observations", "decision_evidence"]
-
-#: How long gauge readings are kept (guards read the latest few).
-GAUGE_RETENTION = timedelta(days=1)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -61,7 +56,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Store(RolloutStore, TokenStore, OutboxStore):
+class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
     """All persistent state of a rollwise server: the control plane (``ControlStore``,
     ``RolloutStore``), tokens (``TokenStore``), and here the SDKs' aggregates, the ledger and the
     decision log."""
@@ -129,184 +124,6 @@ class Store(RolloutStore, TokenStore, OutboxStore):
             )
             for r in rows
         ]
-
-    # --- events --------------------------------------------------------------------------
-
-    def ingest(
-        self,
-        batch_id: str,
-        source: str,
-        aggregates: Iterable[AggregateRow],
-        exposures: Iterable[ExposureRow],
-        now: datetime,
-        gauges: Iterable[GaugeRow] = (),
-    ) -> bool:
-        """Add a batch of aggregates and exposures, once. Returns False when the batch was
-        applied before (a retry), and applies nothing then. All of a batch or none of it."""
-        rows = list(aggregates)
-        units = list(exposures)
-        readings = [{"metric": g.metric, "at": g.at, "value": g.value} for g in gauges]
-        named = {row.rollout_id for row in rows} | {unit.rollout_id for unit in units}
-        if named:
-            with self.engine.connect() as connection:
-                known = set(
-                    connection.execute(
-                        sa.select(t.rollouts.c.id).where(t.rollouts.c.id.in_(named))
-                    ).scalars()
-                )
-            if named - known:
-                missing = ", ".join(str(i) for i in sorted(named - known))
-                raise NotFoundError(f"the batch names unknown rollout(s): {missing}")
-        for _attempt in range(3):
-            try:
-                with self.engine.begin() as connection:
-                    connection.execute(
-                        t.batches.insert().values(id=batch_id, received_at=now, source=source)
-                    )
-                    self._add_counts(connection, [row for row in rows if row.histogram is None])
-                    for row in rows:
-                        if row.histogram is not None:
-                            self._add_aggregate(connection, row)
-                    for unit in units:
-                        self._add_exposure(connection, unit)
-                    if readings:
-                        connection.execute(t.gauges.insert(), readings)
-                        # Gauge guards look at the latest readings only: keep a day of them.
-                        cutoff = now - GAUGE_RETENTION
-                        for metric in {reading["metric"] for reading in readings}:
-                            connection.execute(
-                                t.gauges.delete().where(
-                                    (t.gauges.c.metric == metric) & (t.gauges.c.at < cutoff)
-                                )
-                            )
-                return True
-            except IntegrityError:
-                if self._batch_seen(batch_id):
-                    return False
-                # Two batches created the same new aggregate at once: the loser retries.
-                continue
-        raise ConflictError(f"batch {batch_id!r} kept colliding with concurrent batches")
-
-    def _batch_seen(self, batch_id: str) -> bool:
-        with self.engine.connect() as connection:
-            return (
-                connection.execute(
-                    sa.select(t.batches.c.id).where(t.batches.c.id == batch_id)
-                ).first()
-                is not None
-            )
-
-    @staticmethod
-    def _add_counts(connection: sa.Connection, rows: Sequence[AggregateRow]) -> None:
-        """Add count-only aggregates with one upsert statement (SQLite and PostgreSQL both
-        have INSERT … ON CONFLICT DO UPDATE)."""
-        if not rows:
-            return
-        if connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        merged: dict[tuple[int, int, int, bool, str, str], list[int]] = {}
-        for row in rows:
-            key = (row.rollout_id, row.stage, row.window, row.exposed, row.segment, row.metric)
-            counts = merged.setdefault(key, [0, 0])
-            counts[0] += row.requests
-            counts[1] += row.events
-        statement = insert(t.aggregates)
-        statement = statement.on_conflict_do_update(
-            index_elements=["rollout_id", "stage", "window", "exposed", "segment", "metric"],
-            set_={
-                "requests": t.aggregates.c.requests + statement.excluded.requests,
-                "events": t.aggregates.c.events + statement.excluded.events,
-            },
-        )
-        connection.execute(
-            statement,
-            [
-                {
-                    "rollout_id": key[0],
-                    "stage": key[1],
-                    "window": key[2],
-                    "exposed": key[3],
-                    "segment": key[4],
-                    "metric": key[5],
-                    "requests": counts[0],
-                    "events": counts[1],
-                    "histogram": None,
-                }
-                for key, counts in merged.items()
-            ],
-        )
-
-    @staticmethod
-    def _add_aggregate(connection: sa.Connection, row: AggregateRow) -> None:
-        key = (
-            (t.aggregates.c.rollout_id == row.rollout_id)
-            & (t.aggregates.c.stage == row.stage)
-            & (t.aggregates.c.window == row.window)
-            & (t.aggregates.c.exposed == row.exposed)
-            & (t.aggregates.c.segment == row.segment)
-            & (t.aggregates.c.metric == row.metric)
-        )
-        existing = connection.execute(
-            sa.select(t.aggregates.c.histogram).where(key).with_for_update()
-        ).one_or_none()
-        if existing is None:
-            connection.execute(
-                t.aggregates.insert().values(
-                    rollout_id=row.rollout_id,
-                    stage=row.stage,
-                    window=row.window,
-                    exposed=row.exposed,
-                    segment=row.segment,
-                    metric=row.metric,
-                    requests=row.requests,
-                    events=row.events,
-                    histogram=list(row.histogram) if row.histogram is not None else None,
-                )
-            )
-            return
-        histogram = existing.histogram
-        if row.histogram is not None:
-            histogram = (
-                [a + b for a, b in zip(histogram, row.histogram, strict=True)]
-                if histogram
-                else list(row.histogram)
-            )
-        connection.execute(
-            t.aggregates.update()
-            .where(key)
-            .values(
-                requests=t.aggregates.c.requests + row.requests,
-                events=t.aggregates.c.events + row.events,
-                histogram=histogram,
-            )
-        )
-
-    @staticmethod
-    def _add_exposure(connection: sa.Connection, unit: ExposureRow) -> None:
-        key = (t.ledger.c.rollout_id == unit.rollout_id) & (t.ledger.c.unit == unit.unit)
-        seen = connection.execute(sa.select(t.ledger.c.exposed).where(key)).first()
-        if seen is None:
-            connection.execute(
-                t.ledger.insert().values(
-                    rollout_id=unit.rollout_id,
-                    unit=unit.unit,
-                    stage=unit.stage,
-                    exposed=unit.exposed,
-                    first_seen=unit.at,
-                    first_exposed=unit.exposed,
-                    exposed_stage=unit.stage if unit.exposed else None,
-                    exposed_at=unit.at if unit.exposed else None,
-                )
-            )
-        elif unit.exposed and not seen.exposed:
-            # The unit joined the exposed side later: its first exposure is now.
-            connection.execute(
-                t.ledger.update()
-                .where(key & (t.ledger.c.exposed == sa.false()))
-                .values(exposed=True, exposed_stage=unit.stage, exposed_at=unit.at)
-            )
 
     def ledger(self, rollout_id: int) -> list[tuple[str, int, datetime]]:
         """Exposed units with the stage and time of their first exposure."""
@@ -377,7 +194,7 @@ class Store(RolloutStore, TokenStore, OutboxStore):
         """The rollout's aggregates and ledger as the judgement reads them."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(t.aggregates)
+                sa.select(*AGGREGATE_COLUMNS)
                 .where(t.aggregates.c.rollout_id == rollout.id)
                 .order_by(t.aggregates.c.stage, t.aggregates.c.window)
             ).all()

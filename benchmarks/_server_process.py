@@ -1,0 +1,83 @@
+"""A ``rollwise server`` process on loopback that a benchmark can start, ``kill -9`` and start
+again on the same database, with its log kept in a file to count errors in afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServerProcess:
+    """One replica: ``rollwise server --db <url> --port <port> [--no-controller]``."""
+
+    def __init__(
+        self, db: str, port: int, admin_token: str, log: Path, *, controller: bool = True
+    ) -> None:
+        self.db = db
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.admin_token = admin_token
+        self.log = log
+        self.controller = controller
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the process and wait until ``/readyz`` answers 200."""
+        command = [sys.executable, "-m", "rollwise.cli", "server", "--db", self.db]
+        command += ["--port", str(self.port)]
+        if not self.controller:
+            command.append("--no-controller")
+        self.starts += 1
+        with self.log.open("ab") as log:
+            log.write(f"\n=== start {self.starts} ===\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                command,
+                env={**os.environ, "ROLLWISE_ADMIN_TOKEN": self.admin_token},
+                stdout=subprocess.DEVNULL,  # the access log: one line per request
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"the server did not get ready in {timeout:g}s: {self.log}")
+
+    def kill9(self) -> None:
+        """``kill -9``: no shutdown, no flush, no goodbye."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process used so far (Linux /proc)."""
+        if self.process is None:
+            return 0.0
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def count_in_log(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0

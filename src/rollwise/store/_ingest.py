@@ -1,0 +1,365 @@
+"""The ingest path: SDK event batches written as set operations, once each.
+
+A group of batches (one, or several that the server's writer coalesced) is written in one
+transaction with one statement per table: the batch ids (``INSERT … ON CONFLICT DO NOTHING
+RETURNING``: a retried id is counted once, a duplicate inside the group too), the aggregates
+(``INSERT … ON CONFLICT DO UPDATE``, counts added by the database, plus one ``executemany``
+writing the merged latency histograms back), the ledger (``INSERT … ON CONFLICT DO UPDATE …
+WHERE``), and the gauge readings. Rows of the group are merged by key in Python first, so a
+statement never names a key twice.
+
+Why it is right when batches are written concurrently (several threads, or several replicas on
+PostgreSQL):
+
+- Every statement takes its row locks in one global order: batch ids, then aggregate keys, then
+  ledger keys, each sorted the same way in every process. Transactions that lock in one order
+  cannot wait for each other in a cycle, so they cannot deadlock.
+- A histogram is read through the upsert that locked its row (``ON CONFLICT DO UPDATE …
+  RETURNING`` acts on the row's latest committed version, waiting for a concurrent writer to
+  finish, and holds the lock until commit); no other transaction can change the row between
+  that read and the write-back, so no addition is lost. Rows are inserted with an empty
+  histogram, so "what was there" + "what this group adds" is right for new rows too.
+- On SQLite the transaction's first statement takes the database's write lock, so nothing else
+  writes until it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from rollwise.store import _schema as t
+from rollwise.store._errors import NotFoundError, RefusedError
+from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
+
+__all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
+
+#: How long gauge readings are kept (guards read the latest few).
+GAUGE_RETENTION = timedelta(days=1)
+
+_AGGREGATE_KEY = ("rollout_id", "stage", "window", "exposed", "segment", "metric")
+#: (rollout, stage, window, exposed, segment, metric): Python's order on it is the lock order.
+AggregateKey = tuple[int, int, int, bool, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """One SDK batch as the store writes it: its id, who sent it, when it arrived, its rows."""
+
+    id: str
+    source: str
+    received_at: datetime
+    aggregates: tuple[AggregateRow, ...] = ()
+    exposures: tuple[ExposureRow, ...] = ()
+    gauges: tuple[GaugeRow, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.aggregates) + len(self.exposures) + len(self.gauges)
+
+
+@dataclass(slots=True)
+class _Sum:
+    requests: int
+    events: int
+    histogram: list[int] | None
+
+
+@dataclass(slots=True)
+class _Sighting:
+    """A unit's first sighting in a group, and its first exposure (if it was exposed)."""
+
+    first: ExposureRow
+    exposure: ExposureRow | None
+
+
+def _insert(connection: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_update`` (SQLite ≥ 3.24, PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)
+
+
+def _misfit(what: str, buckets: int, stored: int) -> RefusedError:
+    return RefusedError(
+        f"{what}: a histogram of {buckets} buckets cannot be added to one of {stored}",
+        details={"buckets": buckets, "stored_buckets": stored},
+    )
+
+
+def _sum_histograms(histograms: Sequence[Sequence[int]], what: str) -> list[int]:
+    """Elementwise sum. Many at once in NumPy (a group sums thousands of 432-bucket
+    histograms); Python's integers when int64 could overflow."""
+    first = histograms[0]
+    for other in histograms[1:]:
+        if len(other) != len(first):
+            raise _misfit(what, len(other), len(first))
+    if len(histograms) == 1:
+        return list(first)
+    table = np.array(histograms, dtype=np.int64)
+    if int(table.max(initial=0)) * len(histograms) < 2**63:
+        return [int(total) for total in table.sum(axis=0)]
+    return [sum(column) for column in zip(*histograms, strict=True)]
+
+
+def _add_histogram(stored: list[int] | None, more: list[int], what: str) -> list[int]:
+    if stored is None:
+        return more
+    if len(stored) != len(more):
+        raise _misfit(what, len(more), len(stored))
+    return [a + b for a, b in zip(stored, more, strict=True)]
+
+
+def _describe(key: AggregateKey) -> str:
+    rollout, stage, window, exposed, segment, metric = key
+    side = "exposed" if exposed else "baseline"
+    return f"rollout {rollout} stage {stage} window {window} {side} {segment!r} {metric}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Merged:
+    """A group's rows merged by key: what its statements write."""
+
+    aggregates: dict[AggregateKey, _Sum]
+    #: Ledger rows, sorted by (rollout, unit): each unit's first sighting and first exposure.
+    sightings: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, batches: Sequence[EventBatch]) -> _Merged:
+        """Raises RefusedError: histograms of one key differ in length."""
+        counts: dict[AggregateKey, list[int]] = {}
+        histograms: dict[AggregateKey, list[Sequence[int]]] = {}
+        for batch in batches:
+            for row in batch.aggregates:
+                key = (row.rollout_id, row.stage, row.window, row.exposed, row.segment, row.metric)
+                total = counts.get(key)
+                if total is None:
+                    total = counts[key] = [0, 0]
+                total[0] += row.requests
+                total[1] += row.events
+                if row.histogram is not None:
+                    histograms.setdefault(key, []).append(row.histogram)
+        aggregates = {
+            key: _Sum(
+                requests,
+                events,
+                _sum_histograms(histograms[key], _describe(key)) if key in histograms else None,
+            )
+            for key, (requests, events) in counts.items()
+        }
+        seen: dict[tuple[int, str], _Sighting] = {}
+        for batch in batches:
+            for unit in batch.exposures:
+                sighting = seen.get((unit.rollout_id, unit.unit))
+                if sighting is None:
+                    seen[(unit.rollout_id, unit.unit)] = _Sighting(
+                        unit, unit if unit.exposed else None
+                    )
+                elif unit.exposed and sighting.exposure is None:
+                    sighting.exposure = unit
+        sightings = []
+        for (rollout_id, name), sighting in sorted(seen.items(), key=lambda item: item[0]):
+            exposure = sighting.exposure
+            sightings.append(
+                {
+                    "rollout_id": rollout_id,
+                    "unit": name,
+                    "stage": sighting.first.stage,
+                    "exposed": exposure is not None,
+                    "first_seen": sighting.first.at,
+                    "first_exposed": sighting.first.exposed,
+                    "exposed_stage": exposure.stage if exposure is not None else None,
+                    "exposed_at": exposure.at if exposure is not None else None,
+                }
+            )
+        return cls(aggregates, sightings)
+
+
+class IngestStore:
+    """Writing SDK batches (mixed into ``Store``)."""
+
+    engine: sa.Engine
+
+    def ingest(
+        self,
+        batch_id: str,
+        source: str,
+        aggregates: Iterable[AggregateRow],
+        exposures: Iterable[ExposureRow],
+        now: datetime,
+        gauges: Iterable[GaugeRow] = (),
+    ) -> bool:
+        """Add a batch of aggregates and exposures, once. Returns False when the batch was
+        applied before (a retry), and applies nothing then. All of a batch or none of it.
+
+        Raises:
+            NotFoundError: a row names a rollout that does not exist; nothing was applied.
+        """
+        batch = EventBatch(
+            batch_id, source, now, tuple(aggregates), tuple(exposures), tuple(gauges)
+        )
+        return self.ingest_many([batch])[0]
+
+    def ingest_many(self, batches: Sequence[EventBatch]) -> list[bool]:
+        """Write ``batches`` in one transaction; per batch, whether it was applied (False: its
+        id was applied before, or earlier in ``batches``). All of them or none.
+
+        Raises:
+            NotFoundError: a row names a rollout that does not exist; nothing was applied.
+            RefusedError: a histogram cannot be added to the stored one; nothing was applied.
+        """
+        if not batches:
+            return []
+        self._refuse_unknown_rollouts(batches)
+        # The merging is done before the transaction, so that the write lock (on SQLite, the
+        # whole database's) is held for the statements only: assume every batch is new, and
+        # merge again in the rare case that one is not.
+        first: dict[str, EventBatch] = {}
+        for batch in batches:
+            first.setdefault(batch.id, batch)
+        unique = list(first.values())
+        merged = _Merged.of(unique)
+        with self.engine.begin() as connection:
+            new = self._claim(connection, batches)
+            applied: list[bool] = []
+            for batch in batches:
+                applied.append(batch.id in new)
+                new.discard(batch.id)  # a second copy inside the group is a duplicate
+            taken = [batch for batch, kept in zip(batches, applied, strict=True) if kept]
+            if len(taken) != len(unique):
+                merged = _Merged.of(taken)
+            self._add_aggregates(connection, merged.aggregates)
+            self._add_exposures(connection, merged.sightings)
+            self._add_gauges(connection, taken)
+        return applied
+
+    def _refuse_unknown_rollouts(self, batches: Sequence[EventBatch]) -> None:
+        named = {row.rollout_id for batch in batches for row in batch.aggregates}
+        named |= {unit.rollout_id for batch in batches for unit in batch.exposures}
+        if not named:
+            return
+        with self.engine.connect() as connection:
+            known = set(
+                connection.execute(
+                    sa.select(t.rollouts.c.id).where(t.rollouts.c.id.in_(named))
+                ).scalars()
+            )
+        if named - known:
+            missing = ", ".join(str(i) for i in sorted(named - known))
+            raise NotFoundError(
+                f"the batch names unknown rollout(s): {missing}",
+                details={"rollouts": sorted(named - known)},
+            )
+
+    @staticmethod
+    def _claim(connection: sa.Connection, batches: Sequence[EventBatch]) -> set[str]:
+        """Record the batch ids not seen before (sorted: the first lock order) and return
+        them."""
+        first: dict[str, EventBatch] = {}
+        for batch in batches:
+            first.setdefault(batch.id, batch)
+        statement = (
+            _insert(connection, t.batches)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.batches.c.id)
+        )
+        rows = [
+            {"id": batch_id, "received_at": batch.received_at, "source": batch.source}
+            for batch_id, batch in sorted(first.items())
+        ]
+        return set(connection.execute(statement, rows).scalars())
+
+    @staticmethod
+    def _add_aggregates(connection: sa.Connection, merged: dict[AggregateKey, _Sum]) -> None:
+        """One upsert for every key (counts added in SQL, rows locked in key order, their
+        histograms returned), then the merged histograms written back in key order."""
+        if not merged:
+            return
+        keys = sorted(merged)
+        statement = _insert(connection, t.aggregates)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(_AGGREGATE_KEY),
+            set_={
+                "requests": t.aggregates.c.requests + statement.excluded.requests,
+                "events": t.aggregates.c.events + statement.excluded.events,
+            },
+        ).returning(*(t.aggregates.c[name] for name in _AGGREGATE_KEY), t.aggregates.c.histogram)
+        values = [
+            {
+                **dict(zip(_AGGREGATE_KEY, key, strict=True)),
+                "requests": merged[key].requests,
+                "events": merged[key].events,
+                "histogram": None,
+            }
+            for key in keys
+        ]
+        stored: dict[AggregateKey, list[int] | None] = {}
+        for found in connection.execute(statement, values):
+            rollout, stage, window, exposed, segment, metric, histogram = found
+            key = (rollout, stage, window, bool(exposed), segment, metric)
+            stored[key] = histogram
+        writes = []
+        for key in keys:
+            adding = merged[key].histogram
+            if adding is None:
+                continue
+            writes.append(
+                {
+                    **{f"k_{name}": part for name, part in zip(_AGGREGATE_KEY, key, strict=True)},
+                    "new_histogram": _add_histogram(stored[key], adding, _describe(key)),
+                }
+            )
+        if writes:
+            where = [t.aggregates.c[name] == sa.bindparam(f"k_{name}") for name in _AGGREGATE_KEY]
+            merged_histogram = sa.bindparam("new_histogram", type_=t.aggregates.c.histogram.type)
+            connection.execute(
+                t.aggregates.update().where(*where).values(histogram=merged_histogram), writes
+            )
+
+    @staticmethod
+    def _add_exposures(connection: sa.Connection, sightings: list[dict[str, Any]]) -> None:
+        """One upsert: a unit's first sighting is kept; a unit seen unexposed and now exposed
+        gets its first exposure (stage and time); an exposed unit is left as it is."""
+        if not sightings:
+            return
+        statement = _insert(connection, t.ledger)
+        statement = statement.on_conflict_do_update(
+            index_elements=["rollout_id", "unit"],
+            set_={
+                "exposed": sa.true(),
+                "exposed_stage": statement.excluded.exposed_stage,
+                "exposed_at": statement.excluded.exposed_at,
+            },
+            # The unit joined the exposed side later: its first exposure is now.
+            where=(t.ledger.c.exposed == sa.false()) & (statement.excluded.exposed == sa.true()),
+        )
+        connection.execute(statement, sightings)
+
+    @staticmethod
+    def _add_gauges(connection: sa.Connection, batches: Sequence[EventBatch]) -> None:
+        """Insert the readings; drop the metrics' readings older than ``GAUGE_RETENTION``
+        (gauge guards look at the latest readings only)."""
+        readings = [
+            {"metric": g.metric, "at": g.at, "value": g.value} for b in batches for g in b.gauges
+        ]
+        if not readings:
+            return
+        connection.execute(t.gauges.insert(), readings)
+        cutoff = max(b.received_at for b in batches if b.gauges) - GAUGE_RETENTION
+        old = (t.gauges.c.metric.in_(sorted({r["metric"] for r in readings}))) & (
+            t.gauges.c.at < cutoff
+        )
+        if connection.dialect.name == "postgresql":
+            # Readings another transaction is deleting are skipped, not waited for: that
+            # transaction removes them, and a delete never waits on another (no lock cycle).
+            doomed = sa.select(t.gauges.c.id).where(old).with_for_update(skip_locked=True)
+            connection.execute(t.gauges.delete().where(t.gauges.c.id.in_(doomed.scalar_subquery())))
+        else:
+            connection.execute(t.gauges.delete().where(old))
