@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,32 @@ def test_simulate_refuses_bad_options(
         == 2
     )
     assert "no guard on 'refunds'" in capsys.readouterr().err
+
+
+def _run(plan_path: Path, flags_path: Path, *extra: str) -> int:
+    return main(
+        ["simulate", str(plan_path), "--flags", str(flags_path), "--traffic", "200/s",
+         "--regression", "checkout.error x3", "--runs", "8", "--json", *extra]
+    )  # fmt: skip
+
+
+def test_simulate_shows_progress_on_a_terminal_only(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    plan_path: Path,
+    flags_path: Path,
+) -> None:
+    """On a terminal, stderr shows a progress bar that reaches every run and is cleared at the
+    end; when stderr is not a terminal (a pipe, a file), nothing is written to it. The report
+    is the same either way, with one process or two."""
+    assert _run(plan_path, flags_path, "--jobs", "1") == 0
+    plain = capsys.readouterr()
+    assert plain.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert _run(plan_path, flags_path, "--jobs", "2") == 0
+    shown = capsys.readouterr()
+    assert "simulating [" in shown.err and "8/8 runs" in shown.err
+    assert shown.err.endswith("\r")  # the line is cleared: the report starts clean
+    first, second = json.loads(plain.out), json.loads(shown.out)
+    first.pop("wall_seconds"), second.pop("wall_seconds")
+    assert first == second

@@ -7,10 +7,12 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rollwise.cli._files import read_flags, read_plan
 from rollwise.core import InputError, format_duration, parse_duration
@@ -126,19 +128,62 @@ def _run_one(entropy: tuple[int, int]) -> RunResult:
     return run_numbered(_SIMULATION, *entropy)
 
 
-def simulate_runs(simulation: Simulation, runs: int, seed: int, jobs: int) -> list[RunResult]:
-    """``runs`` rollouts; run i always uses the same random stream, whatever ``jobs`` is."""
+def simulate_runs(
+    simulation: Simulation,
+    runs: int,
+    seed: int,
+    jobs: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[RunResult]:
+    """``runs`` rollouts; run i always uses the same random stream, whatever ``jobs`` is.
+    ``progress`` is told how many runs are done after each."""
     global _SIMULATION
     _SIMULATION = simulation
     tasks = [(seed, index) for index in range(runs)]
+    results: list[RunResult] = []
     if jobs <= 1 or runs < 4:
-        return [_run_one(task) for task in tasks]
+        for task in tasks:
+            results.append(_run_one(task))
+            if progress is not None:
+                progress(len(results))
+        return results
     # Ctrl-C reaches every process of the terminal's group: the workers leave it to this one,
     # which stops them, instead of each printing a traceback.
     with multiprocessing.get_context("fork").Pool(
         jobs, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
     ) as pool:
-        return pool.map(_run_one, tasks, chunksize=max(1, runs // (jobs * 4)))
+        # Small chunks: the runs' lengths differ (a rollback ends one early), so the workers
+        # share the work evenly, and the progress moves run by run.
+        for result in pool.imap(_run_one, tasks, chunksize=max(1, min(4, runs // (jobs * 8)))):
+            results.append(result)
+            if progress is not None:
+                progress(len(results))
+    return results
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn in place (only on a terminal)."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        filled = round(self.WIDTH * done / self.total)
+        left = elapsed / done * (self.total - done) if done else 0.0
+        self.stream.write(
+            f"\r  simulating [{'#' * filled}{'-' * (self.WIDTH - filled)}] {done}/{self.total} "
+            f"runs, {elapsed:.0f}s elapsed, ~{left:.0f}s left "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r" + " " * (self.WIDTH + 60) + "\r")
+        self.stream.flush()
 
 
 def _hours(seconds: float | None) -> str:
@@ -155,7 +200,12 @@ def run(args: argparse.Namespace) -> int:
     scenario = _scenario(args, plan.traffic_per_second)
     simulation = Simulation(plan, flags, scenario)
     started = time.perf_counter()
-    results = simulate_runs(simulation, args.runs, args.seed, args.jobs)
+    progress = _Progress(args.runs, sys.stderr) if sys.stderr.isatty() else None
+    try:
+        results = simulate_runs(simulation, args.runs, args.seed, args.jobs, progress)
+    finally:
+        if progress is not None:
+            progress.close()
     wall = time.perf_counter() - started
     summary = summarize(results, regressed=scenario.regression is not None)
     names = [stage.name for stage in plan.stages]

@@ -1,30 +1,37 @@
 """The controller tick: read (store), decide (core), write (store), tell (listeners).
 
-Each rollout is handled on its own: a failure is logged with the rollout and flag it concerns
-and does not stop the others. A transition is persisted with the version it was decided from,
-so a second controller, or this one after a restart, cannot apply it twice. When the store is
-unreachable nothing is decided: the controller never rolls forward without data.
+A tick reads only what changed since the last one (``_tracking.py``: each running rollout's
+evidence is kept between ticks and the new aggregates folded in), so its cost follows the new
+data, not all data so far. Each rollout is handled on its own: a rollout whose data cannot be
+judged is paused, with the error as the reason, and the others tick on. A transition is
+persisted with the version it was decided from, so a second controller, or this one after a
+restart, cannot apply it twice. When the store is unreachable nothing is decided: the
+controller never rolls forward without data.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from rollwise.control._tracking import Tracked, Tracker
 from rollwise.core import GuardKind, Plan, RolloutAction, next_status
 from rollwise.core.judgement import (
     Decision,
+    GaugeReading,
     Judged,
     Move,
-    Observations,
     RolloutState,
-    RolloutStatus,
     decide,
-    judge_guards,
 )
+from rollwise.core.judgement._gates import next_gate_change
 from rollwise.store import ConflictError, RolloutRecord, Store
+from rollwise.store._changes import RunningRollouts
+from rollwise.store._store import ledger_exposure
 
 logger = logging.getLogger("rollwise.control")
 
@@ -62,6 +69,11 @@ def _signature(decision: Decision) -> tuple[object, ...]:
     )
 
 
+def _stagger(rollout_id: int) -> timedelta:
+    """A rollout's place in the hold-keeping period: spread evenly by the golden ratio."""
+    return HOLD_RECORD_EVERY * ((rollout_id * 0.6180339887498949) % 1.0)
+
+
 _MOVES = {
     Move.EXPAND: RolloutAction.EXPAND,
     Move.ROLLBACK: RolloutAction.ROLLBACK,
@@ -71,11 +83,20 @@ _MOVES = {
 
 
 class Controller:
+    """Judges every running rollout at each tick and applies what it decides.
+
+    ``judge_failures`` counts the rollouts paused because their data could not be judged (see
+    ``tick``); ``rebuilds`` how often a rollout's aggregates were read whole (at start, for a
+    rollout it starts judging, and after a batch more than ``open_minutes`` late).
+    """
+
     def __init__(
         self,
         store: Store,
         listeners: list[Listener] | None = None,
         outbox: Outbox | None = None,
+        *,
+        open_minutes: int | None = None,
     ) -> None:
         self.store = store
         self.listeners = listeners or []
@@ -83,34 +104,47 @@ class Controller:
         self._last_hold: dict[int, tuple[tuple[object, ...], datetime]] = {}
         # Stored plans never change (a new version is a new plan), so parse each once.
         self._plans: dict[int, Plan] = {}
-        # Each rollout's observations and guard verdicts as last read and judged: reused while
-        # its data and stage are unchanged (verdicts depend on nothing else).
-        self._observations: dict[int, tuple[tuple[object, ...], Observations, Judged]] = {}
+        # Each running rollout's evidence, kept up to date from what changed in the store.
+        self._tracker = Tracker(store, open_minutes)
+        self._running = RunningRollouts()
+        self.judge_failures = 0
+
+    @property
+    def rebuilds(self) -> int:
+        return self._tracker.rebuilds
 
     def tick(self, now: datetime) -> list[Outcome]:
-        """Judge every running rollout once. Returns what was decided and applied."""
+        """Judge every running rollout once. Returns what was decided and applied.
+
+        A rollout whose data cannot be judged (judging it raises) is paused, with the error in
+        its decision and audit entry, and counted in ``judge_failures``; the others tick on.
+        When the store cannot be read, nothing is decided (the error propagates).
+        """
         outcomes = []
         holds: list[tuple[int, Decision]] = []
         killed = self.store.kill_switches()
-        running = [r for r in self.store.rollouts(live=True) if r.status is RolloutStatus.RUNNING]
-        fingerprints = self.store.data_fingerprints([r.id for r in running])
+        running = self._running.read(self.store.engine)
+        self._forget(running)
+        failed = self._tracker.refresh(running, self._plan)
+        for rollout, error in failed:
+            outcomes.append(self._unjudgeable(rollout, error, now))
+        unjudged = {rollout.id for rollout, _ in failed}
         gauges = self.store.gauge_versions()
+        readings: dict[str, tuple[GaugeReading, ...]] = {}
         for rollout in running:
+            tracked = self._tracker.tracked.get(rollout.id)
+            if tracked is None or rollout.id in unjudged:
+                continue
             try:
-                plan = self._plan(rollout.plan_id)
-                # A rollout with gauge guards is read again when one of its gauges moved.
-                fingerprint = (
-                    *fingerprints.get(rollout.id, ()),
-                    *(gauges.get(g.metric, 0) for g in plan.guards if g.kind is GuardKind.GAUGE),
+                outcome = self._judge(
+                    rollout, tracked, now, killed.get(rollout.flag, False), holds, gauges, readings
                 )
-                observations, judged = self._read(rollout, fingerprint, now)
-                outcomes.append(
-                    self._judge(
-                        rollout, now, killed.get(rollout.flag, False), holds, observations, judged
-                    )
-                )
-            except Exception:
+            except SQLAlchemyError:  # the store, not the data: tried again next tick
                 logger.exception("rollout %s of flag %s: tick failed", rollout.id, rollout.flag)
+                continue
+            except Exception as error:
+                outcome = self._unjudgeable(rollout, error, now)
+            outcomes.append(outcome)
         try:
             self.store.record_decisions(holds)
         except Exception:
@@ -123,20 +157,14 @@ class Controller:
         state = _state(rollout, self.store.kill_switches().get(rollout.flag, False))
         return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
 
-    def _read(
-        self, rollout: RolloutRecord, fingerprint: tuple[int, ...], now: datetime
-    ) -> tuple[Observations, Judged]:
-        """The rollout's observations and verdicts, read and judged again only when its data
-        or stage changed."""
-        key = (fingerprint, rollout.stage)
-        cached = self._observations.get(rollout.id)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        plan = self._plan(rollout.plan_id)
-        observations = self.store.observations(rollout, plan)
-        judged = judge_guards(plan, observations, rollout.stage, now, bounds=False)
-        self._observations[rollout.id] = (key, observations, judged)
-        return observations, judged
+    def _forget(self, running: list[RolloutRecord]) -> None:
+        """Keep nothing of rollouts that stopped running (their plans included)."""
+        live = {rollout.id for rollout in running}
+        for rollout_id in [r for r in self._last_hold if r not in live]:
+            del self._last_hold[rollout_id]
+        plans = {rollout.plan_id for rollout in running}
+        for plan_id in [p for p in self._plans if p not in plans]:
+            del self._plans[plan_id]
 
     def _plan(self, plan_id: int) -> Plan:
         plan = self._plans.get(plan_id)
@@ -144,33 +172,128 @@ class Controller:
             plan = self._plans[plan_id] = self.store.parsed_plan(plan_id)
         return plan
 
+    def _verdicts(
+        self,
+        rollout: RolloutRecord,
+        tracked: Tracked,
+        now: datetime,
+        gauges: Mapping[str, Sequence[GaugeReading]],
+        key: tuple[object, ...],
+        bounds: bool,
+    ) -> Judged:
+        """The guards' verdicts, judged again only when the evidence, the stage or a gauge
+        changed (verdicts depend on nothing else)."""
+        # Only the verdicts without bounds are kept between ticks (a rollout's bounds are found
+        # when a decision of it is kept, a few times an hour: not worth their memory).
+        known = None if bounds else tracked.judged
+        if known is not None and known[0] == key:
+            return known[1]
+        # Kept decisions show the bounds of what they keep (``decision_evidence`` keeps no
+        # pending segment): a pending segment's bounds would be found for nothing.
+        judged = tracked.evidence.judged(
+            rollout.stage, now, gauges, bounds=bounds, pending_segment_bounds=False
+        )
+        if tracked.evidence.stale:  # a segment judged now had windows folded already
+            failed = self._tracker.reread(rollout)
+            if failed:
+                raise failed[0][1]
+            tracked = self._tracker.tracked[rollout.id]
+            judged = tracked.evidence.judged(
+                rollout.stage, now, gauges, bounds=bounds, pending_segment_bounds=False
+            )
+        if not bounds:
+            tracked.judged = (key, judged)
+        return judged
+
     def _judge(
         self,
         rollout: RolloutRecord,
+        tracked: Tracked,
         now: datetime,
         killed: bool,
         holds: list[tuple[int, Decision]],
-        observations: Observations,
-        judged: Judged,
+        versions: Mapping[str, int],
+        readings: dict[str, tuple[GaugeReading, ...]],
     ) -> Outcome:
-        plan = self._plan(rollout.plan_id)
+        plan = tracked.plan
+        # Nothing it depends on changed, and time alone changes nothing before ``until``: the
+        # last decision stands (and no hold is due to be kept).
+        inputs = (
+            id(tracked.evidence),  # read whole again: a new evidence, counting versions anew
+            tracked.evidence.version,
+            tracked.units_version,
+            rollout.version,
+            killed,
+        )
+        memo = tracked.decided
+        if memo is not None and memo[0] == inputs and (memo[1] is None or now < memo[1]):
+            held = self._last_hold.get(rollout.id)
+            if held is not None and now - held[1] < HOLD_RECORD_EVERY:
+                return Outcome(rollout.id, rollout.flag, memo[2], applied=False)
+        metrics = [g.metric for g in plan.guards if g.kind is GuardKind.GAUGE]
+        missing = [metric for metric in metrics if metric not in readings]
+        if missing:
+            readings.update(self.store.gauge_readings(missing))
+        gauges = {metric: readings[metric] for metric in metrics}
+        key = (
+            id(tracked.evidence),
+            tracked.evidence.version,
+            rollout.stage,
+            *(versions.get(metric, 0) for metric in metrics),
+        )
+        judged = self._verdicts(rollout, tracked, now, gauges, key, bounds=False)
+        exposure = ledger_exposure(
+            [(stage, exposed, count) for (stage, exposed), count in tracked.units.items()],
+            plan,
+            rollout.stage,
+        )
+        observations = tracked.evidence.observations(rollout.stage, exposure, gauges)
         state = _state(rollout, killed)
         # Bounds are for people: computed only for decisions that are kept.
         decision = decide(
             plan, state, observations, now, rollout.approvals, bounds=False, judged=judged
         )
+
+        def kept() -> Decision:
+            bounded = self._verdicts(rollout, tracked, now, gauges, key, bounds=True)
+            return decide(plan, state, observations, now, rollout.approvals, judged=bounded)
+
+        if decision.move is Move.HOLD and not metrics:  # gauges are read against ``now``
+            tracked.decided = (inputs, next_gate_change(plan, state, now), decision)
+        else:
+            tracked.decided = None
         if decision.move is Move.HOLD:
             # Keep a hold in the decision log when what it waits for changes (which gates,
             # which verdicts), and at least every HOLD_RECORD_EVERY, not at every tick.
             signature = _signature(decision)
             last = self._last_hold.get(rollout.id)
             if last is None or last[0] != signature or now - last[1] >= HOLD_RECORD_EVERY:
-                holds.append(
-                    (rollout.id, decide(plan, state, observations, now, rollout.approvals))
-                )
-                self._last_hold[rollout.id] = (signature, now)
+                holds.append((rollout.id, kept()))
+                # After a start, every rollout keeps a hold at once: their next ones are spread
+                # over the period (sooner, never later), not all due at the same tick.
+                since = now - _stagger(rollout.id) if last is None else now
+                self._last_hold[rollout.id] = (signature, since)
             return Outcome(rollout.id, rollout.flag, decision, applied=False)
-        decision = decide(plan, state, observations, now, rollout.approvals)
+        return self._apply(rollout, kept(), now)
+
+    def _unjudgeable(self, rollout: RolloutRecord, error: Exception, now: datetime) -> Outcome:
+        """Pause a rollout whose data cannot be judged, loudly: the error is the reason."""
+        self.judge_failures += 1
+        self._tracker.tracked.pop(rollout.id, None)
+        self._last_hold.pop(rollout.id, None)
+        logger.error(
+            "rollout %s of flag %s: its data cannot be judged; pausing it",
+            rollout.id,
+            rollout.flag,
+            exc_info=error,
+        )
+        reason = (
+            f"its data cannot be judged ({type(error).__name__}: {error}); paused until a "
+            "person looks at it"
+        )
+        return self._apply(rollout, Decision(Move.PAUSE, rollout.stage, now, (reason,)), now)
+
+    def _apply(self, rollout: RolloutRecord, decision: Decision, now: datetime) -> Outcome:
         action = _MOVES[decision.move]
         stage = rollout.stage + 1 if decision.move is Move.EXPAND else None
         notify: list[tuple[str, bytes]] = []

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from rollwise.core.judgement._aggregates import Aggregate, AggregateTable
 from rollwise.core.judgement._decision import (
-    SAMPLE_RATIO_ALPHA,
     Decision,
-    Gate,
     Judged,
     Move,
     RolloutState,
@@ -31,12 +29,15 @@ from rollwise.core.judgement._evidence import (
     sample_ratio_log_evidence,
     stratum_log_ratios,
 )
+from rollwise.core.judgement._gates import SAMPLE_RATIO_ALPHA, Gate
+from rollwise.core.judgement._gauges import judge_gauge
 from rollwise.core.judgement._histogram import (
     LATENCY_BOUNDARIES_MS,
     LATENCY_BUCKETS,
     histogram_quantile,
     latency_bucket,
 )
+from rollwise.core.judgement._latency import judge_latency
 from rollwise.core.judgement._observations import (
     Exposure,
     GaugeReading,
@@ -46,13 +47,7 @@ from rollwise.core.judgement._observations import (
     SegmentKey,
     Tally,
 )
-from rollwise.core.judgement._verdicts import (
-    GuardVerdict,
-    Verdict,
-    judge_gauge,
-    judge_latency,
-    judge_rate,
-)
+from rollwise.core.judgement._verdicts import GuardVerdict, Verdict, judge_rate
 
 __all__ = [
     "HARM_ALTERNATIVES",

@@ -7,31 +7,24 @@ a stage with no conclusion by its maximum duration pauses for a person; anything
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
-from rollwise.core._plan import Action, Guard, GuardKind, Plan, Worse, cumulative_audience
+from rollwise.core._plan import Action, Guard, GuardKind, Plan, Worse
 from rollwise.core._quantities import format_duration
-from rollwise.core.judgement._evidence import sample_ratio_log_evidence
+from rollwise.core.judgement._gates import Gate, gates_met, sample_ratio, stage_gates
+from rollwise.core.judgement._gauges import judge_gauge
+from rollwise.core.judgement._latency import judge_latency
 from rollwise.core.judgement._observations import (
     LatencySample,
     Observations,
     SegmentKey,
 )
 from rollwise.core.judgement._pairing import paired_latencies, paired_rates, unit_segment
-from rollwise.core.judgement._verdicts import (
-    GuardVerdict,
-    Verdict,
-    judge_gauge,
-    judge_latency,
-    judge_rate,
-)
-
-#: Level of the sample-ratio check (its own budget: a mismatch pauses, it never rolls back).
-SAMPLE_RATIO_ALPHA = 0.001
+from rollwise.core.judgement._verdicts import GuardVerdict, Verdict, judge_rate
 
 
 class Move(StrEnum):
@@ -59,17 +52,6 @@ class RolloutState:
     stage_entered_at: datetime
     status: RolloutStatus = RolloutStatus.RUNNING
     killed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Gate:
-    """One condition for leaving the stage, with where it stands."""
-
-    name: str
-    met: bool
-    sentence: str
-    current: float | None = None
-    required: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +99,12 @@ def judge_guard(
     bounds: bool = True,
     stages: int = 1,
     unit: str | None = None,
+    pending_segment_bounds: bool = True,
 ) -> tuple[GuardVerdict, list[GuardVerdict]]:
     """The guard's verdict on the whole traffic, and one per judged segment. ``unit`` is the
     plan's: a segment split by it is a whole unit, judged against its own history
-    (``unit_segment``)."""
+    (``unit_segment``). ``pending_segment_bounds=False`` finds no bounds for the rate segments
+    that are pending (what a decision keeps does not include them)."""
     if guard.kind is GuardKind.GAUGE:
         return judge_gauge(guard, observations.gauges.get(guard.metric, ()), now), []
     whole_key: tuple[str, SegmentKey] = (guard.metric, None)
@@ -139,7 +123,15 @@ def judge_guard(
                     series = paired_rates(raw, whole)
                 segments.append(
                     judge_rate(
-                        guard, series, stage, alpha, key, bounds=bounds, stages=stages, own=own
+                        guard,
+                        series,
+                        stage,
+                        alpha,
+                        key,
+                        bounds=bounds,
+                        stages=stages,
+                        own=own,
+                        pending_bounds=pending_segment_bounds,
                     )
                 )
         return overall, segments
@@ -157,107 +149,6 @@ def judge_guard(
     return overall, segments
 
 
-def _gates(
-    plan: Plan,
-    state: RolloutState,
-    observations: Observations,
-    now: datetime,
-    approvals: Collection[str],
-) -> list[Gate]:
-    stage = plan.stages[state.stage]
-    gates: list[Gate] = []
-    elapsed = now - state.stage_entered_at
-    if stage.bake is not None:
-        gates.append(
-            Gate(
-                "bake",
-                elapsed >= stage.bake,
-                f"baked {format_duration(elapsed) if elapsed.total_seconds() > 0 else '0s'} of "
-                f"{format_duration(stage.bake)}",
-                elapsed.total_seconds(),
-                stage.bake.total_seconds(),
-            )
-        )
-    if stage.min_samples is not None:
-        seen = observations.samples[state.stage] if state.stage < len(observations.samples) else 0
-        gates.append(
-            Gate(
-                "min_samples",
-                seen >= stage.min_samples,
-                f"{seen:,} of {stage.min_samples:,} exposed samples",
-                seen,
-                stage.min_samples,
-            )
-        )
-        if stage.min_samples_per is not None:
-            per = (
-                observations.samples_per[state.stage]
-                if state.stage < len(observations.samples_per)
-                else {}
-            )
-            short = {value: count for value, count in per.items() if count < stage.min_samples}
-            met = bool(per) and not short
-            if not per:
-                sentence = f"no {stage.min_samples_per} seen yet"
-            elif short:
-                worst = min(short, key=lambda v: short[v])
-                sentence = (
-                    f"{len(short)} {stage.min_samples_per} value(s) below {stage.min_samples:,} "
-                    f"exposed samples (fewest: {worst}, {short[worst]:,})"
-                )
-            else:
-                sentence = (
-                    f"every {stage.min_samples_per} has {stage.min_samples:,} exposed samples"
-                )
-            gates.append(Gate("min_samples_per", met, sentence))
-    for name in stage.cover:
-        window = plan.windows.get(name)
-        if window is None:
-            gates.append(Gate(f"cover:{name}", False, f"window {name!r} is not defined"))
-            continue
-        start, end = window.next_span(state.stage_entered_at)
-        covered = end <= now
-        gates.append(
-            Gate(
-                f"cover:{name}",
-                covered,
-                f"spanned {name} ({start:%Y-%m-%d %H:%M}–{end:%H:%M})"
-                if covered
-                else f"waiting to span {name} (next {start:%Y-%m-%d %H:%M}–{end:%H:%M})",
-            )
-        )
-    if state.stage + 1 < len(plan.stages):
-        following = plan.stages[state.stage + 1]
-        if following.approval_required:
-            approved = following.name in approvals
-            gates.append(
-                Gate(
-                    "approval",
-                    approved,
-                    f"approved to enter {following.name!r}"
-                    if approved
-                    else f"waiting for approval to enter {following.name!r}",
-                )
-            )
-    return gates
-
-
-def _sample_ratio(plan: Plan, state: RolloutState, observations: Observations) -> str | None:
-    """The mismatch, as a sentence, when exposure does not match the assigned share."""
-    assigned = (cumulative_audience(plan, state.stage).percent or 0.0) / 100
-    if not 0 < assigned < 1 or state.stage >= len(observations.exposure):
-        return None
-    counts = observations.exposure[state.stage]
-    evidence = sample_ratio_log_evidence(counts.exposed_units, counts.baseline_units, assigned)
-    if evidence < math.log(1 / SAMPLE_RATIO_ALPHA):
-        return None
-    total = counts.exposed_units + counts.baseline_units
-    return (
-        f"exposure does not match assignment: {counts.exposed_units / total:.2%} of {total:,} "
-        f"units exposed, {assigned:.2%} assigned; check bucketing and instrumentation"
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Judged:
     """Every guard's verdicts for one stage's observations: what ``decide`` weighs."""
@@ -270,9 +161,15 @@ class Judged:
 
 
 def judge_guards(
-    plan: Plan, observations: Observations, stage: int, now: datetime, *, bounds: bool = True
+    plan: Plan,
+    observations: Observations,
+    stage: int,
+    now: datetime,
+    *,
+    bounds: bool = True,
+    pending_segment_bounds: bool = True,
 ) -> Judged:
-    """Judge every guard of ``plan`` on ``observations`` at ``stage``.
+    """Judge every guard of ``plan`` on ``observations`` at ``stage`` (``judge_guard``).
 
     Depends on the observations (and, for gauges, on readings up to ``now``), not on the
     rollout's timing: a caller may reuse it while the observations have not changed.
@@ -283,7 +180,15 @@ def judge_guards(
     for guard in plan.guards:
         alpha = harm_alpha(plan, guard.on_regression)
         overall, segments = judge_guard(
-            guard, observations, stage, alpha, now, bounds, stages=len(plan.stages), unit=plan.unit
+            guard,
+            observations,
+            stage,
+            alpha,
+            now,
+            bounds,
+            stages=len(plan.stages),
+            unit=plan.unit,
+            pending_segment_bounds=pending_segment_bounds,
         )
         verdicts.append(overall)
         segment_verdicts.extend(segments)
@@ -324,7 +229,7 @@ def decide(
         judged.segment_verdicts,
         judged.guard_states,
     )
-    gates = _gates(plan, state, observations, now, approvals)
+    gates = stage_gates(plan, state, observations, now, approvals)
 
     def decision(
         move: Move, reasons: Sequence[str], trigger: GuardVerdict | None = None
@@ -346,7 +251,7 @@ def decide(
     for _, verdict, detail in guard_states:
         if verdict is Verdict.HARM:
             return decision(Move.PAUSE, [detail.sentence], detail)
-    mismatch = _sample_ratio(plan, state, observations)
+    mismatch = sample_ratio(plan, state, observations)
     if mismatch is not None:
         return decision(Move.PAUSE, [mismatch])
 
@@ -375,3 +280,49 @@ def decide(
             ],
         )
     return decision(Move.HOLD, waiting)
+
+
+class GuardStates(Protocol):
+    """What ``decide_move`` asks of the guards, by their index in the plan."""
+
+    def harmed(self, index: int) -> bool:
+        """Whether the guard is ``harm``, overall or in any judged segment."""
+
+    def verdict(self, index: int) -> Verdict:
+        """The guard's overall verdict (asked only of guards that are not harmed)."""
+
+
+def decide_move(
+    plan: Plan,
+    state: RolloutState,
+    observations: Observations,
+    now: datetime,
+    approvals: Collection[str],
+    guards: GuardStates,
+) -> Move:
+    """``decide(...).move``, asking the guards no more than the move needs: harm first, then
+    safety only when every gate is met (segments are never asked for safety: a guard stands
+    for its overall verdict unless a segment is harmed). The simulator asks this at every
+    tick, and ``decide`` for the decision that ends a run."""
+    if state.killed and state.status is not RolloutStatus.ROLLED_BACK:
+        return Move.ROLLBACK
+    if state.status is not RolloutStatus.RUNNING:
+        return Move.HOLD
+    indexes = range(len(plan.guards))
+    rolls_back = [plan.guards[i].on_regression is Action.ROLLBACK for i in indexes]
+    if any(guards.harmed(i) for i in indexes if rolls_back[i]):
+        return Move.ROLLBACK
+    if any(guards.harmed(i) for i in indexes if not rolls_back[i]):
+        return Move.PAUSE
+    if sample_ratio(plan, state, observations) is not None:
+        return Move.PAUSE
+    if (
+        plan.guards
+        and gates_met(plan, state, observations, now, approvals)
+        and all(guards.verdict(i) is Verdict.SAFE for i in indexes)
+    ):
+        return Move.COMPLETE if state.stage == len(plan.stages) - 1 else Move.EXPAND
+    limit = plan.max_stage_duration
+    if limit is not None and now - state.stage_entered_at >= limit:
+        return Move.PAUSE
+    return Move.HOLD

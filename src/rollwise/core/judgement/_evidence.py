@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import accumulate
 
 from rollwise.core.judgement._histogram import LATENCY_BOUNDARIES_MS
-from rollwise.core.judgement._observations import RateSample, Tally
+from rollwise.core.judgement._observations import RateSample
 
 #: Harm alternatives, as multiples of the tolerance boundary θ0 in the worse direction. A
 #: geometric grid from "a little worse than tolerated" (8 % past the boundary: a 10 % → 12 %
@@ -93,11 +93,12 @@ def stratum_log_ratios(
 
 
 #: Per run of strata of one stage (keyed by its first stratum's identity and the test): the
-#: strata already summed and their sums. The next tick's run usually starts with the same
-#: objects (the simulator's ``AggregateTable`` keeps finished strata), so only what is new
-#: is added; the identity of every reused stratum is checked (at C speed) first.
+#: strata already summed and their sums. When the full judgement is asked again of strata it
+#: judged before (an ``AggregateTable`` keeps finished strata: the server's views, the
+#: benchmarks), the run usually starts with the same objects, so only what is new is added; the
+#: identity of every reused stratum is checked (at C speed) first. Bounded: cleared when full.
 _RUNS: dict[tuple[int, float, tuple[float, ...]], tuple[tuple[RateSample, ...], list[float]]] = {}
-_RUNS_LIMIT = 100_000
+_RUNS_LIMIT = 4_096
 
 
 def _run_log_ratios(
@@ -189,6 +190,25 @@ def restarted_log_evidence(per_stage: Mapping[int, Sequence[float]], stages: int
     return _log_mean_exp(terms)
 
 
+def restarted_upper_bound(per_stage: Mapping[int, Sequence[float]]) -> float:
+    """A bound that ``restarted_log_evidence(per_stage, stages)`` cannot exceed, for any
+    ``stages``, as computed in floating point: the largest suffix sum (or 0). A log-mean-exp is
+    at most its largest value (each exp(v - top) ≤ 1, their mean ≤ 1, its log ≤ 0), and so is
+    the mean over stage starts; the suffix sums are the same additions in the same order. A
+    caller that only needs to know whether the evidence reaches a threshold skips the
+    exponentials when the bound is below it."""
+    best = 0.0
+    suffix: Sequence[float] = ()
+    for stage in sorted(per_stage, reverse=True):
+        # 0.0 + v is v: the first stage's sums are the first suffix, as computed there.
+        values = per_stage[stage]
+        suffix = [a + b for a, b in zip(suffix, values, strict=True)] if suffix else values
+        top = max(suffix)
+        if top > best:
+            best = top
+    return best
+
+
 def harm_log_evidence(
     samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float], stages: int
 ) -> float:
@@ -201,89 +221,46 @@ def harm_log_evidence(
 def rate_ratio(samples: Sequence[RateSample]) -> float | None:
     """The estimate of θ across strata: the Mantel-Haenszel rate ratio (Rothman & Greenland,
     *Modern Epidemiology*, ch. 15), which, unlike pooled totals, is not biased when the
-    exposed share moves with the base rate."""
-    numerator = denominator = 0.0
+    exposed share moves with the base rate.
+
+    Summed stage by stage (each stage's strata in order, then the stages' sums in stage order),
+    like the e-values: the incremental judgement keeps each stage's sums and gets the same
+    floating-point result."""
+    return mantel_haenszel(_stage_terms(samples))
+
+
+def mantel_haenszel_terms(sample: RateSample) -> tuple[float, float] | None:
+    """One stratum's terms of the Mantel-Haenszel numerator and denominator (None if a side is
+    empty)."""
+    n_t, n_c = sample.exposed.requests, sample.baseline.requests
+    if not (n_t and n_c):
+        return None
+    total = n_t + n_c
+    return sample.exposed.events * n_c / total, sample.baseline.events * n_t / total
+
+
+def _stage_terms(samples: Sequence[RateSample]) -> dict[int, list[float]]:
+    per_stage: dict[int, list[float]] = {}
     for sample in samples:
-        n_t, n_c = sample.exposed.requests, sample.baseline.requests
-        total = n_t + n_c
-        if n_t and n_c:
-            numerator += sample.exposed.events * n_c / total
-            denominator += sample.baseline.events * n_t / total
+        terms = mantel_haenszel_terms(sample)
+        if terms is not None:
+            sums = per_stage.get(sample.stage)
+            if sums is None:
+                sums = per_stage[sample.stage] = [0.0, 0.0]
+            sums[0] += terms[0]
+            sums[1] += terms[1]
+    return per_stage
+
+
+def mantel_haenszel(per_stage: Mapping[int, Sequence[float]]) -> float | None:
+    """The ratio from per-stage (numerator, denominator) sums, added in stage order."""
+    numerator = denominator = 0.0
+    for stage in sorted(per_stage):
+        numerator += per_stage[stage][0]
+        denominator += per_stage[stage][1]
     if not denominator:
         return None
     return numerator / denominator
-
-
-def _flip(evidence: Callable[[float], float], rising: bool, threshold: float) -> float:
-    """Where a test of θ0 flips from rejecting to not: the e-value against θ0 falls as θ0
-    moves towards the alternatives' side (``rising``: alternatives above θ0). 24 halvings of
-    [1e-3, 1e3] in log space: a relative precision of 1e-6."""
-    lo, hi = math.log(1e-3), math.log(1e3)
-    for _ in range(24):
-        middle = (lo + hi) / 2
-        rejected = evidence(math.exp(middle)) >= threshold
-        if rejected == rising:
-            lo = middle
-        else:
-            hi = middle
-    return math.exp((lo + hi) / 2)
-
-
-def ratio_interval(
-    samples: Sequence[RateSample], log_lower: float, log_upper: float
-) -> tuple[float, float]:
-    """An anytime-valid interval for θ from these strata: the lower end errs with probability
-    at most exp(-log_lower), the upper with exp(-log_upper); (0, inf) where the data do not
-    bound it. Cached on the strata's counts: a finished period is bounded once."""
-    counts = tuple(
-        (s.exposed.requests, s.exposed.events, s.baseline.requests, s.baseline.events)
-        for s in samples
-    )
-    return _ratio_interval(counts, log_lower, log_upper)
-
-
-@lru_cache(maxsize=4096)
-def _ratio_interval(
-    counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float
-) -> tuple[float, float]:
-    samples = [RateSample(Tally(a, b), Tally(c, d)) for a, b, c, d in counts]
-    above = HARM_ALTERNATIVES
-    below = tuple(1 / a for a in HARM_ALTERNATIVES)
-    lower = _flip(lambda theta0: rate_log_evidence(samples, theta0, above), True, log_lower)
-    upper = _flip(lambda theta0: rate_log_evidence(samples, theta0, below), False, log_upper)
-    return (0.0 if lower < 1.001e-3 else lower), (math.inf if upper > 0.999e3 else upper)
-
-
-def rate_bounds(
-    all_stages: Sequence[RateSample],
-    current_stage: Sequence[RateSample],
-    log_harm_threshold: float,
-    log_safe_threshold: float,
-    higher_is_worse: bool,
-    stages: int = 1,
-) -> tuple[float, float]:
-    """The anytime-valid interval for θ that matches the verdicts exactly.
-
-    In the worse direction the bound is where the harm test flips (from all stages); in the
-    better direction, where the safety test flips (current stage). So a verdict of harm is
-    "the worse-side bound is past the tolerance" and safe is "the better-side bound is inside".
-    """
-    harm = HARM_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in HARM_ALTERNATIVES)
-    safe = SAFE_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in SAFE_ALTERNATIVES)
-
-    worse_bound = _flip(
-        lambda theta0: harm_log_evidence(all_stages, theta0, harm, stages),
-        harm[0] > 1,
-        log_harm_threshold,
-    )
-    better_bound = _flip(
-        lambda theta0: rate_log_evidence(current_stage, theta0, safe),
-        safe[0] > 1,
-        log_safe_threshold,
-    )
-    if higher_is_worse:
-        return worse_bound, better_bound
-    return better_bound, worse_bound
 
 
 # --- quantiles -------------------------------------------------------------------------------

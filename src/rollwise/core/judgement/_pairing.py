@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, rate_ratio, ratio_interval
+from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, rate_ratio
+from rollwise.core.judgement._intervals import ratio_interval
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
 
@@ -122,19 +123,26 @@ def unit_segment(
             for sample, total in zip(earlier, everyone, strict=True)
             if total is not None and total.requests > sample.baseline.requests
         ]
-        harm_level = math.log(2 / alpha)
-        safe_level = math.log(2 / SAFE_ERROR_RATE)
-        lower, upper = ratio_interval(
-            before, safe_level if higher else harm_level, harm_level if higher else safe_level
-        )
-        own = OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+        own = own_ratio(before, alpha, higher)
         if earlier:
-            if len(_OWN) >= 10_000:
+            if len(_OWN) >= OWN_LIMIT:
                 _OWN.clear()
             _OWN[earlier[0]] = (key, own)
     return paired_rates(exposed, whole), own
 
 
+def own_ratio(before: Sequence[RateSample], alpha: float, higher: bool) -> OwnRatio:
+    """A unit's ratio to the other units from its strata while on the baseline (``before``: its
+    baseline as the exposed side, the others' as the baseline), at half the segment's levels."""
+    harm_level = math.log(2 / alpha)
+    safe_level = math.log(2 / SAFE_ERROR_RATE)
+    lower, upper = ratio_interval(
+        before, safe_level if higher else harm_level, harm_level if higher else safe_level
+    )
+    return OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+
+
+OWN_LIMIT = 1_024
 #: A unit's own ratio by its history (the strata and the baselines it was computed from, kept
 #: and compared by value; a unit's history stops growing once it is exposed).
 _OWN: dict[

@@ -125,18 +125,18 @@ def _convert(
         harm_edge = bisect_right(edges, b) - 1
         safe_edge = bisect_left(edges, b)
     baseline = Tally(*_beyond(sample.baseline, bucket, higher_is_worse))
-    harm = RateSample(
-        Tally(*_beyond(sample.exposed, harm_edge, higher_is_worse)),
-        baseline,
-        sample.stage,
-        sample.window,
-    )
-    safe = RateSample(
-        Tally(*_beyond(sample.exposed, safe_edge, higher_is_worse)),
-        baseline,
-        sample.stage,
-        sample.window,
-    )
+    exposed = sample.exposed
+    total = sum(exposed)
+    # The two thresholds are a bucket apart at most: the wider count is the narrower one plus
+    # the buckets between them.
+    if higher_is_worse:  # counts above an edge; harm_edge >= safe_edge
+        harm_count = sum(exposed[harm_edge + 1 :])
+        safe_count = harm_count + sum(exposed[safe_edge + 1 : harm_edge + 1])
+    else:  # counts at or below an edge; harm_edge <= safe_edge
+        harm_count = sum(exposed[: harm_edge + 1]) if harm_edge >= 0 else 0
+        safe_count = harm_count + sum(exposed[max(harm_edge, -1) + 1 : safe_edge + 1])
+    harm = RateSample(Tally(total, harm_count), baseline, sample.stage, sample.window)
+    safe = RateSample(Tally(total, safe_count), baseline, sample.stage, sample.window)
     return harm, safe
 
 

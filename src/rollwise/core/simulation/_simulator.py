@@ -5,7 +5,9 @@ times a request shape): requests, the share that is exposed under the current st
 (evaluated with the real bucketing on the cell's users), events and latency histograms per
 side. The counts are added to per-stage aggregates keyed like the SDK's, (stage, variant,
 segment, metric), and ``decide`` is called with them. Randomness comes only from the numpy
-Generator passed in.
+Generator passed in. Each run judges like the controller: its aggregates go into a
+``RolloutEvidence`` that folds in only what changed (``full=True`` judges every tick from scratch
+instead, the reference it is tested against).
 """
 
 from __future__ import annotations
@@ -17,15 +19,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from rollwise.core._context import Context
 from rollwise.core._errors import InputError
-from rollwise.core._evaluation import evaluate
 from rollwise.core._exposure import flag_at_stage
 from rollwise.core._flag import Flag, FlagSet, Variant
 from rollwise.core._plan import GuardKind, Plan, Worse
 from rollwise.core.judgement import (
-    LATENCY_BOUNDARIES_MS,
-    Aggregate,
     AggregateTable,
     Decision,
     Exposure,
@@ -35,18 +33,31 @@ from rollwise.core.judgement import (
     SegmentKey,
     decide,
 )
+from rollwise.core.judgement._decision import decide_move
+from rollwise.core.judgement._rollout import RolloutEvidence
+from rollwise.core.simulation._population import (
+    Cell,
+    Population,
+    _lognormal_bucket_probabilities,
+)
 from rollwise.core.simulation._scenario import Scenario
+from rollwise.core.simulation._shipping import WindowShipping
 
-_Z95 = 1.6448536269514722
+__all__ = [
+    "START",
+    "Cell",
+    "Population",
+    "RunResult",
+    "Simulation",
+    "_lognormal_bucket_probabilities",
+    "run_many",
+    "run_numbered",
+    "share_exposed",
+    "stage_shares",
+]
+
+_ENDS = (Move.ROLLBACK, Move.PAUSE, Move.COMPLETE)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday morning
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    tenant: str
-    team: str | None
-    traffic_type: str
-    share: float  # of all requests
 
 
 @dataclass
@@ -65,95 +76,7 @@ class RunResult:
     exposure_steps: list[tuple[float, float]] = field(default_factory=list)
 
 
-class Population:
-    """The cells of the simulated world and their users."""
-
-    def __init__(self, scenario: Scenario, plan: Plan) -> None:
-        names = scenario.names()
-        weights = np.array([1 / (rank + 1) ** scenario.tenant_skew for rank in range(len(names))])
-        weights = weights / weights.sum() * (1 - scenario.internal_share)
-        self.cells: list[Cell] = []
-        self.users: dict[str, list[str]] = {}
-        groups: list[tuple[str, str | None, float]] = [
-            (name, None, float(w)) for name, w in zip(names, weights, strict=True)
-        ]
-        if scenario.internal_share > 0:
-            groups.append(("internal", scenario.internal_team, scenario.internal_share))
-        for tenant, team, share in groups:
-            count = max(20, round(scenario.users_per_tenant * share * len(groups)))
-            self.users[tenant] = [f"{tenant}-user-{index}" for index in range(count)]
-            for traffic_type, type_share in scenario.traffic_types:
-                self.cells.append(Cell(tenant, team, traffic_type, share * type_share))
-        self.shares = np.array([cell.share for cell in self.cells])
-        self.unit = plan.unit
-
-    def contexts(self, cell: Cell) -> list[Context]:
-        attributes: dict[str, object] = {
-            "tenant": cell.tenant,
-            "traffic_type": cell.traffic_type,
-            "app_version": "99.0.0",
-        }
-        if cell.team:
-            attributes["team"] = cell.team
-        result = []
-        for user in self.users[cell.tenant]:
-            values = dict(attributes)
-            if self.unit not in values and self.unit not in ("user", "key"):
-                values[self.unit] = f"{user}-{self.unit}"
-            result.append(Context.of({"key": user, **values}))
-        return result
-
-    def exposure(self, flag: Flag) -> tuple[np.ndarray, list[frozenset[str]], list[frozenset[str]]]:
-        """Per cell: the share of its requests exposed, and the distinct units the percentage
-        rule assigned to each side (the sample-ratio check counts units, not users)."""
-        fractions: list[float] = []
-        assigned_exposed: list[frozenset[str]] = []
-        assigned_baseline: list[frozenset[str]] = []
-        has_percent = any(rule.percent for rule in flag.rules)
-        unit = "user" if self.unit == "key" else self.unit
-        for cell in self.cells:
-            exposed = 0
-            percent_exposed: set[str] = set()
-            percent_baseline: set[str] = set()
-            contexts = self.contexts(cell)
-            for context in contexts:
-                resolution = evaluate(flag, context)
-                if resolution.enabled:
-                    exposed += 1
-                value = str(context.values.get(unit))
-                if resolution.reason == "percent":
-                    percent_exposed.add(value)
-                elif resolution.reason == "fallthrough" and has_percent:
-                    percent_baseline.add(value)
-            fractions.append(exposed / len(contexts))
-            assigned_exposed.append(frozenset(percent_exposed))
-            assigned_baseline.append(frozenset(percent_baseline))
-        return np.array(fractions), assigned_exposed, assigned_baseline
-
-
-def _lognormal_bucket_probabilities(
-    p95_ms: float, sigma: float, scale: float, added_ms: float
-) -> np.ndarray:
-    """P(bucket) for latency = scale × LogNormal(median, sigma) + added, at the histogram edges."""
-    from math import erf
-
-    median = p95_ms / math.exp(_Z95 * sigma)
-    edges = np.array(LATENCY_BOUNDARIES_MS)
-
-    def cdf(x: float) -> float:
-        y = (x - added_ms) / scale
-        if y <= 0:
-            return 0.0
-        return 0.5 * (1 + erf((math.log(y) - math.log(median)) / (sigma * math.sqrt(2))))
-
-    cumulative = np.array([cdf(x) for x in edges] + [1.0])
-    probabilities = np.diff(np.concatenate([[0.0], cumulative]))
-    probabilities = np.clip(probabilities, 0, None)
-    result: np.ndarray = probabilities / probabilities.sum()
-    return result
-
-
-class Simulation:
+class Simulation(WindowShipping):
     """Prepared once per (plan, flags, scenario); each ``run`` is one Monte Carlo rollout."""
 
     def __init__(self, plan: Plan, flags: FlagSet | None, scenario: Scenario) -> None:
@@ -202,6 +125,7 @@ class Simulation:
             every = max(1, round(1 / scenario.quiet_tenants))
             quiet = {name for index, name in enumerate(names) if index % every == every - 1}
         self.quiet_cells = np.array([cell.tenant in quiet for cell in self.population.cells])
+        self.has_quiet = bool(self.quiet_cells.any())
         self.cell_tenant = np.array(
             [
                 names.index(c.tenant) if c.tenant in names else len(names)
@@ -235,6 +159,8 @@ class Simulation:
                 row[indexes] = 1
                 rows.append(row)
         self.membership = np.array(rows, dtype=np.int64)
+        # Per (metric, side), the rows the judgement reads (``RolloutEvidence.keeps``).
+        self._rows: dict[tuple[str, bool], tuple[list[SegmentKey], np.ndarray]] = {}
         self.segment_texts = ["" if key is None else f"{key[0]}={key[1]}" for key in self.keys]
         self.masks = {
             attribute: self._masks(attribute)
@@ -271,17 +197,29 @@ class Simulation:
         return int(moment.timestamp() // 60) // minutes * minutes
 
     def run(
-        self, rng: np.random.Generator, *, keep_decisions: bool = False, bounds: bool | None = None
+        self,
+        rng: np.random.Generator,
+        *,
+        keep_decisions: bool = False,
+        bounds: bool | None = None,
+        full: bool = False,
     ) -> tuple[RunResult, list[Decision]]:
         """One simulated rollout, from stage 0 until it stops or the horizon passes.
 
-        Each tick's counts are added to the current window's aggregates, which are put into an
-        ``AggregateTable`` the way the store keeps them (only keys that saw requests), and the
-        decision reads the table's observations: the store's path, in memory. ``keep_decisions``
-        returns every tick's decision, with the bounds shown to people unless ``bounds`` is False.
+        Each tick's counts are added to the current window's aggregates, which are put, the way
+        the store keeps them (only keys that saw requests), into the rollout's
+        ``RolloutEvidence``: the controller's incremental path, in memory. At each tick the
+        move is ``decide_move``'s, and the decision that ends the run ``decide``'s.
+        ``keep_decisions`` returns every tick's decision, with the bounds shown to people
+        unless ``bounds`` is False. ``full`` judges every tick from scratch instead
+        (``AggregateTable`` and ``decide``): the reference the incremental path is tested
+        against.
         """
         scenario, plan = self.scenario, self.plan
-        table = AggregateTable()
+        table = AggregateTable() if full else None
+        shown = keep_decisions if bounds is None else bounds
+        # No batch is ever late here: only the current window stays open.
+        evidence = None if full else RolloutEvidence(plan, open_minutes=0, bounds=shown)
         cells = len(self.population.cells)
         tenant_factor = np.exp(
             scenario.tenant_rate_sigma * rng.standard_normal(len(scenario.names()) + 1)
@@ -305,6 +243,7 @@ class Simulation:
             (0.0, float(self.stage_exposure[0][0] @ self.population.shares))
         ]
         decision: Decision | None = None
+        exposure: list[Exposure] = []
         end = START + scenario.horizon
         while now < end:
             began = now
@@ -315,7 +254,7 @@ class Simulation:
                 stratum, current = label, self._empty_stratum()
             hour = began.hour + began.minute / 60
             active = expected
-            if self.quiet_cells.any():
+            if self.has_quiet:
                 opens, closes = scenario.business_hours
                 if not opens <= began.hour < closes:
                     active = np.where(self.quiet_cells, 0.0, expected)
@@ -365,28 +304,48 @@ class Simulation:
                     gauge *= 1 + (regression.factor - 1) * share_exposed
                 gauge_readings[guard.metric].append(GaugeReading(now, float(gauge)))
                 del gauge_readings[guard.metric][:-64]
-            table.put_all(self._aggregates(stratum, current))
-            observations = replace(
-                table.observations(
-                    plan,
-                    stage,
-                    [
-                        self._assigned(s, (n_exposed[s] + n_baseline[s]) > 0)
-                        for s in range(stage + 1)
-                    ],
-                ),
-                gauges={metric: tuple(readings) for metric, readings in gauge_readings.items()},
+            # Earlier stages' exposure is settled: only the current stage's is read again.
+            del exposure[stage:]
+            exposure.extend(
+                self._assigned(s, (n_exposed[s] + n_baseline[s]) > 0)
+                for s in range(len(exposure), stage + 1)
             )
-            shown = keep_decisions if bounds is None else bounds
-            decision = decide(plan, state, observations, now, approvals, bounds=shown)
+            gauges = {metric: tuple(readings) for metric, readings in gauge_readings.items()}
+            if table is not None:
+                table.put_all(self._aggregates(stratum, current))
+                observations = replace(table.observations(plan, stage, exposure), gauges=gauges)
+                decision = decide(plan, state, observations, now, approvals, bounds=shown)
+                move = decision.move
+            else:
+                assert evidence is not None
+                self._put(evidence, stratum, current)
+                observations = evidence.observations(stage, exposure, gauges)
+                move = decide_move(
+                    plan,
+                    state,
+                    observations,
+                    now,
+                    approvals,
+                    evidence.guard_states(stage, now, gauges),
+                )
+                if keep_decisions or move in _ENDS or now >= end:
+                    judged = evidence.judged(stage, now, gauges, bounds=shown)
+                    decision = decide(
+                        plan, state, observations, now, approvals, bounds=shown, judged=judged
+                    )
+                    if decision.move is not move:
+                        raise RuntimeError("decide_move disagrees with decide")
+                if evidence.stale:
+                    raise RuntimeError("the simulator never changes a folded window")
             if keep_decisions:
+                assert decision is not None
                 decisions.append(decision)
-            if decision.move is Move.EXPAND:
+            if move is Move.EXPAND:
                 state = RolloutState(stage + 1, now)
                 share = float(self.stage_exposure[stage + 1][0] @ self.population.shares)
                 steps.append(((now - START).total_seconds(), share))
                 continue
-            if decision.move in (Move.ROLLBACK, Move.PAUSE, Move.COMPLETE):
+            if move in _ENDS:
                 break
         outcome = {
             Move.ROLLBACK: "rolled_back",
@@ -446,61 +405,6 @@ class Simulation:
             exposed_users = max(1.0, users * max(shares))
             total += exposed_users * (1 - (1 - 1 / exposed_users) ** requests)
         return total
-
-    def _empty_stratum(self) -> dict[tuple[str, bool], np.ndarray]:
-        cells = len(self.population.cells)
-        buckets = len(LATENCY_BOUNDARIES_MS) + 1
-        counts = {
-            (name, side): np.zeros(cells, dtype=np.int64)
-            for name in ["requests", *self.rate_metrics]
-            for side in (True, False)
-        }
-        for metric in self.latency_metrics:
-            for side in (True, False):
-                counts[metric, side] = np.zeros(buckets, dtype=np.int64)
-        return counts
-
-    def _aggregates(
-        self, label: tuple[int, int], counts: dict[tuple[str, bool], np.ndarray]
-    ) -> list[Aggregate]:
-        """The current window's aggregates as an SDK would ship them: the whole traffic and
-        every segment, by matrix product; only the keys that saw requests."""
-        stage, window = label
-        membership = self.membership
-        result: list[Aggregate] = []
-        for side in (True, False):
-            requests = membership @ counts["requests", side]
-            for metric in self.rate_metrics:
-                events = membership @ counts[metric, side]
-                for row, text in enumerate(self.segment_texts):
-                    if requests[row]:
-                        result.append(
-                            Aggregate(
-                                stage,
-                                window,
-                                side,
-                                text,
-                                metric,
-                                int(requests[row]),
-                                int(events[row]),
-                            )
-                        )
-            if requests[0]:
-                for metric in self.latency_metrics:
-                    histogram = counts[metric, side]
-                    result.append(
-                        Aggregate(
-                            stage,
-                            window,
-                            side,
-                            "",
-                            metric,
-                            int(histogram.sum()),
-                            0,
-                            histogram.tolist(),
-                        )
-                    )
-        return result
 
 
 def _stage_factor(factors: Sequence[float], stage: int) -> float:
