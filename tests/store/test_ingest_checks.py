@@ -99,6 +99,22 @@ def test_the_stage_just_left_is_taken_for_the_grace_and_then_refused(store: Stor
         store.check_batch([], [ExposureRow(rollout.id, "acme", 0, True, NOW)], [], late)
 
 
+def test_a_store_on_a_fast_clock_widens_the_grace(store: Store) -> None:
+    """The demo's clock runs thousands of times the wall's: it widens ``late_batch_grace``, and
+    the stage left and the rollout ended take batches for that long, then refuse them, saying
+    for how many minutes they were taken."""
+    store.late_batch_grace = timedelta(days=2)
+    rollout = _started(store)
+    after = store.transition(
+        rollout, action=RolloutAction.EXPAND, actor="controller", now=NOW, stage=1
+    )
+    store.check_batch([_row(rollout.id, stage=0)], [], [], NOW + timedelta(days=1))
+    store.transition(after, action=RolloutAction.ROLLBACK, actor="alice", now=NOW)
+    store.check_batch([_row(rollout.id, stage=1)], [], [], NOW + timedelta(days=2))
+    with pytest.raises(ConflictError, match="taken for 2880 minutes after it ends"):
+        store.check_batch([_row(rollout.id, stage=1)], [], [], NOW + timedelta(days=2, seconds=1))
+
+
 @pytest.mark.parametrize("action", [RolloutAction.ROLLBACK, RolloutAction.COMPLETE])
 def test_an_ended_rollout_takes_late_batches_for_the_grace_only(
     store: Store, action: RolloutAction

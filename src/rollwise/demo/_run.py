@@ -120,6 +120,10 @@ class Demo:
             directory = Path(self._temporary.name)
         self.database = directory / "demo.db"
         self.store = Store.open(f"sqlite:///{self.database}")
+        # The clock runs 10^3–10^4 times the wall's: the 5 minutes a batch may trail its stage
+        # (or the rollout's end) would be a tenth of a wall second. Two simulated days, the most
+        # a batch's times may stray from the server's clock, keep a late batch's data.
+        self.store.late_batch_grace = timedelta(days=2)
         self.admin_token = f"rw_admin_{secrets.token_urlsafe(24)}"
         app = create_app(
             self.store, self.clock, tick=timedelta(seconds=0.1), admin_token=self.admin_token

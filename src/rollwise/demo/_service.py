@@ -43,6 +43,10 @@ class Traffic:
     tenants: dict[str, Served] = field(default_factory=dict)
     #: Checkouts the service could not serve in time (the machine was too busy).
     skipped: int = 0
+    #: The SDKs' batch counters, summed over the instances, once they are closed: ``sent``,
+    #: ``rejected`` (refused for good by the server), ``dropped`` (over the queue's bound),
+    #: ``pending`` (still unsent at the end), ``outcomes_dropped``, ``exposures_dropped``.
+    sdk: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -96,10 +100,15 @@ class CheckoutService:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop serving and send what the SDKs still hold."""
+    def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop serving and send what the SDKs still hold: each instance flushes until nothing
+        is pending (a busy server may ask it to retry) or ``drain_seconds`` pass."""
         self._stop.set()
         self._thread.join(timeout=10)
+        deadline = time.monotonic() + drain_seconds
+        for client in self.clients:
+            while not client.flush() and time.monotonic() < deadline:
+                time.sleep(0.2)
         # Each client sends its last batch, then waits (at most the timeout) for its stream
         # thread, which notices the close only at its next read: close them side by side.
         closing = [
@@ -110,6 +119,19 @@ class CheckoutService:
             thread.start()
         for thread in closing:
             thread.join()
+        totals = dict.fromkeys(
+            ("sent", "rejected", "dropped", "pending", "outcomes_dropped", "exposures_dropped"), 0
+        )
+        for client in self.clients:
+            stats = client.stats()
+            totals["sent"] += stats.batches_sent
+            totals["rejected"] += stats.batches_rejected
+            totals["dropped"] += stats.batches_dropped
+            totals["pending"] += stats.pending_batches
+            totals["outcomes_dropped"] += stats.outcomes_dropped
+            totals["exposures_dropped"] += stats.exposures_dropped
+        with self._lock:
+            self.traffic.sdk = totals
 
     def snapshot(self) -> Traffic:
         """A copy of the ground truth so far."""
@@ -117,6 +139,7 @@ class CheckoutService:
             return Traffic(
                 {name: replace(s) for name, s in self.traffic.tenants.items()},
                 self.traffic.skipped,
+                dict(self.traffic.sdk),
             )
 
     def _run(self) -> None:
