@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +98,32 @@ def test_a_guard_that_raises_pauses_only_its_rollout(
     _paused_loudly(store, ids["bad"], "RuntimeError: the guard's judge broke")
     assert outcomes["good"].decision.move is Move.HOLD and not outcomes["good"].applied
     assert controller.judge_failures == 1
+
+
+def test_the_server_counts_unjudgeable_rollouts_in_its_metrics(store: Store) -> None:
+    """The server's controller loop pauses the rollout whose data cannot be judged and counts
+    it in ``rollwise_unjudgeable_rollouts_total`` on /metrics."""
+    from fastapi.testclient import TestClient
+
+    from rollwise.control import ManualClock
+    from rollwise.server import create_app
+
+    ids = _rollouts(store)
+    with store.engine.begin() as connection:
+        connection.execute(
+            t.aggregates.update()
+            .where((t.aggregates.c.rollout_id == ids["bad"]) & t.aggregates.c.exposed)
+            .values(requests=-5)
+        )
+    app = create_app(store, ManualClock(NOW), tick=timedelta(seconds=0.05))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while store.rollout(ids["bad"]).status is not RolloutStatus.PAUSED:
+            assert time.monotonic() < deadline, "the controller loop never paused the rollout"
+            time.sleep(0.05)
+        text = ""
+        while "rollwise_unjudgeable_rollouts_total 1.0" not in text:
+            assert time.monotonic() < deadline, text
+            text = client.get("/metrics").text
+            time.sleep(0.05)
+    assert store.rollout(ids["good"]).status is RolloutStatus.RUNNING

@@ -78,6 +78,18 @@ class Metrics:
             "Duration of the last controller tick",
             registry=self.registry,
         )
+        self.unjudgeable = Counter(
+            "rollwise_unjudgeable_rollouts",
+            "Rollouts paused because their data could not be judged (the error is the reason "
+            "in their decision log and audit)",
+            registry=self.registry,
+        )
+        self.rebuilds = Counter(
+            "rollwise_evidence_rebuilds",
+            "Times a rollout's aggregates were read whole (controller start, a rollout it starts "
+            "judging, a batch later than a folded window)",
+            registry=self.registry,
+        )
 
 
 def create_app(
@@ -296,6 +308,7 @@ async def _control(app: FastAPI, tick: timedelta) -> None:
     controller: Controller = app.state.controller
     metrics: Metrics = app.state.metrics
     loop = asyncio.get_running_loop()
+    failures, rebuilds = controller.judge_failures, controller.rebuilds
     while True:
         started = loop.time()
         try:
@@ -305,5 +318,8 @@ async def _control(app: FastAPI, tick: timedelta) -> None:
                     metrics.decisions.labels(outcome.decision.move.value).inc()
         except Exception:
             logger.exception("controller tick failed")
+        metrics.unjudgeable.inc(controller.judge_failures - failures)
+        metrics.rebuilds.inc(controller.rebuilds - rebuilds)
+        failures, rebuilds = controller.judge_failures, controller.rebuilds
         metrics.tick_seconds.set(loop.time() - started)
         await asyncio.sleep(max(0.0, tick.total_seconds() - (loop.time() - started)))
