@@ -14,9 +14,13 @@ next. How the watermark is read, per database:
   ended by then, so its rows were visible to the read that followed; a transaction still running
   has an id at least ``xmin``, and its rows are read on a later tick.
 
-Rows at or above the watermark may be read again on the next tick. That is harmless for
-aggregates (their current counts replace the ones kept) and would count a unit twice in the
-ledger: the cursor remembers the units it read at or above the watermark and skips them.
+Rows at or above the watermark may be read again on the next tick (on PostgreSQL, as long as
+any transaction of the server that was running at the read is still running). The cursor
+remembers the rows it read at or above the watermark, with their ``seq``, and skips them: a
+unit would otherwise be counted twice in the ledger, and an aggregate of a window already folded
+would make its rollout be read whole at every tick. Skipping is exact: a row written again
+gets a new ``seq`` (a later transaction's id; on SQLite, one more than the largest, its own
+included).
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class ChangeCursor:
     aggregates: int
     ledger: int
     counted: frozenset[Sighting] = field(default=frozenset())
+    #: Aggregates read at or above ``aggregates``: (rollout, stage, window, exposed, segment,
+    #: metric, seq).
+    read: frozenset[tuple[Any, ...]] = field(default=frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +113,9 @@ def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
         next_aggregates = _watermark(connection, t.aggregates)
         next_ledger = _watermark(connection, t.ledger)
         rows = connection.execute(
-            sa.select(*AGGREGATE_COLUMNS).where(t.aggregates.c.seq >= cursor.aggregates)
+            sa.select(*AGGREGATE_COLUMNS, t.aggregates.c.seq).where(
+                t.aggregates.c.seq >= cursor.aggregates
+            )
         ).all()
         sightings = connection.execute(
             sa.select(
@@ -118,7 +127,13 @@ def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
             ).where(t.ledger.c.seq >= cursor.ledger)
         ).all()
     aggregates: dict[int, list[Aggregate]] = {}
+    read: set[tuple[Any, ...]] = set()
     for row in rows:
+        version = (*row[:6], row[9])
+        if row[9] >= next_aggregates:
+            read.add(version)  # may be read again next time
+        if version in cursor.read:
+            continue  # read last time, unchanged since
         aggregates.setdefault(row[0], []).append(_aggregate(row))
     units: dict[int, UnitCounts] = {}
     again: set[Sighting] = set()
@@ -128,7 +143,11 @@ def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
             again.add(sighting)  # may be read again next time
         if sighting not in cursor.counted:
             units.setdefault(rollout_id, Counter())[(stage, bool(first_exposed))] += 1
-    return Changes(aggregates, units, ChangeCursor(next_aggregates, next_ledger, frozenset(again)))
+    return Changes(
+        aggregates,
+        units,
+        ChangeCursor(next_aggregates, next_ledger, frozenset(again), frozenset(read)),
+    )
 
 
 def rollout_aggregates(
