@@ -13,8 +13,9 @@ before it costs more than reading that far.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import yaml
 
@@ -23,6 +24,8 @@ from rollwise.core._errors import InputError, UnreadableInputError
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _INT_TAG = "tag:yaml.org,2002:int"
+#: Bare words YAML 1.1 reads as booleans, which in a flags file are usually names.
+_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
 #: The largest document read, in bytes of UTF-8: far beyond any real flags file or plan.
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -58,13 +61,103 @@ def _construct(node: yaml.ScalarNode) -> object:
         value = _constructor().construct_object(node)
     except (ValueError, OverflowError, ArithmeticError) as exc:
         raise ValueError(str(exc)) from None
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
-        raise ValueError("a number beyond ±2^63 is not accepted")
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_integer(value)
     return value
 
 
-def _excerpt(text: str, limit: int = 40) -> str:
+def excerpt(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters."""
     return repr(text) if len(text) <= limit else repr(text[: limit - 1] + "…")
+
+
+def check_integer(value: int) -> None:
+    """Refuse an integer no count, percentage or duration is.
+
+    Raises:
+        ValueError: its magnitude is beyond ``MAX_INTEGER``.
+    """
+    if abs(value) > MAX_INTEGER:
+        raise ValueError("a number beyond ±2^63 is not accepted")
+
+
+def checked_text(value: str) -> str:
+    """A text value after its escapes, as a document may hold it: ``"\\ud83d\\ude00"`` (a
+    UTF-16 pair, as JSON writes it) becomes the one character it encodes.
+
+    Raises:
+        ValueError: it holds a lone surrogate, or a control character other than tab, newline
+            and carriage return (in a document they can only have been written as escapes).
+    """
+    if _SURROGATE.search(value):
+        try:
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError(
+                "a value holds an escaped lone UTF-16 surrogate, which is no character"
+            ) from None
+    found = _ESCAPED_CONTROL.search(value)
+    if found is not None:
+        raise ValueError(
+            f"a value holds the control character U+{ord(found.group()):04X} (written as "
+            "an escape); only tab and newline are allowed"
+        )
+    return value
+
+
+class Node(Protocol):
+    """One value of a document being read, wherever it came from: a YAML file (``Located``) or
+    decoded JSON (``rollwise.core._decoded.Decoded``). The flags parser reads documents only
+    through this, so that both kinds get the same checks and the same errors."""
+
+    @property
+    def path(self) -> str:
+        """The field path, like ``flags.new-checkout.rules[0]`` (empty for the root)."""
+        ...
+
+    def error(self, message: str) -> InputError:
+        """An error about this value, naming its path (and line, where there is one)."""
+        ...
+
+    @property
+    def is_mapping(self) -> bool: ...
+
+    @property
+    def is_sequence(self) -> bool: ...
+
+    @property
+    def is_null(self) -> bool: ...
+
+    def mapping(self, what: str = "a mapping") -> Mapping[str, Self]:
+        """The entries of a mapping; an error naming ``what`` was expected otherwise."""
+        ...
+
+    def sequence(self, what: str = "a list") -> Sequence[Self]:
+        """The items of a list; an error naming ``what`` was expected otherwise."""
+        ...
+
+    def items(self, what: str = "a list") -> Sequence[Self]:
+        """A list, or a single value read as a list of one."""
+        ...
+
+    def value(self) -> object:
+        """The scalar, typed (int, float, bool, None, str; a YAML file may also hold dates)."""
+        ...
+
+    def scalar(self) -> object:
+        """As ``value``, except that YAML 1.1's bare yes/no/on/off stay text (usually names)."""
+        ...
+
+    def text(self, what: str = "a name") -> str:
+        """The scalar as written: ``on`` stays ``"on"``, ``2`` is ``"2"``."""
+        ...
+
+    def describe(self) -> str:
+        """What the value is, for an error message: ``a mapping``, ``nothing``, ``'acme'``."""
+        ...
+
+
+N = TypeVar("N", bound=Node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +232,14 @@ class Located:
         try:
             return _construct(self.node)
         except ValueError as exc:
-            raise self.error(f"cannot read {_excerpt(self.node.value)}: {exc}") from None
+            raise self.error(f"cannot read {excerpt(self.node.value)}: {exc}") from None
+
+    def scalar(self) -> object:
+        """As ``value``, except that YAML 1.1's yes/no/on/off stay text (usually names)."""
+        value = self.value()
+        if isinstance(value, bool) and str(self.node.value).lower() in _YAML11_BOOL_WORDS:
+            return str(self.node.value)
+        return value
 
     def text(self, what: str = "a name") -> str:
         """The scalar's raw text: ``on`` stays the string ``"on"``."""
@@ -154,26 +254,26 @@ class Located:
             return "a list"
         if self.is_null:
             return "nothing"
-        return _excerpt(str(self.node.value), 200)
+        return excerpt(str(self.node.value), 200)
 
 
-class Fields:
+class Fields(Generic[N]):
     """A mapping node read field by field; unknown fields are errors that list the known ones."""
 
-    def __init__(self, node: Located, what: str) -> None:
+    def __init__(self, node: N, what: str) -> None:
         self.node = node
         self.entries = node.mapping(what)
         self.what = what
         self._seen: set[str] = set()
 
-    def get(self, name: str) -> Located | None:
+    def get(self, name: str) -> N | None:
         self._seen.add(name)
         entry = self.entries.get(name)
         if entry is None or entry.is_null:
             return None
         return entry
 
-    def require(self, name: str, expected: str) -> Located:
+    def require(self, name: str, expected: str) -> N:
         entry = self.get(name)
         if entry is None:
             raise self.node.error(f"missing field {name!r}: expected {expected}")
@@ -225,25 +325,11 @@ class _BoundedLoader(yaml.SafeLoader):
         return node
 
     def _checked(self, value: str, event: yaml.Event) -> str:
-        """A scalar's value after its escapes: ``"\\ud83d\\ude00"`` (a UTF-16 pair, as JSON
-        writes it) becomes the one character it encodes; a lone surrogate, or a control
-        character written as an escape (``"\\u0000"``), is refused like a raw one."""
-        if _SURROGATE.search(value):
-            try:
-                value = value.encode("utf-16", "surrogatepass").decode("utf-16")
-            except UnicodeDecodeError:
-                raise self._limit(
-                    "a value holds an escaped lone UTF-16 surrogate, which is no character",
-                    event,
-                ) from None
-        found = _ESCAPED_CONTROL.search(value)
-        if found is not None:
-            raise self._limit(
-                f"a value holds the control character U+{ord(found.group()):04X} (written as "
-                "an escape); only tab and newline are allowed",
-                event,
-            )
-        return value
+        """A scalar's value after its escapes (see ``checked_text``)."""
+        try:
+            return checked_text(value)
+        except ValueError as exc:
+            raise self._limit(str(exc), event) from None
 
     def _grow(self, count: int, event: yaml.Event) -> None:
         self.total += count

@@ -1,6 +1,8 @@
 """Flag files: YAML with segments, metrics and flags → a validated ``FlagSet``.
 
-See ``docs/flags.md`` for the format. Errors name the file, line and field path.
+See ``docs/flags.md`` for the format. Errors name the file, line and field path. The same
+document decoded from JSON (a server's snapshot) is read by the same parsers through the same
+``Node`` interface (``rollwise.core._decoded``), so it is held to the same checks.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from rollwise.core._conditions import (
     Operator,
     to_timestamp,
 )
-from rollwise.core._document import Fields, Located, load_document
+from rollwise.core._document import Fields, Node, load_document
 from rollwise.core._flag import Flag, FlagSet, Metric, MetricKind, Rule, Segment, Split, Variant
 from rollwise.core._quantities import parse_percent
 from rollwise.core._semver import parse_version
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
-_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 _COMBINATORS = ("all", "any", "not", "segment")
 _OPERATORS = ", ".join(op.value for op in Operator)
 
@@ -37,7 +38,7 @@ _OPERATORS = ", ".join(op.value for op in Operator)
 MAX_NAME = 200
 
 
-def check_name(node: Located, what: str, text: str | None = None) -> str:
+def check_name(node: Node, what: str, text: str | None = None) -> str:
     """A key, variant, segment, metric or window name: letters, digits and ``_ . : / -``.
 
     ``text`` is the name when it is a mapping key (``node`` is then the value under it)."""
@@ -52,15 +53,12 @@ def check_name(node: Located, what: str, text: str | None = None) -> str:
     return name
 
 
-def scalar(node: Located) -> object:
+def scalar(node: Node) -> object:
     """A typed scalar, except that YAML 1.1's yes/no/on/off stay text (they are usually names)."""
-    value = node.value()
-    if isinstance(value, bool) and str(node.node.value).lower() in _YAML11_BOOL_WORDS:
-        return str(node.node.value)
-    return value
+    return node.scalar()
 
 
-def percent(node: Located) -> float:
+def percent(node: Node) -> float:
     try:
         value = parse_percent(scalar(node))
     except ValueError as exc:
@@ -73,7 +71,7 @@ def percent(node: Located) -> float:
 # --- conditions ------------------------------------------------------------------------------
 
 
-def parse_condition(node: Located, segments: Mapping[str, Segment]) -> Condition:
+def parse_condition(node: Node, segments: Mapping[str, Segment]) -> Condition:
     """A condition: a list (all must hold) or a mapping of combinators and attributes."""
     if node.is_sequence:
         items = node.sequence()
@@ -90,7 +88,7 @@ def parse_condition(node: Located, segments: Mapping[str, Segment]) -> Condition
     return parts_list[0] if len(parts_list) == 1 else AllOf(tuple(parts_list))
 
 
-def _parse_entry(name: str, value: Located, segments: Mapping[str, Segment]) -> Condition:
+def _parse_entry(name: str, value: Node, segments: Mapping[str, Segment]) -> Condition:
     if name == "all" or name == "any":
         items = value.sequence(f"a list of conditions under {name!r}")
         if not items:
@@ -118,7 +116,7 @@ def _parse_entry(name: str, value: Located, segments: Mapping[str, Segment]) -> 
     return _parse_operator(attribute, "equals", value)
 
 
-def _parse_operator(attribute: str, name: str, node: Located) -> Condition:
+def _parse_operator(attribute: str, name: str, node: Node) -> Condition:
     try:
         operator = Operator(name)
     except ValueError:
@@ -132,7 +130,7 @@ def _parse_operator(attribute: str, name: str, node: Located) -> Condition:
     return AttributeCondition(attribute, operator, operand)
 
 
-def _parse_operand(operator: Operator, node: Located) -> object:
+def _parse_operand(operator: Operator, node: Node) -> object:
     if operator in (Operator.IN, Operator.NOT_IN, Operator.EQUALS, Operator.NOT_EQUALS):
         value = scalar(node)
         if value is None:
@@ -182,7 +180,7 @@ def _parse_operand(operator: Operator, node: Located) -> object:
 # --- segments, metrics, flags ----------------------------------------------------------------
 
 
-def _parse_segments(node: Located) -> dict[str, Segment]:
+def _parse_segments(node: Node) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     # Segments may refer to segments defined above them.
     for name, entry in node.mapping("a mapping of segment names to definitions").items():
@@ -199,7 +197,7 @@ def _parse_segments(node: Located) -> dict[str, Segment]:
     return segments
 
 
-def _parse_metrics(node: Located) -> dict[str, Metric]:
+def _parse_metrics(node: Node) -> dict[str, Metric]:
     metrics: dict[str, Metric] = {}
     kinds = ", ".join(kind.value for kind in MetricKind)
     for name, entry in node.mapping("a mapping of metric names to kinds").items():
@@ -220,7 +218,7 @@ def _parse_metrics(node: Located) -> dict[str, Metric]:
     return metrics
 
 
-def _parse_variants(node: Located) -> tuple[Variant, ...]:
+def _parse_variants(node: Node) -> tuple[Variant, ...]:
     if node.is_mapping:
         entries = node.mapping("a mapping of variant names to values")
         for name, value in entries.items():
@@ -237,7 +235,7 @@ def _parse_variants(node: Located) -> tuple[Variant, ...]:
     return variants
 
 
-def _variant_name(node: Located, variants: tuple[Variant, ...]) -> str:
+def _variant_name(node: Node, variants: tuple[Variant, ...]) -> str:
     name = node.text("a variant name")
     if name not in {v.name for v in variants}:
         known = ", ".join(v.name for v in variants)
@@ -245,9 +243,7 @@ def _variant_name(node: Located, variants: tuple[Variant, ...]) -> str:
     return name
 
 
-def _parse_rule(
-    node: Located, variants: tuple[Variant, ...], segments: Mapping[str, Segment]
-) -> Rule:
+def _parse_rule(node: Node, variants: tuple[Variant, ...], segments: Mapping[str, Segment]) -> Rule:
     fields = Fields(node, "a rule")
     when = fields.get("when")
     percent_node = fields.get("percent")
@@ -280,7 +276,7 @@ def _parse_rule(
     )
 
 
-def parse_flag(key: str, node: Located, segments: Mapping[str, Segment]) -> Flag:
+def parse_flag(key: str, node: Node, segments: Mapping[str, Segment]) -> Flag:
     """One flag definition (the value under its key in ``flags:``)."""
     check_name(node, "flag key", key)
     fields = Fields(node, f"flag {key!r}")
@@ -325,7 +321,13 @@ def load_flags(text: str, source: str | None = None) -> FlagSet:
         UnreadableInputError: the YAML is malformed.
         InputError: a field is invalid (with file, line and field path).
     """
-    root = load_document(text, source)
+    return parse_flag_set(load_document(text, source))
+
+
+def parse_flag_set(root: Node, unchanged: Mapping[str, Flag] | None = None) -> FlagSet:
+    """The flag set of a flags document (a file's, or decoded JSON's); a flag in ``unchanged``
+    is known to read to that flag, and is taken as it is."""
+    unchanged = unchanged or {}
     fields = Fields(root, "a flags file")
     segments_node = fields.get("segments")
     metrics_node = fields.get("metrics")
@@ -334,7 +336,7 @@ def load_flags(text: str, source: str | None = None) -> FlagSet:
     segments = _parse_segments(segments_node) if segments_node else {}
     metrics = _parse_metrics(metrics_node) if metrics_node else {}
     flags = {
-        key: parse_flag(key, value, segments)
+        key: unchanged.get(key) or parse_flag(key, value, segments)
         for key, value in (
             flags_node.mapping("a mapping of flag keys").items() if flags_node else []
         )

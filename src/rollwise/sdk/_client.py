@@ -37,6 +37,22 @@ _MAX_OBSERVED_NAMES = 1024
 _UNOBSERVED: AbstractContextManager[None] = nullcontext()
 
 
+class _Served:
+    """What one snapshot serves, in the shapes the hot paths look things up in. A new snapshot
+    replaces the whole object in one assignment, and every call reads it once: an evaluation in
+    flight sees the old snapshot or the new one, never the flags of one with the rollouts of
+    the other."""
+
+    __slots__ = ("by_key", "exposing", "flags", "guarding")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.flags = snapshot.flags
+        # Plain dicts: the hot paths look a flag (or a metric) up on every call.
+        self.by_key: dict[str, Flag] = dict(snapshot.flags.flags)
+        self.exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
+        self.guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
+
+
 class Client:
     """Evaluates flags locally: offline from a flag set, or live from a rollwise server.
 
@@ -142,18 +158,13 @@ class Client:
         return cls(load_flags(file.read_text(encoding="utf-8"), str(file)))
 
     def _use(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` from now on. Each attribute swaps atomically; a caller that reads
-        the new flags with the old rollouts is caught by ``_expose``'s identity check."""
-        self._flags = snapshot.flags
-        # Plain dicts: the hot paths look a flag (or a metric) up on every call.
-        self._by_key: dict[str, Flag] = dict(snapshot.flags.flags)
-        self._exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
-        self._guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
+        """Serve ``snapshot`` from now on (one assignment: see ``_Served``)."""
+        self._served = _Served(snapshot)
 
     @property
     def flags(self) -> FlagSet:
         """The flag set being served (the latest snapshot's, for a live client)."""
-        return self._flags
+        return self._served.flags
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -161,7 +172,8 @@ class Client:
         self, flag: str, context: Context | Mapping[str, object], default: object = None
     ) -> Resolution:
         """The variant ``context`` gets for ``flag``, with the reason."""
-        found = self._by_key.get(flag)
+        served = self._served
+        found = served.by_key.get(flag)
         if found is None:
             return Resolution(
                 flag,
@@ -179,14 +191,14 @@ class Client:
                 flag,
                 resolution.message,
             )
-        elif flag in self._exposing:
+        elif flag in served.exposing:
             try:  # evaluate() read the context, so this cannot fail; but never raise
                 values = (
                     context.values if isinstance(context, Context) else Context.of(context).values
                 )
             except Exception:
                 return resolution
-            self._expose(flag, found, values, resolution)
+            self._expose(flag, served.exposing[flag], values, resolution)
         return resolution
 
     def variant(self, flag: str, context: Context | Mapping[str, object], default: str) -> str:
@@ -203,7 +215,8 @@ class Client:
     ) -> bool:
         """Whether ``context`` gets a variant other than the flag's safe default."""
         # The same evaluation as resolve(), without its wrapping: this is the most called method.
-        found = self._by_key.get(flag)
+        served = self._served
+        found = served.by_key.get(flag)
         if found is None:
             return default
         try:
@@ -217,26 +230,26 @@ class Client:
                 exc_info=True,
             )
             return False
-        if flag in self._exposing:
-            self._expose(flag, found, values, resolution)
+        rollouts = served.exposing.get(flag)
+        if rollouts is not None:
+            self._expose(flag, rollouts, values, resolution)
         return resolution.enabled
 
     def _expose(
         self,
         flag: str,
-        found: Flag,
+        rollouts: tuple[LiveRollout, ...],
         values: Mapping[str, object],
         resolution: Resolution,
     ) -> None:
-        """Feed the ledger: the unit was served ``resolution`` under each rollout on ``flag``."""
+        """Feed the ledger: the unit was served ``resolution`` under each of ``rollouts`` (the
+        rollouts on ``flag`` in the snapshot ``resolution`` was evaluated from)."""
         aggregates = self._aggregates
         if aggregates is None:
             return
         try:
-            for rollout in self._exposing.get(flag, ()):
-                # A snapshot swap between reading the flag and its rollouts: use the rollout's own.
-                served = resolution if rollout.flag is found else rollout.flag.program.run(values)
-                aggregates.expose(rollout, served, values)
+            for rollout in rollouts:
+                aggregates.expose(rollout, resolution, values)
         except Exception:
             self._log.warning(
                 f"expose:{flag}", "flag %s: exposure not recorded", flag, exc_info=True
@@ -250,7 +263,7 @@ class Client:
         """Time a block of work: ``with client.observe("checkout", ctx): ...`` records its
         duration as ``<name>.latency`` and whether it raised as ``<name>.error``. An exception
         is re-raised untouched; a cancellation (not an ``Exception``) records nothing."""
-        if not self._guarding:  # no live rollout guards anything: nothing to time
+        if not self._served.guarding:  # no live rollout guards anything: nothing to time
             return _UNOBSERVED
         return Observation(self, name, context)
 
@@ -265,7 +278,7 @@ class Client:
         histogram), ``failed`` whether the request failed (a rate). Never raises."""
         if value is None and failed is None:
             return
-        rollouts = self._guarding.get(metric)
+        rollouts = self._served.guarding.get(metric)
         if rollouts is not None:
             self._attribute(rollouts, context, ((metric, value, failed),))
 
@@ -285,7 +298,7 @@ class Client:
     ) -> None:
         """Record whether a conversion-like ``event`` happened for this context (a rate of
         ``event``: one request, one event if it happened). Never raises."""
-        rollouts = self._guarding.get(event)
+        rollouts = self._served.guarding.get(event)
         if rollouts is not None:
             self._attribute(rollouts, context, ((event, None, happened),))
 
@@ -302,7 +315,8 @@ class Client:
             if len(self._observed_metrics) < _MAX_OBSERVED_NAMES:
                 self._observed_metrics[name] = names
         latency, error = names
-        first, second = self._guarding.get(latency), self._guarding.get(error)
+        guarding = self._served.guarding
+        first, second = guarding.get(latency), guarding.get(error)
         if first is None or first is second:
             rollouts = second
         elif second is None:
@@ -350,7 +364,7 @@ class Client:
     def stats(self) -> ClientStats:
         """The client's counters: snapshot version, batches sent and waiting, what was dropped."""
         if self._live is None:
-            return ClientStats(snapshot_version=self._flags.version)
+            return ClientStats(snapshot_version=self._served.flags.version)
         return self._live.stats()
 
     def __enter__(self) -> Client:

@@ -52,6 +52,11 @@ class HttpTransport:
         ) as response:
             if response.status_code != 200:
                 raise StreamRefused(response.status_code)
+            # A page in its place (a proxy's, a captive portal's) would read as a stream
+            # without events; a response that does not say what it is is taken at its word.
+            kind = response.headers.get("Content-Type", "")
+            if kind and not kind.startswith("text/event-stream"):
+                raise StreamRefused(response.status_code, kind)
             self._streaming = response
             try:
                 yield from response.iter_lines()

@@ -1,7 +1,10 @@
 """A server snapshot: the flags to evaluate and the rollouts running on them.
 
-Parsed once, when it arrives (or is read back from the cache file), into core objects; the
-evaluation and attribution paths then read attributes, never JSON.
+Decoded once, when it arrives (or is read back from the cache file), into core objects: the
+JSON is decoded by ``json.loads`` and its flags document read from the dicts by core, with the
+checks of a flags file and no YAML in between; the flags a new version did not change are
+taken from the snapshot before it. The evaluation and attribution paths then read attributes,
+never JSON.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rollwise.core import Flag, FlagSet, InputError, load_flags
+from rollwise.core import Flag, FlagSet, InputError
+from rollwise.core._decoded import DecodedFlags, read_flags_document
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -49,6 +53,8 @@ class Snapshot:
     version: int
     flags: FlagSet
     rollouts: tuple[LiveRollout, ...] = ()
+    #: The flags as read from the server's document: the next version is read against it.
+    decoded: DecodedFlags | None = field(default=None, repr=False, compare=False)
     #: Flag key → the rollouts running on it (their exposures feed the ledger).
     exposing: Mapping[str, tuple[LiveRollout, ...]] = field(init=False, repr=False)
     #: Metric name → the rollouts whose guards name it (its outcomes are attributed to them).
@@ -79,8 +85,13 @@ class Snapshot:
 EMPTY = Snapshot(version=0, flags=FlagSet())
 
 
-def parse_snapshot(body: bytes | str, source: str = "snapshot") -> Snapshot:
+def parse_snapshot(
+    body: bytes | str, source: str = "snapshot", previous: Snapshot | None = None
+) -> Snapshot:
     """Read a snapshot body: ``{"version": …, "flags": <flags document>, "rollouts": […]}``.
+
+    ``previous`` is the snapshot being served: the flags this one did not change are taken from
+    it rather than read again.
 
     Raises:
         InputError: the body is not valid JSON of that shape, its flags document is invalid,
@@ -90,10 +101,12 @@ def parse_snapshot(body: bytes | str, source: str = "snapshot") -> Snapshot:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"not JSON: {exc}", source=source) from exc
-    return snapshot_of(document, source)
+    return snapshot_of(document, source, previous)
 
 
-def snapshot_of(document: object, source: str = "snapshot") -> Snapshot:
+def snapshot_of(
+    document: object, source: str = "snapshot", previous: Snapshot | None = None
+) -> Snapshot:
     """A snapshot from its decoded JSON (see ``parse_snapshot``).
 
     Raises:
@@ -105,14 +118,17 @@ def snapshot_of(document: object, source: str = "snapshot") -> Snapshot:
     flags_document = document.get("flags")
     if not isinstance(flags_document, dict):
         raise InputError("must be a flags document (an object)", path="flags", source=source)
-    flags = replace(load_flags(json.dumps(flags_document), source), version=version)
+    decoded = read_flags_document(
+        flags_document, source, previous=previous.decoded if previous is not None else None
+    )
+    flags = replace(decoded.flags, version=version)
     entries = document.get("rollouts", [])
     if not isinstance(entries, list):
         raise InputError("must be a list", path="rollouts", source=source)
     rollouts = tuple(
         _rollout(entry, flags, f"rollouts[{index}]", source) for index, entry in enumerate(entries)
     )
-    return Snapshot(version, flags, rollouts)
+    return Snapshot(version, flags, rollouts, decoded)
 
 
 def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollout:

@@ -76,6 +76,8 @@ class SnapshotFollower:
         self._random = random.Random()
         self._etag: str | None = None
         self._last_fetch = -math.inf
+        #: The snapshot being served: a new one is read against it (None until one arrives).
+        self._snapshot: Snapshot | None = None
         #: The version being served (None until a snapshot arrives).
         self.version: int | None = None
         self.connected = False
@@ -117,7 +119,7 @@ class SnapshotFollower:
             )
             return
         try:
-            snapshot = parse_snapshot(reply.body)
+            snapshot = parse_snapshot(reply.body, previous=self._snapshot)
         except InputError as exc:
             self._warn("fetch", "rollwise: ignoring a bad snapshot (%s); serving version %s", exc)
             return
@@ -158,7 +160,7 @@ class SnapshotFollower:
             self.refresh()
             return
         try:
-            snapshot = snapshot_of(announced.document, "snapshot event")
+            snapshot = snapshot_of(announced.document, "snapshot event", self._snapshot)
         except InputError as exc:
             self._warn("fetch", "rollwise: ignoring a bad snapshot event (%s); version %s", exc)
             self.refresh()
@@ -181,6 +183,7 @@ class SnapshotFollower:
 
     def _use(self, snapshot: Snapshot, etag: str | None) -> None:
         self._on_snapshot(snapshot)
+        self._snapshot = snapshot
         self.version = snapshot.version
         self._etag = etag or f'"{snapshot.version}"'
 

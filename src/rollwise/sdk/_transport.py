@@ -25,11 +25,14 @@ class Reply:
 
 
 class StreamRefused(RollwiseError):
-    """The server answered the stream request with something other than 200."""
+    """The server answered the stream request with something other than 200, or with something
+    other than an event stream (a proxy's or a login page's HTML)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, content_type: str | None = None) -> None:
         self.status = status
-        super().__init__(f"the event stream answered {status}")
+        self.content_type = content_type
+        what = f" {content_type}, not an event stream" if content_type else ""
+        super().__init__(f"the event stream answered {status}{what}")
 
 
 class Transport(Protocol):
@@ -50,7 +53,8 @@ class Transport(Protocol):
         Ends when the server closes the stream or the transport is closed.
 
         Raises:
-            StreamRefused: the server answered with a status other than 200.
+            StreamRefused: the server answered with a status other than 200, or not with an
+                event stream.
             Exception: the stream could not be opened, or broke.
         """
         ...
