@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -20,7 +21,8 @@ class HttpTransport:
     ``http`` lets the caller supply a configured ``httpx.Client`` (proxies, certificates, or an
     ``httpx.MockTransport`` in tests); the transport closes only a client it created itself.
     The stream's read timeout is longer than the server's 15-second keep-alive, so a silent,
-    dead connection is noticed and replaced.
+    dead connection is noticed and replaced. ``close`` ends a stream another thread is reading
+    at once, rather than at the server's next keep-alive.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class HttpTransport:
         self._http = http if http is not None else httpx.Client(timeout=timeout)
         self._stream_timeout = httpx.Timeout(timeout, read=stream_read_timeout)
         self._streaming: httpx.Response | None = None
+        self._stream_socket: socket.socket | None = None
 
     def get_snapshot(self, etag: str | None) -> Reply:
         headers = self._headers if etag is None else {**self._headers, "If-None-Match": etag}
@@ -58,10 +61,11 @@ class HttpTransport:
             if kind and not kind.startswith("text/event-stream"):
                 raise StreamRefused(response.status_code, kind)
             self._streaming = response
+            self._stream_socket = _socket_of(response)
             try:
                 yield from response.iter_lines()
             finally:
-                self._streaming = None
+                self._streaming = self._stream_socket = None
 
     def post_events(self, body: bytes) -> Reply:
         headers = {**self._headers, "Content-Type": "application/json"}
@@ -69,11 +73,33 @@ class HttpTransport:
         return Reply(response.status_code, response.content)
 
     def close(self) -> None:
-        streaming = self._streaming
-        if streaming is not None:
-            # Ends a stream another thread is reading, so that it notices the close (best
-            # effort: the reading thread is a daemon, and its read times out in any case).
+        """Release the connections; a stream being read in another thread ends now."""
+        sock, streaming = self._stream_socket, self._streaming
+        if sock is not None:
+            # Closing a socket does not wake a thread blocked reading it (on Linux the read
+            # waits for data or its timeout); shutting it down does: the read returns the end
+            # of the stream and the reading thread unwinds and closes the response itself.
+            # socket.socket's own shutdown, also for a TLS socket: no close_notify to exchange.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        elif streaming is not None:
+            # No socket to reach (a transport of the caller's own): close the response, best
+            # effort (the reading thread is a daemon, and its read times out in any case).
             with contextlib.suppress(Exception):
                 streaming.close()
         if self._owns_http:
             self._http.close()
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    """The socket a streamed response is read from, where httpx's transport says (httpcore
+    publishes its network stream in the response's extensions)."""
+    stream = response.extensions.get("network_stream")
+    extra = getattr(stream, "get_extra_info", None)
+    if not callable(extra):
+        return None
+    try:
+        sock = extra("socket")
+    except Exception:
+        return None
+    return sock if isinstance(sock, socket.socket) else None

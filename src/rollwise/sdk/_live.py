@@ -105,7 +105,11 @@ class Live:
         self.outbox.ship()  # the last batch, on close()
 
     def close(self, timeout: float) -> None:
-        """Stop the threads after a last flush; wait at most ``timeout`` seconds in all."""
+        """Stop the threads after a last flush; wait at most ``timeout`` seconds in all.
+
+        With nothing pending this takes milliseconds: the flush thread wakes at once, finds
+        nothing to send, and closing the transport ends the stream read of the sync thread
+        (``HttpTransport.close`` shuts its socket down) instead of waiting for a keep-alive."""
         if self._closed:
             return
         self._closed = True
@@ -115,7 +119,8 @@ class Live:
             self._flush.join(timeout)
         else:  # never started: flush here
             self.outbox.ship()
-        # Closing the transport ends a stream read that would otherwise wait for a keep-alive.
+        # Only now, after the last flush had the connections: closing the transport ends the
+        # stream read that would otherwise wait for the server's next keep-alive.
         try:
             self._transport.close()
         except Exception:

@@ -147,10 +147,13 @@ class SnapshotFollower:
             except StreamRefused as exc:
                 self._warn("stream", f"rollwise: {exc}; polling the snapshot (version %s)")
             except Exception as exc:
+                if self._stop.is_set():  # close() ended the stream: nothing broke
+                    break
                 self._warn("stream", "rollwise: the event stream broke (%s); version %s", exc)
             self.connected = False
             self._wait_polling(delay * self._random.uniform(0.5, 1.0))
             delay = min(delay * 2.0, self._backoff_max)
+        self.connected = False
 
     def _follow(self, announced: Announcement, data: str) -> None:
         """Serve what an event announces: the snapshot it carries, or else a fetch."""
