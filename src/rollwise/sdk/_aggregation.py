@@ -11,7 +11,11 @@ here.
 
 Memory is bounded whatever the load: at most ``max_keys`` keys between two cuts (an outcome
 that would need a new key beyond that is dropped and counted) and at most ``max_exposures``
-remembered exposures per process (then new ones are dropped and counted).
+remembered exposures. An exposure is remembered so that it is shipped once, not at every
+evaluation; once the server has acknowledged the batch that carried it, it may be forgotten
+(the oldest first, when room is needed): the server's ledger keeps a unit's first exposure, so
+one shipped again after it was forgotten changes nothing there. Only when ``max_exposures``
+exposures are all still waiting for the server is a new one dropped (counted, and logged).
 
 Each recording thread adds to its own shard, under the shard's lock, which only a cut ever
 contends. One lock shared by all recording threads measured 2.5 to 3.7 times fewer outcomes per
@@ -24,12 +28,14 @@ from __future__ import annotations
 import itertools
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rollwise.core import Reason, Resolution, unit_text
 from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS
 from rollwise.sdk._snapshot import LiveRollout
+from rollwise.sdk._throttle import Throttle
 
 #: Resolutions that say nothing about a rollout's effect, so count for neither side: the kill
 #: switch, an instance without the code, a context without the unit, an internal error.
@@ -122,6 +128,7 @@ class Aggregates:
         max_keys: int = 50_000,
         max_exposures: int = 100_000,
         clock: Callable[[], float],
+        log: Throttle | None = None,
     ) -> None:
         # Registers shards and guards the exposures; never taken while recording an outcome.
         self._lock = threading.Lock()
@@ -134,9 +141,12 @@ class Aggregates:
         # so threads can share it without a lock.
         self._new_keys = itertools.count()
         self._dropped_by_gone_threads = 0
+        self._log = log
         self._exposures: list[tuple[ExposureKey, float]] = []
-        # Exposures already remembered: each is shipped once per process.
-        self._seen: set[ExposureKey] = set()
+        # Exposures remembered, so that each is shipped once: → whether the server has
+        # acknowledged it (then it may be forgotten to make room, oldest first).
+        self._seen: dict[ExposureKey, bool] = {}
+        self._acknowledged: deque[ExposureKey] = deque()
         self.exposures_dropped = 0
         self._gauges: list[tuple[str, float, float]] = []
         self.gauges_dropped = 0
@@ -162,11 +172,65 @@ class Aggregates:
         with self._lock:
             if key in self._seen:
                 return
-            if len(self._seen) >= self._max_exposures:
-                self.exposures_dropped += 1
+            seen, acknowledged = self._seen, self._acknowledged
+            while len(seen) >= self._max_exposures and acknowledged:
+                forgotten = acknowledged.popleft()
+                if seen.get(forgotten):
+                    del seen[forgotten]
+            if len(seen) < self._max_exposures:
+                seen[key] = False
+                self._exposures.append((key, at))
                 return
-            self._seen.add(key)
-            self._exposures.append((key, at))
+            self.exposures_dropped += 1
+            dropped = self.exposures_dropped
+        self._warn(
+            "exposures:full",
+            "rollwise: %d exposures are waiting for the server; dropped a new one (%d so far)",
+            self._max_exposures,
+            dropped,
+        )
+
+    def acknowledged(self, keys: Iterable[ExposureKey]) -> None:
+        """The server has these exposures (it took the batch that carried them): they may be
+        forgotten when room is needed."""
+        with self._lock:
+            seen, acknowledged = self._seen, self._acknowledged
+            for key in keys:
+                if seen.get(key) is False:
+                    seen[key] = True
+                    acknowledged.append(key)
+
+    def lost(self, keys: Sequence[ExposureKey], *, refused: bool) -> None:
+        """These exposures will not reach the ledger: their batch was dropped (too many were
+        waiting) or ``refused`` by the server. Counted, and no longer remembered as shipped, so
+        that the unit's next exposure is recorded again — except that a refused batch's are
+        only made forgettable: shipped again at once, they could have the next batch refused
+        too."""
+        if not keys:
+            return
+        with self._lock:
+            self.exposures_dropped += len(keys)
+            dropped = self.exposures_dropped
+            seen = self._seen
+            for key in keys:
+                if seen.get(key) is not False:
+                    continue
+                if refused:
+                    seen[key] = True
+                    self._acknowledged.append(key)
+                else:
+                    del seen[key]
+        self._warn(
+            "exposures:lost",
+            "rollwise: %d exposures were in a batch %s; they are not in the ledger (%d so far)",
+            len(keys),
+            "the server refused" if refused else "dropped with too many waiting",
+            dropped,
+        )
+
+    def _warn(self, topic: str, message: str, *args: object) -> None:
+        if self._log is not None:
+            self._log.warning(topic, message, *args)
 
     def add(
         self,

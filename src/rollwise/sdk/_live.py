@@ -28,7 +28,8 @@ from rollwise.sdk._sync import SnapshotFollower
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import Transport
 
-#: Exposures remembered per process (each is shipped once); past that, new ones are counted.
+#: Exposures remembered so that each is shipped once. The oldest the server has acknowledged
+#: are forgotten to make room; only when this many are all waiting for it is a new one dropped.
 MAX_EXPOSURES = 100_000
 
 
@@ -68,7 +69,9 @@ class Live:
         self._log = log
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self.aggregates = Aggregates(max_keys=max_keys, max_exposures=MAX_EXPOSURES, clock=clock)
+        self.aggregates = Aggregates(
+            max_keys=max_keys, max_exposures=MAX_EXPOSURES, clock=clock, log=log
+        )
         self.outbox = Outbox(
             self._transport,
             self.aggregates,

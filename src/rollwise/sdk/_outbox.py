@@ -3,7 +3,8 @@
 A batch gets its id (a uuid4) and its JSON body when it is cut, and keeps both until the server
 answers: a retry after a failure sends the same bytes under the same id, so the server applies
 it once (``{"applied": false, "duplicate": true}`` for a batch it already has). At most
-``max_pending`` batches wait; past that the oldest is dropped and counted.
+``max_pending`` batches wait; past that the oldest is dropped and counted. The aggregates hear
+what became of each batch's exposures: taken (they may be forgotten), or lost (counted).
 
 Flushes are not evenly spaced: each wait is the flush interval ± ``FLUSH_JITTER`` (drawn afresh
 every time, ``FlushSchedule``), so that a thousand clients started together — a deploy, or a
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import TypeVar
 
-from rollwise.sdk._aggregation import Aggregates, Cut
+from rollwise.sdk._aggregation import Aggregates, Cut, ExposureKey
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import Transport
 
@@ -43,10 +44,12 @@ _Item = TypeVar("_Item")
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One ``POST /sdk/v1/events`` body and its id."""
+    """One ``POST /sdk/v1/events`` body and its id, and the exposures it carries (which the
+    aggregates may forget once the server has taken it)."""
 
     id: str
     body: bytes
+    exposures: tuple[ExposureKey, ...] = ()
 
 
 class FlushSchedule:
@@ -119,6 +122,7 @@ def encode_batches(
     ]
     parts = list(_chunks(aggregates, MAX_AGGREGATES_PER_BATCH))
     exposure_parts = list(_chunks(exposures, MAX_EXPOSURES_PER_BATCH))
+    exposure_keys = list(_chunks([key for key, _ in cut.exposures], MAX_EXPOSURES_PER_BATCH))
     count = max(len(parts), len(exposure_parts), 1 if gauges else 0)
     batches = []
     for index in range(count):
@@ -131,7 +135,9 @@ def encode_batches(
             # Gauge readings are few: they ride with the first batch of the cut.
             "gauges": gauges if index == 0 else [],
         }
-        batches.append(Batch(batch_id, json.dumps(document, separators=(",", ":")).encode()))
+        body = json.dumps(document, separators=(",", ":")).encode()
+        keys = tuple(exposure_keys[index]) if index < len(exposure_keys) else ()
+        batches.append(Batch(batch_id, body, keys))
     return batches
 
 
@@ -182,8 +188,9 @@ class Outbox:
         self._pending.extend(batches)
         over = len(self._pending) - self._max_pending
         for _ in range(max(over, 0)):
-            self._pending.popleft()
+            dropped = self._pending.popleft()
             self.dropped += 1
+            self._aggregates.lost(dropped.exposures, refused=False)
         if over > 0:
             self._log.warning(
                 "overflow",
@@ -208,6 +215,7 @@ class Outbox:
             status = reply.status
             if 200 <= status < 300:
                 self.sent += 1
+                self._aggregates.acknowledged(batch.exposures)
             elif status >= 500 or status in RETRYABLE_CLIENT_ERRORS:
                 self._log.warning(
                     "post",
@@ -225,6 +233,7 @@ class Outbox:
                     status,
                     _detail(reply.body),
                 )
+                self._aggregates.lost(batch.exposures, refused=True)
             # Taken, a duplicate, or rejected for good: either way it leaves the queue (which
             # only a shipment, holding the lock, changes: the head is still this batch).
             self._pending.popleft()

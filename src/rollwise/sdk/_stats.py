@@ -24,5 +24,6 @@ class ClientStats:
     batches_rejected: int = 0
     #: Outcome additions dropped because ``max_keys`` keys were already in use.
     outcomes_dropped: int = 0
-    #: Exposures not remembered because the ledger set was full.
+    #: Exposures that will not reach the ledger: new ones while ``MAX_EXPOSURES`` were all
+    #: waiting for the server, and those in a batch dropped or rejected.
     exposures_dropped: int = 0
