@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rollwise import Client, Context, Reason, evaluate
-from rollwise.core import InputError, load_flags
+from rollwise.core import InputError, context_values, load_flags
 from rollwise.core._flagdump import flags_document
 from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS, latency_bucket
 from rollwise.sdk import Reply
@@ -411,3 +411,27 @@ class StaticServer:
 
     def aggregates(self) -> list[dict[str, Any]]:
         return [row for batch in self.batches for row in batch["aggregates"]]
+
+
+def test_a_plain_dict_is_attributed_as_its_context() -> None:
+    """Exposures and outcomes of a dict read in place (whose user is its key) are exactly
+    those of the Context it would make, with a unit and a split on ``user``."""
+    live = snapshot(flag="search-v2", variant="treatment", unit="user", segments=["user"])
+    rollout = live.rollouts[0]
+    by_dict, by_context = aggregates(), aggregates()
+    for index in range(300):
+        ctx: dict[str, object] = {"key": f"u-{index}", "region": "eu-west", "tier": "gold"}
+        if index % 5 == 0:
+            ctx["user"] = f"other-{index}"
+        if index % 7 == 0:
+            ctx["key"] = index
+        for sums, values in ((by_dict, context_values(ctx)), (by_context, Context.of(ctx).values)):
+            sums.expose(rollout, rollout.flag.program.run(values), values)
+            sums.add(live.rollouts, values, (("checkout.latency", 12.5, None),))
+    dict_cut, context_cut = by_dict.cut(), by_context.cut()
+    assert dict_cut.exposures == context_cut.exposures
+    assert len(dict_cut.exposures) == 300
+    assert {key: (t.requests, t.events, t.histogram) for key, t in dict_cut.tallies.items()} == {
+        key: (t.requests, t.events, t.histogram) for key, t in context_cut.tallies.items()
+    }
+    assert len(dict_cut.tallies) > 300

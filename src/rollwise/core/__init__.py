@@ -12,7 +12,7 @@ from rollwise.core._conditions import (
     Not,
     Operator,
 )
-from rollwise.core._context import Context
+from rollwise.core._context import Context, context_values, folded_user
 from rollwise.core._cron import Cron, parse_cron
 from rollwise.core._errors import InputError, RollwiseError, UnreadableInputError
 from rollwise.core._evaluation import Explanation, RuleTrace, describe_rule, evaluate, explain
@@ -97,6 +97,7 @@ __all__ = [
     "Worse",
     "approval_refusal",
     "bucket",
+    "context_values",
     "cumulative_audience",
     "describe_rule",
     "evaluate",
@@ -104,6 +105,7 @@ __all__ = [
     "flag_at_stage",
     "flag_rolled_back",
     "flags_conflicts",
+    "folded_user",
     "format_duration",
     "legal_from",
     "lint",

@@ -10,6 +10,17 @@ from rollwise.core._errors import InputError
 #: What a context attribute may hold.
 AttributeValue = str | int | float | bool | None | list[str] | tuple[str, ...]
 
+#: The context's key, and the attribute that falls back to it.
+KEY, USER = "key", "user"
+
+
+class ContextValues(dict[str, AttributeValue]):
+    """A ``Context``'s attributes with its key folded in. A class of its own so that readers
+    can tell it from a plain dict read in place (``context_values``), whose ``user`` may still
+    have to be folded from its key (``folded_user``)."""
+
+    __slots__ = ()
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
@@ -23,10 +34,10 @@ class Context:
     key: str | None = None
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     # Everything a condition or a unit can read, with ``key`` (and ``user``) folded in.
-    values: dict[str, AttributeValue] = field(init=False, repr=False, compare=False)
+    values: ContextValues = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        values: dict[str, AttributeValue] = dict(self.attributes)
+        values = ContextValues(self.attributes)
         if self.key is not None:
             values["key"] = self.key
             values.setdefault("user", self.key)
@@ -71,3 +82,55 @@ def _attribute(name: str, value: object) -> AttributeValue:
         f"must be text, a number, a boolean or a list of text, got {type(value).__name__}",
         path=f"context.{name}",
     )
+
+
+#: Attribute types a plain dict may hold that every reader takes as they are (exact types).
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+_TEXT = frozenset({str})
+
+
+def context_values(context: Context | Mapping[str, object]) -> Mapping[str, object]:
+    """What an evaluation reads from ``context``: ``Context.of(context).values``, or a plain
+    dict read in place when that reads the same.
+
+    A dict whose names are text and whose values are text, numbers, booleans, None or lists of
+    text is read in place at every call (nothing is kept: a dict changed between two calls is
+    read afresh). Nothing in it needs converting: every reader treats a list as the tuple
+    ``Context.of`` would make of it. Its ``user``, when it has a text ``key`` and no ``user``,
+    is read from the key by ``folded_user``, as a ``Context`` would have it. An integer key
+    is copied in as text. Anything else (another mapping, subclasses, values of other types)
+    goes through ``Context.of``, so a context that cannot be read — even in an attribute no
+    rule reads — fails with the same error as it always did.
+
+    Raises:
+        InputError: as ``Context.of``.
+    """
+    if context.__class__ is not dict:
+        return context.values if isinstance(context, Context) else Context.of(context).values
+    # One pass, in which names and values are nearly always of the plain types.
+    for name, value in context.items():
+        kind = value.__class__
+        if name.__class__ is str and (kind is str or kind in _AS_IS):
+            continue
+        if (
+            name.__class__ is not str
+            or (kind is not list and kind is not tuple)
+            or not _TEXT.issuperset(map(type, value))
+        ):
+            return Context.of(context).values  # Context.of says why, or converts
+    key = context.get(KEY)
+    if key is None or key.__class__ is str:
+        return context
+    if key.__class__ is int:
+        text = str(key)
+        return {**context, KEY: text, USER: context.get(USER, text)}
+    return Context.of(context).values  # a key of another type: Context.of says why
+
+
+def folded_user(values: Mapping[str, object]) -> object:
+    """The ``user`` of a plain dict read in place (``context_values``) that has none: its
+    key, as in a ``Context``. None for anything else. Readers of ``user`` call this when
+    ``values.get("user")`` is None."""
+    if values.__class__ is dict and USER not in values:
+        return values.get(KEY)
+    return None

@@ -20,6 +20,7 @@ from rollwise.core._bucketing import (
     unit_text,
 )
 from rollwise.core._conditions import Predicate
+from rollwise.core._context import KEY, USER, folded_user
 from rollwise.core._resolution import ErrorCode, Reason, Resolution
 from rollwise.core._semver import parse_version
 
@@ -44,6 +45,7 @@ class Program:
         "_killed",
         "_min_version",
         "_prefix",
+        "_reads_user",
         "_rules",
         "_version_cache",
         "below_minimum",
@@ -84,6 +86,10 @@ class Program:
         self.fallthrough = resolution(flag.fallthrough, Reason.FALLTHROUGH)
         self.unit_missing: dict[str, Resolution] = {}
         rules: list[CompiledRule] = []
+        # A condition on ``user`` reads a plain dict's folded user (see context_values).
+        self._reads_user = any(
+            rule.when is not None and USER in rule.when.attributes() for rule in flag.rules
+        )
         for index, rule in enumerate(flag.rules):
             predicate = rule.when.compile() if rule.when is not None else None
             unit = rule.unit or flag.unit
@@ -126,6 +132,8 @@ class Program:
             return self.killed
         if self._min_version is not None and not self._version_ok(values.get(_VERSION_ATTRIBUTE)):
             return self.below_minimum
+        if self._reads_user and (user := folded_user(values)) is not None:
+            values = {**values, USER: user}
         bucket = -1
         bucketed_unit = None
         for predicate, unit, limits, resolutions in self._rules:
@@ -136,9 +144,13 @@ class Program:
             if unit != bucketed_unit:
                 text = values.get(unit)
                 if text.__class__ is not str or not text:
-                    text = unit_text(text)
-                    if text is None:
-                        return self.unit_missing[unit]
+                    # folded_user(), inlined: a plain dict's key is its user (context_values).
+                    if text is None and unit == USER and values.__class__ is dict:
+                        text = values.get(KEY) if USER not in values else None
+                    if text.__class__ is not str or not text:
+                        text = unit_text(text)
+                        if text is None:
+                            return self.unit_missing[unit]
                 # Inlined bucket_of(): this is the hottest line of the SDK.
                 bucket = _first_uint64(_sha256(self._prefix + text.encode()).digest())[0] % BUCKETS
                 bucketed_unit = unit

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rollwise.core import Reason, Resolution, unit_text
+from rollwise.core import Reason, Resolution, folded_user, unit_text
 from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS
 from rollwise.sdk._snapshot import LiveRollout
 from rollwise.sdk._throttle import Throttle
@@ -162,7 +162,10 @@ class Aggregates:
         """Remember that the context's unit was served ``resolution`` under ``rollout``."""
         if resolution.reason in UNATTRIBUTABLE:
             return
-        unit = unit_text(values.get(rollout.unit))
+        value = values.get(rollout.unit)
+        if value is None and rollout.unit == "user":
+            value = folded_user(values)
+        unit = unit_text(value)
         if unit is None:
             return
         key = (rollout.id, unit, rollout.stage, resolution.variant == rollout.variant)
@@ -252,6 +255,8 @@ class Aggregates:
             segments = [""]
             for attribute in rollout.split_by:
                 value = values.get(attribute)
+                if value is None and attribute == "user":
+                    value = folded_user(values)
                 text = value if value.__class__ is str else segment_value(value)
                 if text:
                     segments.append(f"{attribute}={text}")

@@ -18,6 +18,7 @@ from rollwise.core import (
     FlagSet,
     Reason,
     Resolution,
+    context_values,
     evaluate,
     load_flags,
 )
@@ -193,9 +194,7 @@ class Client:
             )
         elif flag in served.exposing:
             try:  # evaluate() read the context, so this cannot fail; but never raise
-                values = (
-                    context.values if isinstance(context, Context) else Context.of(context).values
-                )
+                values = context_values(context)
             except Exception:
                 return resolution
             self._expose(flag, served.exposing[flag], values, resolution)
@@ -220,7 +219,7 @@ class Client:
         if found is None:
             return default
         try:
-            values = context.values if context.__class__ is Context else Context.of(context).values
+            values = context.values if context.__class__ is Context else context_values(context)
             resolution = found.program.run(values)
         except Exception:  # never raise into the application: the safe default is not enabled
             self._log.warning(
@@ -338,7 +337,7 @@ class Client:
         if aggregates is None:
             return
         try:
-            values = context.values if isinstance(context, Context) else Context.of(context).values
+            values = context_values(context)
             aggregates.add(rollouts, values, outcomes)
         except Exception:
             self._log.warning(

@@ -1,0 +1,193 @@
+"""A plain dict context read in place evaluates exactly as the ``Context`` it would make."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollwise import Client
+from rollwise.core import (
+    Context,
+    ErrorCode,
+    Flag,
+    InputError,
+    Reason,
+    Resolution,
+    context_values,
+    evaluate,
+    load_flags,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "checkout" / "flags.yaml"
+
+#: One flag per rule operator (and a split, a user unit, conditions on key and user).
+OPERATORS = """
+segments:
+  staff: {when: [{team: [ops, dev]}]}
+flags:
+  op-in: {variants: [off, on], rules: [{when: [{tenant: [acme, "1", 2]}], serve: on}]}
+  op-not-in: {variants: [off, on], rules: [{when: [{tenant: {not_in: [acme]}}], serve: on}]}
+  op-equals: {variants: [off, on], rules: [{when: [{beta: {equals: true}}], serve: on}]}
+  op-not-equals: {variants: [off, on], rules: [{when: [{seats: {not_equals: 3}}], serve: on}]}
+  op-starts: {variants: [off, on], rules: [{when: [{region: {starts_with: eu-}}], serve: on}]}
+  op-ends: {variants: [off, on], rules: [{when: [{email: {ends_with: "@a.io"}}], serve: on}]}
+  op-contains: {variants: [off, on], rules: [{when: [{email: {contains: x}}], serve: on}]}
+  op-matches: {variants: [off, on], rules: [{when: [{tenant: {matches: "^a.c"}}], serve: on}]}
+  op-numbers:
+    variants: [off, on]
+    rules:
+      - when: [{seats: {lt: 5}}, {score: {gte: 0.5}}]
+        serve: on
+      - when: [{seats: {lte: 10, gt: 6}}]
+        serve: on
+  op-semver:
+    variants: [off, on]
+    rules:
+      - when: [{app_version: {semver_gte: 2.4.0, semver_lt: 3.0.0}}]
+        serve: on
+      - when: [{app_version: {semver_eq: 1.0.0}}]
+        serve: on
+      - when: [{app_version: {semver_lte: 0.9.0}}]
+        serve: on
+      - when: [{app_version: {semver_gt: 9.0.0}}]
+        serve: on
+  op-time:
+    variants: [off, on]
+    rules:
+      - when: [{signed_up: {before: "2024-01-01T00:00:00Z"}}]
+        serve: on
+      - when: [{signed_up: {after: "2030-01-01T00:00:00Z"}}]
+        serve: on
+  op-cidr: {variants: [off, on], rules: [{when: [{ip: {cidr: [10.0.0.0/8, "::1/128"]}}], serve: on}]}
+  op-exists: {variants: [off, on], rules: [{when: [{tenant: {exists: false}}], serve: on}]}
+  op-not: {variants: [off, on], rules: [{when: [{not: {segment: staff}}], percent: 50, serve: on}]}
+  op-any:
+    variants: [off, on]
+    rules: [{when: [{any: [{team: [ops]}, {region: [us-1]}]}], serve: on}]
+  by-user:
+    variants: [control, a, b]
+    rules: [{percent: 80, serve: {split: {a: 50, b: 50}}}]
+  by-tenant:
+    variants: [off, on]
+    unit: tenant
+    min_app_version: 2.0.0
+    rules: [{percent: 50, serve: on}]
+  on-key-and-user:
+    variants: [off, on]
+    rules:
+      - when: [{key: [u-1, "7"]}]
+        serve: on
+      - when: [{user: [u-2, "8"]}]
+        percent: 100
+        serve: on
+"""
+
+FLAGS: list[Flag] = [
+    *load_flags(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE)).flags.values(),
+    *load_flags(OPERATORS, "operators").flags.values(),
+]
+
+
+class Tier(StrEnum):
+    GOLD = "gold"
+
+
+class Texts(list[str]):
+    """A list subclass: ``Context.of`` makes a tuple of it."""
+
+
+NAMES = st.sampled_from(
+    ["key", "user", "tenant", "team", "region", "email", "beta", "seats", "score",
+     "app_version", "signed_up", "ip", "traffic_type", "other"]
+)  # fmt: skip
+TEXTS = st.sampled_from(
+    ["", "acme", "abc", "1", "7", "8", "u-1", "u-2", "ops", "dev", "eu-west", "us-1",
+     "x@a.io", "2.5.0", "1.0.0", "0.1.0", "10.0.0.1", "::1", "2020-05-01T00:00:00Z",
+     "2031-01-01", "not a version"]
+)  # fmt: skip
+GOOD = st.one_of(
+    st.none(),
+    TEXTS,
+    st.booleans(),
+    st.integers(-3, 12),
+    st.floats(allow_nan=True),
+    st.lists(TEXTS, max_size=3),
+    st.lists(TEXTS, max_size=3).map(tuple),
+)
+#: What Context.of refuses, converts, or keeps though it is not a plain type.
+ODD = st.one_of(
+    st.just(Tier.GOLD),
+    st.lists(TEXTS, max_size=2).map(Texts),
+    st.lists(st.one_of(TEXTS, st.integers()), min_size=1, max_size=3),
+    st.sets(TEXTS, max_size=2),
+    st.dictionaries(TEXTS, TEXTS, max_size=1),
+    st.binary(max_size=2),
+    st.builds(object),
+)
+CONTEXTS = st.one_of(
+    st.dictionaries(NAMES, GOOD, max_size=6),
+    st.dictionaries(st.one_of(NAMES, st.integers(0, 2)), st.one_of(GOOD, ODD), max_size=6),
+)
+
+
+def _reference(flag: Flag, context: Mapping[str, object]) -> Resolution:
+    """Today's evaluation of a plain dict: ``Context.of`` first, then the pre-built path."""
+    try:
+        built = Context.of(context)
+    except InputError as exc:
+        safe = flag.safe_default
+        return Resolution(
+            flag.key, safe.name, safe.value, Reason.ERROR, None, ErrorCode.INVALID_CONTEXT,
+            str(exc), False,
+        )  # fmt: skip
+    return evaluate(flag, built)
+
+
+@settings(max_examples=400, deadline=None)
+@given(CONTEXTS)
+def test_a_plain_dict_evaluates_as_its_context(context: dict[str, object]) -> None:
+    """For every flag, evaluate, resolve and enabled on a dict give what Context.of gives."""
+    client = Client(load_flags(OPERATORS, "operators"))
+    for flag in FLAGS:
+        expected = _reference(flag, context)
+        assert evaluate(flag, context) == expected
+        if flag.key in client.flags.flags:
+            assert client.resolve(flag.key, context) == expected
+            assert client.enabled(flag.key, context) is expected.enabled
+
+
+def test_a_dict_is_read_afresh_at_every_call() -> None:
+    """Nothing is kept between calls: a dict changed in place is read as it is now."""
+    flag = load_flags(OPERATORS, "operators").flags["op-in"]
+    context: dict[str, object] = {"key": "u-1", "tenant": "acme"}
+    assert evaluate(flag, context).variant == "on"
+    context["tenant"] = "globex"
+    assert evaluate(flag, context).variant == "off"
+    context["tenant"] = ["x", "acme"]
+    assert evaluate(flag, context).variant == "on"
+    context["tenant"] = object()
+    assert evaluate(flag, context).error is ErrorCode.INVALID_CONTEXT
+
+
+def test_a_plain_dict_is_read_in_place_and_never_changed() -> None:
+    """A dict of plain values is not copied unless its key must become text; it is never
+    written to."""
+    context: dict[str, object] = {"key": "u-1", "tenant": "acme", "roles": ["a"]}
+    assert context_values(context) is context
+    assert context == {"key": "u-1", "tenant": "acme", "roles": ["a"]}
+    numbered: dict[str, object] = {"key": 7, "tenant": "acme"}
+    assert context_values(numbered) == {"key": "7", "user": "7", "tenant": "acme"}
+    assert numbered == {"key": 7, "tenant": "acme"}
+
+
+def test_an_unread_attribute_that_cannot_be_read_still_fails() -> None:
+    """As before, an attribute of a type no condition can use fails the whole context, even
+    when no rule reads it: the safe default, with reason error."""
+    flag = load_flags(OPERATORS, "operators").flags["by-user"]
+    resolution = evaluate(flag, {"key": "u-1", "unused": {"a": 1}})
+    assert (resolution.reason, resolution.error) == (Reason.ERROR, ErrorCode.INVALID_CONTEXT)
+    assert "context.unused" in resolution.message
