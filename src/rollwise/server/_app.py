@@ -46,6 +46,18 @@ class VersionWatch:
     def __init__(self) -> None:
         self.current = 0
         self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the streams wait on (``announce`` reaches it from other threads)."""
+        self._loop = loop
+
+    def announce(self, version: int) -> None:
+        """``publish`` from a request's worker thread: a change made by this replica reaches its
+        streams at once, not at the next look at the store."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.publish, version)
 
     async def changed(self, last: int) -> None:
         while self.current == last:
@@ -113,6 +125,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.versions.attach(asyncio.get_running_loop())
         tasks = [asyncio.create_task(_watch(app, watch_interval))]
         if controller:
             tasks.append(asyncio.create_task(_control(app, tick)))

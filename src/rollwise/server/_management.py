@@ -139,6 +139,8 @@ async def apply_flags(
             prune=prune,
         )
     )
+    if applied.changed and not applied.dry_run:
+        request.app.state.versions.publish(applied.snapshot_version)  # on the event loop here
     return {
         "snapshot_version": applied.snapshot_version,
         "changed": applied.changed,
@@ -191,6 +193,8 @@ def get_flag(key: FlagKey, request: Request, token: Viewer) -> dict[str, Any]:
 
 def _switch(request: Request, key: str, token: TokenRecord, killed: bool) -> dict[str, Any]:
     version, changed = _store(request).set_killed(key, killed, actor(token), _now(request))
+    if changed:
+        request.app.state.versions.announce(version)
     message = (
         ("killed" if killed else "kill switch lifted")
         if changed

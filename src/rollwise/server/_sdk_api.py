@@ -182,12 +182,22 @@ class Applied(BaseModel):
 def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
     """The snapshot as JSON, built once per version and shared by every request and stream:
     after a kill every SDK needs it at once."""
+    return _cached_snapshot(app, version)[:2]
+
+
+def snapshot_frame(app: Any, version: int) -> bytes:
+    """The snapshot as one server-sent event, encoded once per version for every stream."""
+    return _cached_snapshot(app, version)[2]
+
+
+def _cached_snapshot(app: Any, version: int) -> tuple[int, bytes, bytes]:
     with app.state.snapshot_lock:
         cached = app.state.snapshot_cache
         if cached is None or cached[0] != version:
             document = snapshot_document(app.state.store)
             body = json.dumps(document, separators=(",", ":")).encode()
-            cached = app.state.snapshot_cache = (document["version"], body)
+            frame = b"event: snapshot\ndata: " + body + b"\n\n"
+            cached = app.state.snapshot_cache = (document["version"], body, frame)
         return cached  # type: ignore[no-any-return]
 
 
@@ -228,18 +238,17 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
     second round trip."""
     versions = request.app.state.versions
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         last = -1
         while not await request.is_disconnected():
             current = versions.current
             if current != last:
                 last = current
-                _, body = await asyncio.to_thread(snapshot_bytes, request.app, current)
-                yield f"event: snapshot\ndata: {body.decode()}\n\n"
+                yield await asyncio.to_thread(snapshot_frame, request.app, current)
             try:
                 await asyncio.wait_for(versions.changed(last), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
-                yield ": ping\n\n"
+                yield b": ping\n\n"
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Kill switch end to end, as applications live it: from ``POST /api/v1/flags/F/kill`` to the
+moment each real ``rollwise.Client`` evaluates the flag as killed (issue 12: 1,000 clients in
+at least 10 processes, a 1,000-flag snapshot, p99 < 100 ms).
+
+Starts a real server process (uvicorn, SQLite) on loopback and applies a flags file of
+``--flags`` flags (the example's ``new-checkout`` and generated ones with segments and rules, so
+the snapshot is the size a real one is). Then ``--processes`` worker processes each open
+``--clients`` ``rollwise.Client``s (each its own stream, as separate applications would) and,
+once every client serves the current snapshot, sweep their clients every ``--sweep`` ms with
+``client.resolve(FLAG, {...})`` on a plain dict until each says ``killed``, recording when
+(``time.monotonic``: the same clock in every process on Linux). The parent posts the kill and
+reads every worker's times. Rounds alternate kill and unkill. Prints a table and writes
+benchmarks/results/kill_switch_sdk.json.
+
+The sweep interval bounds the resolution from above (a change is seen at most ``--sweep`` ms
+late); the worker processes, the server and this process share the machine's cores.
+
+    python benchmarks/kill_switch_sdk.py [--processes 10] [--clients 100] [--flags 1000]
+        [--rounds 3] [--sweep 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import multiprocessing.connection
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _local_server import FLAGS, local_server, sdk_key
+from rollwise.core import load_flags
+
+ADMIN = "rw_admin_benchmark-kill-switch-sdk"
+FLAG = "new-checkout"
+CONTEXT = {"tenant": "globex", "plan": "pro", "app_version": "2.5.0"}
+
+
+def flags_file(count: int) -> str:
+    """The example flags file with generated flags appended (its ``flags:`` section comes last)
+    up to ``count`` flags, each with a segment rule, a condition and a percentage."""
+    text = FLAGS.read_text()
+    have = len(load_flags(text).flags)
+    generated = [
+        f"  generated-{index:04d}:\n"
+        f"    description: generated flag {index} for the kill-switch benchmark\n"
+        "    variants: [off, on]\n"
+        "    unit: tenant\n"
+        "    rules:\n"
+        "      - when: {segment: pilot-tenants}\n"
+        "        serve: on\n"
+        "      - when: {plan: [pro, enterprise]}\n"
+        f"        percent: {index % 100}\n"
+        "        serve: on\n"
+        for index in range(max(0, count - have))
+    ]
+    return text.rstrip("\n") + "\n" + "".join(generated)
+
+
+def _worker(
+    url: str, secret: str, clients: int, sweep: float, pipe: multiprocessing.connection.Connection
+) -> None:
+    """Open the clients, say when they all serve the snapshot, then for each round record when
+    each one evaluates the flag as the round wants."""
+    import logging
+
+    from rollwise import Client
+    from rollwise.core import Reason
+
+    logging.disable(logging.WARNING)
+    opened = [
+        Client(url, secret, flush_interval=60.0, poll_interval=60.0, startup_timeout=30.0)
+        for _ in range(clients)
+    ]
+    try:
+        pipe.send(("ready", [client.stats().snapshot_version for client in opened]))
+        while True:
+            message = pipe.recv()
+            if message == "stop":
+                return
+            killed = message == "kill"
+            pending = set(range(clients))
+            seen: list[float] = [0.0] * clients
+            deadline = time.monotonic() + 30
+            while pending and time.monotonic() < deadline:
+                for index in list(pending):
+                    reason = opened[index].resolve(FLAG, CONTEXT).reason
+                    if (reason is Reason.KILLED) == killed:
+                        seen[index] = time.monotonic()
+                        pending.discard(index)
+                if pending:
+                    time.sleep(sweep)
+            pipe.send(("seen", [t for t in seen if t], len(pending)))
+    finally:
+        for client in opened:
+            client.close(timeout=1.0)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--processes", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=100, help="clients per process")
+    parser.add_argument("--flags", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sweep", type=float, default=2.0, help="ms between a worker's sweeps")
+    args = parser.parse_args()
+    total = args.processes * args.clients
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * total + 256)), hard))
+    flags = flags_file(args.flags)
+    with local_server(ADMIN, controller=False) as url:
+        admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
+        admin.put("/api/v1/flags", content=flags.encode()).raise_for_status()
+        snapshot_bytes = len(
+            httpx.get(
+                f"{url}/sdk/v1/snapshot",
+                headers={"Authorization": f"Bearer {sdk_key(url, ADMIN)}"},
+            ).content
+        )
+        secret = sdk_key(url, ADMIN)
+        context = multiprocessing.get_context("spawn")
+        pipes = []
+        workers = []
+        for _ in range(args.processes):
+            parent, child = context.Pipe()
+            worker = context.Process(
+                target=_worker, args=(url, secret, args.clients, args.sweep / 1000, child)
+            )
+            worker.start()
+            pipes.append(parent)
+            workers.append(worker)
+        versions = [pipe.recv()[1] for pipe in pipes]
+        time.sleep(1.0)
+        rounds: list[dict[str, Any]] = []
+        try:
+            for index in range(args.rounds):
+                action = "kill" if index % 2 == 0 else "unkill"
+                started = time.monotonic()
+                for pipe in pipes:
+                    pipe.send(action)
+                admin.post(f"/api/v1/flags/{FLAG}/{action}").raise_for_status()
+                seen: list[float] = []
+                missing = 0
+                for pipe in pipes:
+                    _, times, left = pipe.recv()
+                    seen += [(moment - started) * 1000 for moment in times]
+                    missing += left
+                rounds.append(
+                    {
+                        "round": index,
+                        "action": action,
+                        "reached": len(seen),
+                        "missing": missing,
+                        "p50_ms": _percentile(seen, 0.5),
+                        "p99_ms": _percentile(seen, 0.99),
+                        "max_ms": max(seen) if seen else None,
+                    }
+                )
+                time.sleep(1.0)
+        finally:
+            for pipe in pipes:
+                pipe.send("stop")
+            for worker in workers:
+                worker.join(timeout=30)
+        admin.close()
+    print(
+        f"Kill switch, API request to evaluation: {args.processes} processes x {args.clients} "
+        f"rollwise.Client, {args.flags:,}-flag snapshot ({snapshot_bytes / 1024:.0f} KiB), "
+        f"sweeps every {args.sweep:g} ms"
+    )
+    print(f"  {'round':<8}{'action':<8}{'reached':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for row in rounds:
+        print(
+            f"  {row['round']:<8}{row['action']:<8}{row['reached']:>9}{row['p50_ms']:>9.0f}"
+            f"{row['p99_ms']:>9.0f}{(row['max_ms'] or 0):>9.0f}"
+        )
+    worst = max((row["p99_ms"] for row in rounds), default=float("inf"))
+    complete = all(row["reached"] == total for row in rounds)
+    verdict = "met" if complete and worst < 100 else f"MISSED (worst p99 {worst:.0f} ms)"
+    print(f"  target p99 < 100 ms, every client reached: {verdict}")
+    print(f"  snapshot versions at the start: {sorted({v for vs in versions for v in vs})}")
+    output = Path(__file__).resolve().parent / "results" / "kill_switch_sdk.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "processes": args.processes,
+        "clients_per_process": args.clients,
+        "flags": args.flags,
+        "snapshot_bytes": snapshot_bytes,
+        "sweep_ms": args.sweep,
+        "rounds": rounds,
+        "target_met": complete and worst < 100,
+    }
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

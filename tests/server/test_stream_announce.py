@@ -1,0 +1,89 @@
+"""A kill switch (or a flags file) applied through a replica reaches that replica's SDK streams at
+once: the request announces the new version to the streams itself, instead of leaving it to the
+replica's next look at the store. Here that look is an hour away, so only the announcement can
+deliver it; each stream is sent the snapshot as one event, encoded once per version."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from rollwise import Client
+from rollwise.core import Reason
+from rollwise.server import create_app
+from rollwise.store import Role, Store
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "rw_admin_stream-announce-test"
+CONTEXT = {"tenant": "globex", "app_version": "2.5.0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real server whose watch of the store looks once an hour; yields its URL and an SDK
+    key, with the example flags applied."""
+    store = Store.open(f"sqlite:///{tmp_path / 'announce.db'}")
+    app = create_app(store, controller=False, watch_interval=3600.0, admin_token=ADMIN)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+        admin.put("/api/v1/flags", content=flags).raise_for_status()
+        key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
+    try:
+        yield url, key.json()["secret"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+
+
+def _until(condition: object, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_kill_and_a_flags_file_reach_the_streams_without_the_store_watch(
+    server: tuple[str, str],
+) -> None:
+    url, key = server
+    with (
+        Client(url, key, flush_interval=60.0, poll_interval=3600.0, startup_timeout=10.0) as client,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin,
+    ):
+        assert client.stats().stream_connected or _until(lambda: client.stats().stream_connected)
+        assert client.resolve("new-checkout", CONTEXT).reason is not Reason.KILLED
+        admin.post("/api/v1/flags/new-checkout/kill").raise_for_status()
+        assert _until(lambda: client.resolve("new-checkout", CONTEXT).reason is Reason.KILLED)
+        admin.post("/api/v1/flags/new-checkout/unkill").raise_for_status()
+        assert _until(lambda: client.resolve("new-checkout", CONTEXT).reason is not Reason.KILLED)
+        # A flags file with a new description: a new version, announced by the request too.
+        before = client.stats().snapshot_version
+        flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+        changed = flags.replace("The new checkout flow.", "The new checkout flow, v2.")
+        version = admin.put("/api/v1/flags", content=changed).json()["snapshot_version"]
+        assert version > before
+        assert _until(lambda: client.stats().snapshot_version == version)
