@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rollwise import Client, Context, Reason, evaluate
 from rollwise.core import InputError, context_values, load_flags
@@ -435,3 +437,84 @@ def test_a_plain_dict_is_attributed_as_its_context() -> None:
         key: (t.requests, t.events, t.histogram) for key, t in context_cut.tallies.items()
     }
     assert len(dict_cut.tallies) > 300
+
+
+def _reference_add(
+    tallies: dict[Any, list[Any]],
+    rollouts: tuple[LiveRollout, ...],
+    values: dict[str, object],
+    outcomes: tuple[tuple[str, float | None, bool | None], ...],
+    max_keys: int,
+) -> int:
+    """Outcomes counted into every key one by one, as the SDK once did; returns the drops."""
+    dropped = 0
+    for rollout in rollouts:
+        resolution = rollout.flag.program.run(Context.of(values).values)
+        if resolution.reason in UNATTRIBUTABLE:
+            continue
+        segments = [""]
+        for attribute in rollout.split_by:
+            text = segment_value(Context.of(values).get(attribute))
+            if text:
+                segments.append(f"{attribute}={text}")
+        exposed = resolution.variant == rollout.variant
+        for metric, milliseconds, failed in outcomes:
+            if metric not in rollout.metrics:
+                continue
+            for segment in segments:
+                key = (rollout.id, rollout.stage, WINDOW, exposed, segment, metric)
+                if key not in tallies:
+                    if len(tallies) >= max_keys:
+                        dropped += 1
+                        continue
+                    tallies[key] = [0, 0, None]
+                tally = tallies[key]
+                tally[0] += 1
+                tally[1] += bool(failed)
+                if milliseconds is not None:
+                    if tally[2] is None:
+                        tally[2] = [0] * LATENCY_BUCKETS
+                    tally[2][latency_bucket(milliseconds)] += 1
+    return dropped
+
+
+OUTCOMES = st.sampled_from(
+    [
+        (("checkout.latency", 12.5, None), ("checkout.error", None, True)),
+        (("checkout.latency", 480.0, None), ("checkout.error", None, False)),
+        (("checkout.error", None, True),),
+        (("checkout.latency", 0.2, None),),
+        (("checkout.abandoned", None, True),),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),
+            st.sampled_from(["web", "mobile", "", 3, None]),
+            st.sampled_from(["eu-west", "us-1", True]),
+            OUTCOMES,
+        ),
+        max_size=120,
+    ),
+    st.integers(1, 60),
+)
+def test_counting_by_rows_sums_to_counting_by_keys(
+    calls: list[tuple[int, object, object, tuple[Any, ...]]], max_keys: int
+) -> None:
+    """Whatever is recorded, the cut holds the tallies, and drops, of counting each outcome
+    into each of its keys, with at most max_keys keys."""
+    live = snapshot(segments=["tenant", "region"], samples_per="traffic_type")
+    sums = aggregates(max_keys=max_keys)
+    expected: dict[Any, list[Any]] = {}
+    dropped = 0
+    for index, traffic, region, outcomes in calls:
+        ctx = context(index, traffic_type=traffic, region=region)
+        sums.add(live.rollouts, context_values(ctx), outcomes)
+        dropped += _reference_add(expected, live.rollouts, ctx, outcomes, max_keys)
+    cut = sums.cut()
+    assert {k: [t.requests, t.events, t.histogram] for k, t in cut.tallies.items()} == expected
+    assert sums.outcomes_dropped == dropped
