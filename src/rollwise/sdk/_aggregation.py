@@ -147,7 +147,7 @@ def _add_tally(into: Tally, other: Tally) -> None:
 
 class Aggregates:
     """The in-memory aggregates of one live client. Thread-safe: each recording thread holds
-    its own shard's lock only to count already-built keys; a cut swaps every shard out."""
+    its own shard's lock, which only a cut also takes; a cut swaps every shard out."""
 
     def __init__(
         self,
@@ -273,35 +273,31 @@ class Aggregates:
         Raises:
             Exception: a broken predicate or value; the client catches and logs it.
         """
-        # Which side of each rollout the context is on, and its segments' texts: no lock.
-        sides: list[tuple[LiveRollout, bool, tuple[str | None, ...]]] = []
-        for rollout in rollouts:
-            resolution = rollout.flag.program.run(values)
-            if resolution.reason in UNATTRIBUTABLE:
-                continue
-            texts: tuple[str | None, ...] = ()
-            if rollout.split_by:
-                found = []
-                for attribute in rollout.split_by:
-                    value = values.get(attribute)
-                    if value.__class__ is not str:
-                        if value is None and attribute == "user":
-                            value = folded_user(values)
-                        value = segment_value(value)
-                    found.append(value or None)
-                texts = tuple(found)
-            sides.append((rollout, resolution.variant == rollout.variant, texts))
-        if not sides:
-            return
         now = self._clock()
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
             shard = self._register()
-        # Only this thread and a cut take this lock, so counting under it blocks no one.
+        # Only this thread and a cut take this lock, so working under it blocks no one.
         with shard.lock:
             rows = shard.rows
-            for rollout, exposed, texts in sides:
+            for rollout in rollouts:
+                # Which side of the rollout the context is on, and its segments' texts.
+                resolution = rollout.flag.program.run(values)
+                if resolution.reason in UNATTRIBUTABLE:
+                    continue
+                exposed = resolution.variant == rollout.variant
+                texts: tuple[str | None, ...] = ()
+                if rollout.split_by:
+                    found = []
+                    for attribute in rollout.split_by:
+                        value = values.get(attribute)
+                        if value.__class__ is not str:
+                            if value is None and attribute == "user":
+                                value = folded_user(values)
+                            value = segment_value(value)
+                        found.append(value or None)
+                    texts = tuple(found)
                 guarded, minutes = rollout.metrics, rollout.window_minutes
                 window = int(now // (60 * minutes)) * minutes
                 for metric, milliseconds, failed in outcomes:
