@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Local flag evaluations per second on one core: rollwise against peer SDKs, in the same run.
 
-Two scenarios over the same 10,000 pre-built contexts (see benchmarks/peers/README.md):
+Two scenarios over the same 10,000 users (see benchmarks/peers/README.md):
   a. a plain 25 % percentage rollout bucketed by user;
   b. country in [US, CA, GB, DE] and email ends with @example.com and in segment `premium`
      (tier in [gold, platinum]), then 50 % of those users.
 
-rollwise is measured in this process (the project's environment) through its public call,
+Each is measured twice: on contexts built once beforehand (a ``rollwise.Context``, each peer's
+context object), and on plain dicts, as most applications pass them (rollwise: the dict itself;
+each peer: its own way of evaluating for a dict, conversion included). rollwise is measured in
+this process (the project's environment) through its public call,
 ``client.enabled(flag, context)``, with the peers' own harness (benchmarks/peers/run_peers.py:
 same pool, pre-bound calls, warm-up, best of N timed repeats). The peers run in their own
 environment (``make bench`` builds .venv-bench), one child process each. Prints a table and
@@ -54,22 +57,32 @@ flags:
         serve: on
 """
 
-#: The issue's targets: absolute floors per scenario, and the ratio to the fastest peer.
+#: The issues' targets: absolute floors per scenario, the ratio to the fastest peer (on the
+#: same kind of context), and at most this cost of a plain dict over a pre-built Context.
 FLOORS = {"a": 500_000, "b": 300_000}
 RATIO_TARGET = 5.0
+DICT_COST_TARGET = 1.3
+#: Result labels: a scenario on pre-built contexts, and on plain dicts.
+KINDS = {"pre-built": "", "plain dict": "_dict"}
 
 
 def bench_rollwise(seconds: float, repeats: int, warmup: float) -> dict[str, Any]:
     users = run_peers.build_users()
     client = Client(load_flags(FLAGS, "benchmark flags"))
-    contexts = [Context(user.key, user.attributes()) for user in users]
+    pools: dict[str, list[Any]] = {
+        "": [Context(user.key, user.attributes()) for user in users],
+        "_dict": [{"key": user.key, **user.attributes()} for user in users],
+    }
     result: dict[str, Any] = {"call": "client.enabled(flag, context)"}
+    # Pre-built and dict runs alternate, so that a change in the machine's load between them
+    # does not pass for a difference between the two.
     for scenario, flag in run_peers.SCENARIOS.items():
-        calls = [functools.partial(client.enabled, flag, context) for context in contexts]
-        result[scenario] = {
-            **run_peers.measure(calls, seconds, repeats, warmup),
-            **run_peers.check_share(scenario, calls, users),
-        }
+        for suffix, pool in pools.items():
+            calls = [functools.partial(client.enabled, flag, context) for context in pool]
+            result[scenario + suffix] = {
+                **run_peers.measure(calls, seconds, repeats, warmup),
+                **run_peers.check_share(scenario, calls, users),
+            }
     return result
 
 
@@ -95,37 +108,42 @@ def _rate(entry: dict[str, Any], scenario: str) -> float | None:
 
 def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
     names = [name for name in peers if "error" not in peers[name]]
-    header = ["scenario", "rollwise", *names, "fastest peer", "ratio", "targets"]
+    header = ["scenario", "context", "rollwise", *names, "fastest peer", "ratio", "targets"]
     rows, verdicts = [], {}
     for scenario in run_peers.SCENARIOS:
-        ours = _rate(rollwise, scenario) or 0.0
-        theirs = {name: _rate(peers[name], scenario) for name in names}
-        fastest_name, fastest = max(
-            ((n, r) for n, r in theirs.items() if r is not None),
-            key=lambda item: item[1],
-            default=("none", None),
-        )
-        ratio = ours / fastest if fastest else None
-        met = ours >= FLOORS[scenario] and (ratio is None or ratio >= RATIO_TARGET)
-        verdicts[scenario] = {
-            "rollwise_evals_per_s": round(ours),
-            "fastest_peer": fastest_name,
-            "fastest_peer_evals_per_s": round(fastest) if fastest else None,
-            "ratio_to_fastest_peer": round(ratio, 2) if ratio else None,
-            "floor": FLOORS[scenario],
-            "ratio_target": RATIO_TARGET,
-            "targets_met": met,
-        }
-        rows.append(
-            [
-                scenario,
-                f"{ours:,.0f}",
-                *(f"{theirs[n]:,.0f}" if theirs[n] else "n/a" for n in names),
-                fastest_name,
-                f"{ratio:.1f}x" if ratio else "n/a",
-                f"{'met' if met else 'MISSED'} (>= {FLOORS[scenario]:,}/s, >= {RATIO_TARGET:g}x)",
-            ]
-        )
+        for kind, suffix in KINDS.items():
+            label = scenario + suffix
+            ours = _rate(rollwise, label) or 0.0
+            theirs = {name: _rate(peers[name], label) for name in names}
+            fastest_name, fastest = max(
+                ((n, r) for n, r in theirs.items() if r is not None),
+                key=lambda item: item[1],
+                default=("none", None),
+            )
+            ratio = ours / fastest if fastest else None
+            met = ours >= FLOORS[scenario] and (ratio is None or ratio >= RATIO_TARGET)
+            verdicts[label] = {
+                "context": kind,
+                "rollwise_evals_per_s": round(ours),
+                "fastest_peer": fastest_name,
+                "fastest_peer_evals_per_s": round(fastest) if fastest else None,
+                "ratio_to_fastest_peer": round(ratio, 2) if ratio else None,
+                "floor": FLOORS[scenario],
+                "ratio_target": RATIO_TARGET,
+                "targets_met": met,
+            }
+            rows.append(
+                [
+                    scenario,
+                    kind,
+                    f"{ours:,.0f}",
+                    *(f"{theirs[n]:,.0f}" if theirs[n] else "n/a" for n in names),
+                    fastest_name,
+                    f"{ratio:.1f}x" if ratio else "n/a",
+                    f"{'met' if met else 'MISSED'} (>= {FLOORS[scenario]:,}/s, "
+                    f">= {RATIO_TARGET:g}x)",
+                ]
+            )
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print("Evaluations per second, one thread, best of the repeats (higher is better)")
     for row in [header, *rows]:
@@ -133,6 +151,21 @@ def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
     for name in peers:
         if "error" in peers[name]:
             print(f"  {name}: not measured: {peers[name]['error']}")
+    for scenario in run_peers.SCENARIOS:
+        built, plain = _rate(rollwise, scenario), _rate(rollwise, scenario + "_dict")
+        if not built or not plain:
+            continue
+        cost = built / plain
+        met = cost <= DICT_COST_TARGET
+        verdicts[f"{scenario}_dict_cost"] = {
+            "plain_dict_cost_over_pre_built": round(cost, 3),
+            "target": DICT_COST_TARGET,
+            "targets_met": met,
+        }
+        print(
+            f"rollwise ({scenario}): a plain dict costs {cost:.2f}x a pre-built Context — "
+            f"target <= {DICT_COST_TARGET:g}x: {'met' if met else 'MISSED'}"
+        )
     return verdicts
 
 

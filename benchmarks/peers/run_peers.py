@@ -134,6 +134,10 @@ class PeerSetup:
     call: str  # the public call that is timed, for the report
     calls: dict[str, list[Callable[[], object]]]  # scenario -> one call per user
     config: str  # how the SDK was configured, for the report
+    #: The same, from a plain dict per user (built once): the SDK's own way of evaluating
+    #: for a context that arrives as a dict, conversion included. Scenario -> calls.
+    dict_calls: dict[str, list[Callable[[], object]]] = field(default_factory=dict)
+    dict_call: str = ""
     components: dict[str, str] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
 
@@ -197,8 +201,17 @@ def setup_growthbook(users: list[User], workdir: Path) -> PeerSetup:
         for u in users
     ]
 
+    # From a plain dict: one shared instance takes each request's attributes (faster than a
+    # GrowthBook per request, which costs about as much as an evaluation to build).
+    shared = GrowthBook(attributes={}, features=features, saved_groups=payload["savedGroups"])
+    plain = [{"id": u.key, **u.attributes()} for u in users]
+
+    def from_dict(flag: str, attributes: dict[str, str]) -> bool:
+        shared.set_attributes(attributes)
+        return bool(shared.is_on(flag))
+
     def close() -> None:
-        for gb in instances:
+        for gb in [*instances, shared]:
             gb.destroy()
 
     return PeerSetup(
@@ -208,6 +221,11 @@ def setup_growthbook(users: list[User], workdir: Path) -> PeerSetup:
             scen: [functools.partial(gb.is_on, flag) for gb in instances]
             for scen, flag in SCENARIOS.items()
         },
+        dict_calls={
+            scen: [functools.partial(from_dict, flag, attributes) for attributes in plain]
+            for scen, flag in SCENARIOS.items()
+        },
+        dict_call="set_attributes(dict) then is_on(key) on one shared GrowthBook instance",
         config=(
             "features + savedGroups passed in memory (no api_host/client_key, so no fetch, "
             "no streaming, no tracking callback)"
@@ -307,6 +325,10 @@ def setup_launchdarkly(users: list[User], workdir: Path) -> PeerSetup:
         for name, value in u.attributes().items():
             builder.set(name, value)
         contexts.append(builder.build())
+    plain = [{"kind": "user", "key": u.key, **u.attributes()} for u in users]
+
+    def from_dict(flag: str, context: dict[str, str]) -> object:
+        return client.variation(flag, Context.from_dict(context), False)
 
     return PeerSetup(
         version=dist_version("launchdarkly-server-sdk"),
@@ -315,6 +337,11 @@ def setup_launchdarkly(users: list[User], workdir: Path) -> PeerSetup:
             scen: [functools.partial(client.variation, flag, ctx, False) for ctx in contexts]
             for scen, flag in SCENARIOS.items()
         },
+        dict_calls={
+            scen: [functools.partial(from_dict, flag, context) for context in plain]
+            for scen, flag in SCENARIOS.items()
+        },
+        dict_call="LDClient.variation(key, Context.from_dict(dict), False)",
         config=(
             "Files.new_data_source(auto_update=False) as update_processor_class, "
             "send_events=False, diagnostic_opt_out=True, service URIs pointed at loopback"
@@ -397,6 +424,12 @@ def setup_unleash(users: list[User], workdir: Path) -> PeerSetup:
             scen: [functools.partial(client.is_enabled, flag, ctx) for ctx in contexts]
             for scen, flag in SCENARIOS.items()
         },
+        # Unleash's context is a plain dict already: the same call.
+        dict_calls={
+            scen: [functools.partial(client.is_enabled, flag, ctx) for ctx in contexts]
+            for scen, flag in SCENARIOS.items()
+        },
+        dict_call="UnleashClient.is_enabled(key, dict) (its context is a dict already)",
         config=(
             "FileCache.bootstrap_from_file + initialize_client(fetch_toggles=False), "
             "disable_metrics=True, disable_registration=True, refresh_interval=86400"
@@ -460,6 +493,10 @@ def setup_flagd(users: list[User], workdir: Path) -> PeerSetup:
     client = api.get_client(domain=domain)
 
     contexts = [EvaluationContext(targeting_key=u.key, attributes=u.attributes()) for u in users]
+    plain = [(u.key, u.attributes()) for u in users]
+
+    def from_dict(flag: str, key: str, attributes: dict[str, str]) -> bool:
+        return client.get_boolean_value(flag, False, EvaluationContext(key, attributes))
 
     def close() -> None:
         api.shutdown()
@@ -473,6 +510,11 @@ def setup_flagd(users: list[User], workdir: Path) -> PeerSetup:
             ]
             for scen, flag in SCENARIOS.items()
         },
+        dict_calls={
+            scen: [functools.partial(from_dict, flag, key, attrs) for key, attrs in plain]
+            for scen, flag in SCENARIOS.items()
+        },
+        dict_call="get_boolean_value(key, False, EvaluationContext(key, dict)) per call",
         config=(
             "FlagdProvider(resolver_type=IN_PROCESS, offline_flag_source_path=<json>, "
             "deadline_ms=86400000) via api.set_provider_and_wait"
@@ -608,18 +650,25 @@ def _bench_peer(
             }
             if setup.components:
                 result["components"] = setup.components
-            for scenario, calls in setup.calls.items():
+            if setup.dict_call:
+                result["dict_call"] = setup.dict_call
+            measured = [
+                *setup.calls.items(),
+                *((f"{scenario}_dict", calls) for scenario, calls in setup.dict_calls.items()),
+            ]
+            for label, calls in measured:
+                scenario = label.removesuffix("_dict")
                 share = check_share(scenario, calls, users)
                 if not share["equivalent"]:
                     log.warning(
-                        "%s/%s: NOT equivalent: %s", name, scenario, "; ".join(share["problems"])
+                        "%s/%s: NOT equivalent: %s", name, label, "; ".join(share["problems"])
                     )
                 timing = measure(calls, seconds, repeats, warmup)
-                result[scenario] = {**timing, **share}
+                result[label] = {**timing, **share}
                 log.info(
                     "%s/%s: %s evals/s, on_share %.4f (expected %.4f)",
                     name,
-                    scenario,
+                    label,
                     f"{timing['evals_per_s']:,}",
                     share["on_share"],
                     share["expected_on_share"],
