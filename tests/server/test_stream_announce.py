@@ -5,6 +5,7 @@ deliver it; each stream is sent the snapshot as one event, encoded once per vers
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -87,3 +88,98 @@ def test_a_kill_and_a_flags_file_reach_the_streams_without_the_store_watch(
         version = admin.put("/api/v1/flags", content=changed).json()["snapshot_version"]
         assert version > before
         assert _until(lambda: client.stats().snapshot_version == version)
+
+
+def _events(lines: Iterator[str], count: int) -> list[tuple[str, str]]:
+    """The next ``count`` events of a server-sent event stream, as (type, data)."""
+    found: list[tuple[str, str]] = []
+    kind, data = "", ""
+    for line in lines:
+        if line.startswith("event:"):
+            kind = line.partition(":")[2].strip()
+        elif line.startswith("data:"):
+            data = line.partition(":")[2].strip()
+        elif not line and data:
+            found.append((kind, data))
+            kind, data = "", ""
+            if len(found) == count:
+                break
+    return found
+
+
+@pytest.mark.parametrize("kills", [True, False])
+def test_a_stream_that_asks_for_kills_gets_the_switch_not_the_snapshot(
+    server: tuple[str, str], kills: bool
+) -> None:
+    """With ``kills=true`` a kill switch flipped here is ``event: kill`` {version, flag,
+    killed}; two in a row are two events; without it (older SDKs), the whole snapshot."""
+    url, key = server
+    path = "/sdk/v1/stream?kills=true" if kills else "/sdk/v1/stream"
+    with (
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as sdk,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin,
+        sdk.stream("GET", path, timeout=30) as stream,
+    ):
+        lines = stream.iter_lines()
+        ((kind, data),) = _events(lines, 1)
+        version = json.loads(data)["version"]
+        assert kind == "snapshot"
+        admin.post("/api/v1/flags/new-checkout/kill").raise_for_status()
+        ((kind, data),) = _events(lines, 1)
+        if kills:
+            assert (kind, json.loads(data)) == (
+                "kill",
+                {"version": version + 1, "flag": "new-checkout", "killed": True},
+            )
+        else:
+            document = json.loads(data)
+            assert kind == "snapshot" and document["version"] == version + 1
+            assert document["flags"]["flags"]["new-checkout"]["killed"] is True
+        admin.post("/api/v1/flags/new-checkout/unkill").raise_for_status()
+        ((kind, data),) = _events(lines, 1)
+        assert kind == ("kill" if kills else "snapshot")
+        assert json.loads(data)["version"] == version + 2
+
+
+def test_a_kill_applied_from_the_event_is_the_servers_snapshot_of_that_version(
+    server: tuple[str, str],
+) -> None:
+    """The snapshot a client makes from ``event: kill`` is the one the server serves for that
+    version: the same flags, the same rollouts, the rollout's flag the killed one (outcomes
+    are attributed by the rules served)."""
+    from rollwise.sdk._snapshot import parse_snapshot
+
+    url, key = server
+    with (
+        Client(url, key, flush_interval=60.0, poll_interval=3600.0, startup_timeout=10.0) as client,
+        # Storing a plan lints it, simulating it: seconds on a busy machine.
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120
+        ) as admin,
+    ):
+        plan = (ROOT / "examples/checkout/plan.yaml").read_text()
+        plan_id = admin.post("/api/v1/plans", content=plan).json()["id"]
+        admin.post("/api/v1/rollouts", json={"plan_id": plan_id}).raise_for_status()
+        assert _until(lambda: client.stats().stream_connected)
+        started = admin.get("/api/v1/flags").json()["snapshot_version"]
+        # The start is seen by the store watch only: ask the client to fetch it.
+        client._live.follower.refresh()  # type: ignore[union-attr]
+        assert client.stats().snapshot_version == started
+        version = admin.post("/api/v1/flags/new-checkout/kill").json()["snapshot_version"]
+        assert _until(lambda: client.stats().snapshot_version == version)
+        served = client._live.follower._snapshot  # type: ignore[union-attr]
+        body = httpx.get(
+            f"{url}/sdk/v1/snapshot", headers={"Authorization": f"Bearer {key}"}
+        ).content
+        fetched = parse_snapshot(body)
+        assert served.version == fetched.version == version
+        assert dict(served.flags.flags) == dict(fetched.flags.flags)
+        assert served.flags.flags["new-checkout"].killed
+        (rollout,) = served.rollouts
+        assert rollout.flag is served.flags.flags["new-checkout"]
+
+        def fields(item: object) -> tuple[object, ...]:
+            names = ("id", "flag", "stage", "variant", "unit", "segments", "window_minutes")
+            return (*(getattr(item, name) for name in names), dict(item.metrics))  # type: ignore[attr-defined]
+
+        assert [fields(r) for r in served.rollouts] == [fields(r) for r in fetched.rollouts]

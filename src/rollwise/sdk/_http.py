@@ -11,7 +11,8 @@ import httpx
 from rollwise.sdk._transport import Reply, StreamRefused
 
 SNAPSHOT_PATH = "/sdk/v1/snapshot"
-STREAM_PATH = "/sdk/v1/stream"
+#: ``kills=true``: a kill switch comes as ``event: kill``, not as a whole snapshot to read.
+STREAM_PATH = "/sdk/v1/stream?kills=true"
 EVENTS_PATH = "/sdk/v1/events"
 
 

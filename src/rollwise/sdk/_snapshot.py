@@ -131,6 +131,31 @@ def snapshot_of(
     return Snapshot(version, flags, rollouts, decoded)
 
 
+def with_kill(snapshot: Snapshot, key: str, killed: bool, version: int) -> Snapshot:
+    """``snapshot`` with ``key``'s kill switch set, as version ``version``: what the server's
+    snapshot of that version is when a kill switch was its only change (``event: kill``). The
+    rollouts on the flag are given the new flag object, so that outcomes are attributed by the
+    rules now served. ``decoded`` stays the one read from a document: the next whole snapshot
+    is compared with what was read, never with what a kill changed.
+
+    Raises:
+        KeyError: the snapshot has no flag ``key``.
+    """
+    changed = replace(snapshot.flags.flags[key], killed=killed)
+    flags = dict(snapshot.flags.flags)
+    flags[key] = changed
+    rollouts = tuple(
+        replace(rollout, flag=changed) if rollout.flag.key == key else rollout
+        for rollout in snapshot.rollouts
+    )
+    return Snapshot(
+        version,
+        replace(snapshot.flags, flags=flags, version=version),
+        rollouts,
+        snapshot.decoded,
+    )
+
+
 def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollout:
     if not isinstance(entry, dict):
         raise InputError("must be an object", path=path, source=source)

@@ -66,3 +66,29 @@ def read_announcement(event: Event) -> Announcement:
     if isinstance(version, bool) or not isinstance(version, int):
         return Announcement(None)
     return Announcement(version, document if "flags" in document else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """What a ``kill`` event says (``{"version": 14, "flag": "new-checkout", "killed": true}``):
+    the snapshot of ``version`` is the one before it with that flag's kill switch set."""
+
+    version: int
+    flag: str
+    killed: bool
+
+
+def read_kill(event: Event) -> Kill | None:
+    """The kill switch change in a ``kill`` event, or None when it cannot be read."""
+    try:
+        document = json.loads(event.data)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    version, flag, killed = document.get("version"), document.get("flag"), document.get("killed")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None
+    if not isinstance(flag, str) or not isinstance(killed, bool):
+        return None
+    return Kill(version, flag, killed)

@@ -3,7 +3,9 @@
 The stream announces each new snapshot (and the current one on connecting). An event that
 carries the snapshot is served as it is, with no second round trip (a kill switch reaches the
 application as fast as the event does); one that carries only a version other than the one held
-makes the follower fetch it with ``If-None-Match``, so a repeat costs a 304. When the
+makes the follower fetch it with ``If-None-Match``, so a repeat costs a 304. A kill switch
+flipped through the server the SDK is connected to comes as ``event: kill`` (asked for with
+``?kills=true``): the switch is set on the snapshot served, with nothing to read. When the
 stream breaks, it is reopened after an exponential backoff with jitter (0.5 s doubling to 30 s),
 and meanwhile the snapshot is polled every ``poll_interval``. Every good snapshot is written to
 ``cache_path`` atomically, and read back at startup, so that a restart while the server is
@@ -23,8 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rollwise.core import InputError
-from rollwise.sdk._snapshot import Snapshot, parse_snapshot, snapshot_of
-from rollwise.sdk._stream import Announcement, read_announcement, read_events
+from rollwise.sdk._snapshot import Snapshot, parse_snapshot, snapshot_of, with_kill
+from rollwise.sdk._stream import Announcement, Event, read_announcement, read_events, read_kill
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import StreamRefused, Transport
 
@@ -144,6 +146,8 @@ class SnapshotFollower:
                         delay = self._backoff_first
                         if event.type == "snapshot":
                             self._follow(read_announcement(event), event.data)
+                        elif event.type == "kill":
+                            self._kill(event)
             except StreamRefused as exc:
                 self._warn("stream", f"rollwise: {exc}; polling the snapshot (version %s)")
             except Exception as exc:
@@ -170,6 +174,26 @@ class SnapshotFollower:
             return
         self._use(snapshot, None)
         self._save(data.encode())
+
+    def _kill(self, event: Event) -> None:
+        """Apply a kill switch change to the snapshot served when it is the next version (no
+        snapshot to read: a kill reaches the application in microseconds); otherwise, or when
+        a cache file is kept (it must hold the whole snapshot), fetch the snapshot."""
+        kill = read_kill(event)
+        current = self._snapshot
+        if (
+            kill is None
+            or current is None
+            or self.version is None
+            or kill.version != self.version + 1
+            or kill.flag not in current.flags.flags
+        ):
+            self.refresh()
+            return
+        self._use(with_kill(current, kill.flag, kill.killed, kill.version), None)
+        if self._cache_path is not None:
+            self._etag = None  # the whole snapshot of this version, not a 304
+            self.refresh()
 
     def _wait_polling(self, seconds: float) -> None:
         """Wait before reconnecting, fetching the snapshot whenever a poll is due."""

@@ -43,21 +43,42 @@ logger = logging.getLogger("rollwise.server")
 class VersionWatch:
     """The snapshot version, and a way for streams to wait until it changes."""
 
+    #: Kill events kept, by version: a stream that fell further behind gets the snapshot.
+    KILLS_KEPT = 64
+
     def __init__(self) -> None:
         self.current = 0
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Version → the ``kill`` event of a version whose only change was a kill switch
+        #: flipped on this replica.
+        self._kills: dict[int, bytes] = {}
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop the streams wait on (``announce`` reaches it from other threads)."""
         self._loop = loop
 
-    def announce(self, version: int) -> None:
+    def announce(self, version: int, kill: tuple[str, bool] | None = None) -> None:
         """``publish`` from a request's worker thread: a change made by this replica reaches its
-        streams at once, not at the next look at the store."""
+        streams at once, not at the next look at the store. ``kill`` (flag, killed): the
+        version's only change was that kill switch, which streams that asked for it are sent
+        as ``event: kill`` instead of the whole snapshot."""
+        if kill is not None:
+            data = json.dumps({"version": version, "flag": kill[0], "killed": kill[1]})
+            self._kills[version] = f"event: kill\ndata: {data}\n\n".encode()
+            for old in sorted(self._kills)[: -self.KILLS_KEPT]:
+                self._kills.pop(old, None)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish, version)
+
+    def kill_events(self, last: int, current: int) -> list[bytes] | None:
+        """The ``kill`` events that lead from version ``last`` to ``current``, when every version
+        between was a kill switch flipped here; else None (send the snapshot)."""
+        if last < 0 or current <= last or current - last > self.KILLS_KEPT:
+            return None
+        frames = [self._kills.get(version) for version in range(last + 1, current + 1)]
+        return None if any(frame is None for frame in frames) else frames  # type: ignore[return-value]
 
     async def changed(self, last: int) -> None:
         while self.current == last:

@@ -194,7 +194,7 @@ def get_flag(key: FlagKey, request: Request, token: Viewer) -> dict[str, Any]:
 def _switch(request: Request, key: str, token: TokenRecord, killed: bool) -> dict[str, Any]:
     version, changed = _store(request).set_killed(key, killed, actor(token), _now(request))
     if changed:
-        request.app.state.versions.announce(version)
+        request.app.state.versions.announce(version, (key, killed))
     message = (
         ("killed" if killed else "kill switch lifted")
         if changed

@@ -232,10 +232,13 @@ def snapshot(request: Request, key: SdkKey) -> Response:
         }
     },
 )
-async def stream(request: Request, key: SdkKey) -> StreamingResponse:
+async def stream(request: Request, key: SdkKey, kills: bool = False) -> StreamingResponse:
     """Server-sent events: ``event: snapshot`` whenever the snapshot changes, carrying the whole
     snapshot (``version``, ``flags``, ``rollouts``), so that a kill reaches every SDK without a
-    second round trip."""
+    second round trip. With ``kills=true``, a version whose only change was a kill switch
+    flipped through this replica comes as ``event: kill`` with ``{"version", "flag",
+    "killed"}`` instead (the stream had the version before it): an SDK sets the switch on the
+    snapshot it holds, and a thousand-flag snapshot is not read for one switch."""
     versions = request.app.state.versions
 
     async def events() -> AsyncIterator[bytes]:
@@ -243,8 +246,13 @@ async def stream(request: Request, key: SdkKey) -> StreamingResponse:
         while not await request.is_disconnected():
             current = versions.current
             if current != last:
+                frames = versions.kill_events(last, current) if kills else None
                 last = current
-                yield await asyncio.to_thread(snapshot_frame, request.app, current)
+                if frames is not None:
+                    for frame in frames:
+                        yield frame
+                else:
+                    yield await asyncio.to_thread(snapshot_frame, request.app, current)
             try:
                 await asyncio.wait_for(versions.changed(last), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
