@@ -64,6 +64,7 @@ flags:
         serve: on
   op-cidr: {variants: [off, on], rules: [{when: [{ip: {cidr: [10.0.0.0/8, "::1/128"]}}], serve: on}]}
   op-exists: {variants: [off, on], rules: [{when: [{tenant: {exists: false}}], serve: on}]}
+  op-user-exists: {variants: [off, on], rules: [{when: [{user: {exists: true}}], serve: on}]}
   op-not: {variants: [off, on], rules: [{when: [{not: {segment: staff}}], percent: 50, serve: on}]}
   op-any:
     variants: [off, on]

@@ -126,7 +126,8 @@ class Program:
         self._rules = tuple(rules)
 
     def run(self, values: Mapping[str, object]) -> Resolution:
-        """Evaluate against a context's attribute dict. May raise on a broken predicate;
+        """Evaluate against what ``context_values`` returns: a context's values, or a plain
+        dict read in place (whose user may be its key). May raise on a broken predicate;
         ``evaluate`` is the never-raising entry point."""
         if self._killed:
             return self.killed
