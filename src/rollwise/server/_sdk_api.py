@@ -242,8 +242,11 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
     versions = request.app.state.versions
 
     async def events() -> AsyncIterator[bytes]:
+        # A change wakes every stream at once: what each does then is kept small (no task per
+        # wait, no look at the connection; a gone client is noticed at the next keep-alive,
+        # when writing to it fails or it reads as disconnected).
         last = -1
-        while not await request.is_disconnected():
+        while True:
             current = versions.current
             if current != last:
                 frames = versions.kill_events(last, current) if kills else None
@@ -254,8 +257,11 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
                 else:
                     yield await asyncio.to_thread(snapshot_frame, request.app, current)
             try:
-                await asyncio.wait_for(versions.changed(last), timeout=KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await versions.changed(last)
             except TimeoutError:
+                if await request.is_disconnected():
+                    return
                 yield b": ping\n\n"
 
     return StreamingResponse(
