@@ -221,6 +221,37 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(store: Store) -> None:
     assert store.authenticate("rw_admin_guess") is None
 
 
+def test_a_token_revoked_through_another_replica_stops_within_the_cache_time(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas' stores on one database: each keeps a live token's row for
+    AUTH_CACHE_SECONDS. A revoke stops the token at once on the replica that made it, and on the
+    other once its kept row is older than that (the clock is moved, not waited for); an
+    expired token is refused even while kept."""
+    from rollwise.store import _tokens
+
+    moment = [1000.0]
+    monkeypatch.setattr(_tokens.time, "monotonic", lambda: moment[0])
+    first, second = Store.open(store_url), Store.open(store_url)
+    try:
+        record, secret = first.create_token("sdk", Role.SDK, "alice", NOW)
+        assert first.authenticate(secret, NOW) == record
+        assert second.authenticate(secret, NOW) == record
+        second.revoke_token(record.id, "alice", NOW)
+        assert second.authenticate(secret, NOW) is None  # at once where it was revoked
+        assert first.authenticate(secret, NOW) == record  # kept there, for now
+        moment[0] += _tokens.AUTH_CACHE_SECONDS
+        assert first.authenticate(secret, NOW) is None
+        short, code = first.create_token(
+            "short", Role.SDK, "alice", NOW, expires_at=NOW + timedelta(minutes=1)
+        )
+        assert first.authenticate(code, NOW) == short
+        assert first.authenticate(code, NOW + timedelta(minutes=2)) is None  # kept, expired
+    finally:
+        first.close()
+        second.close()
+
+
 def test_reopening_keeps_everything(store_url: str) -> None:
     """Close and open again (migrations are idempotent): rollouts and audit are all there."""
     first = Store.open(store_url)

@@ -3,7 +3,7 @@ post events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request, status
 
@@ -31,10 +31,11 @@ def _token(request: Request) -> TokenRecord:
     return token  # type: ignore[no-any-return]
 
 
-def requires(role: Role) -> Callable[..., TokenRecord]:
+def requires(role: Role) -> Callable[..., Awaitable[TokenRecord]]:
     """A dependency admitting tokens of ``role`` or above (SDK keys: only ``Role.SDK``)."""
 
-    def check(token: TokenRecord = Depends(_token)) -> TokenRecord:  # noqa: B008
+    # No I/O here: on the event loop, not a worker thread (``_token`` reads the store).
+    async def check(token: TokenRecord = Depends(_token)) -> TokenRecord:  # noqa: B008
         if role is Role.SDK:
             if token.role is not Role.SDK:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint is for SDK keys")

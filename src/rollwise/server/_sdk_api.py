@@ -294,9 +294,11 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
         }
     },
 )
-async def events(request: Request, key: SdkKey, _place: Admitted) -> JSONResponse:
+async def events(request: Request, _place: Admitted, key: SdkKey) -> JSONResponse:
     """Apply a batch of aggregates and exposures, once: a retried batch id is not counted
-    again. A malformed or oversized batch is refused whole, naming its first bad field."""
+    again. A malformed or oversized batch is refused whole, naming its first bad field. A full
+    server answers 503 before anything else, the key included: a refusal costs next to
+    nothing, and the SDK sends the batch again with its key."""
     body = await request.body()
     if len(body) > MAX_BATCH_BYTES:
         raise BodyTooLarge(MAX_BATCH_BYTES)

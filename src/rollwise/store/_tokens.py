@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,12 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+#: How long a live token's row is kept between reads (``TokenStore.authenticate``).
+AUTH_CACHE_SECONDS = 1.0
+#: At most this many rows are kept (past it, all are forgotten).
+AUTH_CACHE_SIZE = 10_000
 
 
 class TokenStore:
@@ -90,16 +97,33 @@ class TokenStore:
         return TokenRecord(BOOTSTRAP_ID, name, role, now)
 
     def authenticate(self, secret: str, now: datetime | None = None) -> TokenRecord | None:
-        """The live token with this secret, or None (unknown, revoked or expired)."""
+        """The live token with this secret, or None (unknown, revoked or expired).
+
+        A live token's row is kept for ``AUTH_CACHE_SECONDS`` (every SDK request is
+        authenticated: a thousand SDKs would otherwise read the table hundreds of times a
+        second). Revoking a token forgets every kept row at once on this store; another
+        replica's store forgets it within ``AUTH_CACHE_SECONDS``. Expiry is checked each time.
+        """
         bootstrap = self.bootstrap_secret
         if bootstrap and hmac.compare_digest(secret.encode(), bootstrap.encode()):
             return TokenRecord(BOOTSTRAP_ID, "bootstrap", Role.ADMIN, datetime.min)
-        # Rows stored before keyed hashes used plain SHA-256 of the secret.
-        hashes = [self._hash(secret), hashlib.sha256(secret.encode()).hexdigest()]
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(t.tokens).where(t.tokens.c.secret_hash.in_(hashes))
-            ).first()
+        keyed = self._hash(secret)
+        cache: dict[str, tuple[float, Any]] = self.__dict__.setdefault("_auth_cache", {})
+        kept = cache.get(keyed)
+        moment = time.monotonic()
+        if kept is not None and kept[0] > moment:
+            row = kept[1]
+        else:
+            # Rows stored before keyed hashes used plain SHA-256 of the secret.
+            hashes = [keyed, hashlib.sha256(secret.encode()).hexdigest()]
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    sa.select(t.tokens).where(t.tokens.c.secret_hash.in_(hashes))
+                ).first()
+            if row is not None and row.revoked_at is None:
+                if len(cache) >= AUTH_CACHE_SIZE:
+                    cache.clear()
+                cache[keyed] = (moment + AUTH_CACHE_SECONDS, row)
         if row is None or row.revoked_at is not None:
             return None
         expires = _utc(row.expires_at)
@@ -134,6 +158,8 @@ class TokenStore:
             if changed:
                 write_audit(connection, now, actor, "token.revoke", token_id)
             row = connection.execute(sa.select(t.tokens).where(t.tokens.c.id == token_id)).first()
+        # Committed: no read of the row from before can be kept again after this.
+        self.__dict__.get("_auth_cache", {}).clear()
         if row is None:
             raise NotFoundError(f"no token {token_id!r}")
         return _record(row), changed
