@@ -63,6 +63,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The optional dependencies a command may need, and the extra that brings each.
+_EXTRAS = {
+    "numpy": "cli",
+    "sqlalchemy": "server",
+    "alembic": "server",
+    "fastapi": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "prometheus_client": "server",
+    "psycopg": "server",
+    "rich": "demo",
+}
+
+
 def _say(message: str) -> None:
     print(f"rollwise: {message}", file=sys.stderr)
 
@@ -91,6 +105,15 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(args.run(args))
     except RollwiseError as exc:
         _say(str(exc))
+        return EXIT_UNREADABLE
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        _say(
+            f"'rollwise {args.command}' needs {exc.name}, which the SDK's install leaves out: "
+            f"pip install 'rollwise[{extra}]'"
+        )
         return EXIT_UNREADABLE
     except BrokenPipeError:
         raise

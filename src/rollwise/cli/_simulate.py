@@ -12,20 +12,14 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rollwise.cli._files import read_flags, read_plan
 from rollwise.core import InputError, format_duration, parse_duration
 from rollwise.core._quantities import parse_percent, parse_rate
-from rollwise.core.simulation import (
-    Regression,
-    RunResult,
-    Scenario,
-    Simulation,
-    run_numbered,
-    stage_shares,
-)
-from rollwise.core.simulation._summary import summarize
+
+if TYPE_CHECKING:  # the simulator needs numpy (the ``cli`` extra): imported when run
+    from rollwise.core.simulation import RunResult, Scenario, Simulation
 
 
 def add_parser(commands: Any) -> None:
@@ -74,6 +68,8 @@ def add_parser(commands: Any) -> None:
 
 
 def _scenario(args: argparse.Namespace, plan_traffic: float | None) -> Scenario:
+    from rollwise.core.simulation import Regression, Scenario
+
     try:
         traffic = parse_rate(args.traffic) if args.traffic else (plan_traffic or 50.0)
         error_rate = parse_percent(args.error_rate) / 100
@@ -123,6 +119,8 @@ _SIMULATION: Simulation | None = None
 
 
 def _run_one(entropy: tuple[int, int]) -> RunResult:
+    from rollwise.core.simulation import run_numbered
+
     if _SIMULATION is None:
         raise RuntimeError("simulate_runs sets the simulation before running")
     return run_numbered(_SIMULATION, *entropy)
@@ -195,6 +193,9 @@ def _count(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rollwise.core.simulation import Simulation, stage_shares
+    from rollwise.core.simulation._summary import summarize
+
     plan = read_plan(args.plan)
     flags = read_flags(args.flags) if args.flags else None
     scenario = _scenario(args, plan.traffic_per_second)
