@@ -4,7 +4,7 @@ connected to a server, exposures and outcomes attributed to the rollouts running
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from time import perf_counter
@@ -72,7 +72,7 @@ class Client:
     @overload
     def __init__(
         self,
-        source: str,
+        source: str | Sequence[str],
         sdk_key: str,
         *,
         cache_path: str | Path | None = None,
@@ -88,7 +88,7 @@ class Client:
 
     def __init__(
         self,
-        source: FlagSet | str,
+        source: FlagSet | str | Sequence[str],
         sdk_key: str | None = None,
         *,
         cache_path: str | Path | None = None,
@@ -101,7 +101,9 @@ class Client:
         transport: Transport | None = None,
         startup_timeout: float = 2.0,
     ) -> None:
-        """Offline: ``Client(flags)``. Live: ``Client(url, sdk_key, **options)``.
+        """Offline: ``Client(flags)``. Live: ``Client(url, sdk_key, **options)``, or with a
+        list of server URLs (replicas): the client fails over to the next when one does not
+        answer.
 
         A live client serves the snapshot cached at ``cache_path`` (if any) at once, waits up to
         ``startup_timeout`` seconds for the server's, and then keeps it current in the
@@ -120,8 +122,15 @@ class Client:
                 raise TypeError("an offline Client takes a FlagSet alone; a live one takes a URL")
             self._use(Snapshot(source.version, source))
             return
-        if not isinstance(source, str) or not isinstance(sdk_key, str) or not sdk_key:
-            raise TypeError("Client(flags) or Client(url, sdk_key, ...)")
+        urls: object = [source] if isinstance(source, str) else source
+        if (
+            not isinstance(urls, list | tuple)
+            or not urls
+            or not all(isinstance(url, str) and url for url in urls)
+            or not isinstance(sdk_key, str)
+            or not sdk_key
+        ):
+            raise TypeError("Client(flags) or Client(url, sdk_key, ...) or Client([urls], ...)")
         if ledger_units not in ("hashed", "plain"):
             raise ValueError(f"ledger_units must be 'hashed' or 'plain', not {ledger_units!r}")
         if min(flush_interval, poll_interval) <= 0 or min(max_pending_batches, max_keys) < 1:
@@ -131,7 +140,7 @@ class Client:
 
         self._use(EMPTY)
         self._live = Live(
-            source,
+            source if isinstance(source, str) else [str(url) for url in urls],
             sdk_key,
             on_snapshot=self._use,
             log=self._log,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
@@ -14,10 +14,18 @@ SNAPSHOT_PATH = "/sdk/v1/snapshot"
 #: ``kills=true``: a kill switch comes as ``event: kill``, not as a whole snapshot to read.
 STREAM_PATH = "/sdk/v1/stream?kills=true"
 EVENTS_PATH = "/sdk/v1/events"
+#: Answers that say this server cannot serve now (a gateway's, or an overloaded server's): with
+#: several URLs, the next request goes to the next one.
+_UNAVAILABLE = frozenset({502, 503, 504})
 
 
 class HttpTransport:
     """Speaks the SDK protocol to ``url`` with ``Authorization: Bearer <sdk_key>``.
+
+    ``url`` may be a list of servers (replicas behind no load balancer): requests go to one
+    until it fails to answer (a connection error or timeout) or answers 502, 503 or 504, then
+    to the next, round the list. The request that failed is not sent again here: the caller
+    retries it as it would (the next flush, the stream's backoff), and that goes elsewhere.
 
     ``http`` lets the caller supply a configured ``httpx.Client`` (proxies, certificates, or an
     ``httpx.MockTransport`` in tests); the transport closes only a client it created itself.
@@ -28,7 +36,7 @@ class HttpTransport:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         sdk_key: str,
         *,
         user_agent: str = "rollwise-python",
@@ -36,7 +44,11 @@ class HttpTransport:
         stream_read_timeout: float = 45.0,
         http: httpx.Client | None = None,
     ) -> None:
-        self._base = url.rstrip("/")
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise TypeError("the server URL must be a non-empty string or list of them")
+        self._bases = [u.rstrip("/") for u in urls]
+        self._at = 0
         self._headers = {"Authorization": f"Bearer {sdk_key}", "User-Agent": user_agent}
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=timeout)
@@ -44,17 +56,47 @@ class HttpTransport:
         self._streaming: httpx.Response | None = None
         self._stream_socket: socket.socket | None = None
 
+    @property
+    def url(self) -> str:
+        """The server the next request goes to."""
+        return self._bases[self._at]
+
+    def _failed(self, base: str) -> None:
+        """``base`` did not answer (or answered that it cannot): the next request goes to the
+        next server of the list. Only once per failure when two threads see it together."""
+        if len(self._bases) > 1 and self._bases[self._at] == base:
+            self._at = (self._at + 1) % len(self._bases)
+
+    def _judge(self, base: str, status: int) -> None:
+        if status in _UNAVAILABLE:
+            self._failed(base)
+
     def get_snapshot(self, etag: str | None) -> Reply:
         headers = self._headers if etag is None else {**self._headers, "If-None-Match": etag}
-        response = self._http.get(self._base + SNAPSHOT_PATH, headers=headers)
+        base = self.url
+        try:
+            response = self._http.get(base + SNAPSHOT_PATH, headers=headers)
+        except httpx.TransportError:
+            self._failed(base)
+            raise
+        self._judge(base, response.status_code)
         return Reply(response.status_code, response.content, response.headers.get("ETag"))
 
     def stream(self) -> Iterator[str]:
         headers = {**self._headers, "Accept": "text/event-stream"}
+        base = self.url
+        try:
+            yield from self._stream(base, headers)
+        except httpx.TransportError:
+            self._failed(base)  # refused, reset, timed out: the next try goes elsewhere
+            raise
+
+    def _stream(self, base: str, headers: dict[str, str]) -> Iterator[str]:
         with self._http.stream(
-            "GET", self._base + STREAM_PATH, headers=headers, timeout=self._stream_timeout
+            "GET", base + STREAM_PATH, headers=headers, timeout=self._stream_timeout
         ) as response:
             if response.status_code != 200:
+                self._judge(base, response.status_code)
                 raise StreamRefused(response.status_code)
             # A page in its place (a proxy's, a captive portal's) would read as a stream
             # without events; a response that does not say what it is is taken at its word.
@@ -70,7 +112,13 @@ class HttpTransport:
 
     def post_events(self, body: bytes) -> Reply:
         headers = {**self._headers, "Content-Type": "application/json"}
-        response = self._http.post(self._base + EVENTS_PATH, content=body, headers=headers)
+        base = self.url
+        try:
+            response = self._http.post(base + EVENTS_PATH, content=body, headers=headers)
+        except httpx.TransportError:
+            self._failed(base)
+            raise
+        self._judge(base, response.status_code)
         return Reply(response.status_code, response.content)
 
     def close(self) -> None:

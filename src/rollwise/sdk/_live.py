@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -48,7 +48,7 @@ class Live:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         sdk_key: str,
         *,
         on_snapshot: Callable[[Snapshot], None],
