@@ -485,6 +485,19 @@ def test_constructor_arguments_are_checked() -> None:
         Client(URL, "k", ledger_units="secret")  # type: ignore[call-overload]
 
 
+def test_a_gauge_that_cannot_be_recorded_is_logged_once_not_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A value that is not a number is dropped, never raised; a thousand of them make one
+    warning (the throttle holds back the rest), not a thousand lines in the host's log."""
+    server = FakeServer()
+    with live_client(server) as client, caplog.at_level(logging.WARNING, logger="rollwise"):
+        for _ in range(1000):
+            client.gauge("payments.queue_depth", "deep")  # type: ignore[arg-type]
+    said = [r for r in caplog.records if "could not record" in r.getMessage()]
+    assert len(said) == 1 and "payments.queue_depth" in said[0].getMessage()
+
+
 def test_gauge_readings_ride_with_the_next_batch() -> None:
     """client.gauge keeps readings until the next flush and sends them once, with their
     times; an offline client ignores them."""

@@ -298,8 +298,8 @@ class Client:
             return
         try:
             aggregates.gauge(metric, float(value))
-        except Exception:  # never raise into the application
-            logger.warning("gauge %s: could not record %r", metric, value)
+        except Exception:  # never raise into the application; said once a minute at most
+            self._log.warning("gauge", "rollwise: gauge %s: could not record %r", metric, value)
 
     def track(
         self, event: str, context: Context | Mapping[str, object], happened: bool = True
