@@ -50,6 +50,10 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/server_ingestion.py
 	$(BIN)/python benchmarks/kill_switch.py
+	$(BIN)/python benchmarks/kill_switch_sdk.py --sweep 10
+	$(BIN)/python benchmarks/snapshot_apply.py
+	$(BIN)/python benchmarks/sdk_close.py
+	$(BIN)/python benchmarks/simulate.py
 	$(BIN)/python benchmarks/controller.py
 
 # Not part of `make test`: a real server per database (SQLite, then PostgreSQL at
