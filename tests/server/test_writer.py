@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,8 @@ import sqlalchemy as sa
 from rollwise.server._writer import BatchWriter, Busy
 from rollwise.store import AggregateRow, EventBatch, NotFoundError, RolloutRecord, Store
 from rollwise.store import _schema as t
+from tests.store._checkout import FLAGS, NOW, PLAN
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
-PLAN = """
-flag: new-checkout
-unit: tenant
-guards:
-  - {metric: checkout.error, kind: rate, tolerance: 50%, by: [tenant]}
-  - {metric: checkout.latency, kind: latency, quantile: 0.95, tolerance: 50ms}
-stages:
-  - {name: internal, audience: {segments: [internal-team]}, bake: 30m}
-  - {name: pilot-tenant, audience: {segments: [pilot-tenants]}, bake: 4h}
-  - {name: five-percent, audience: {percent: 5}, bake: 6h}
-"""
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 WAIT = 10.0  # seconds: only ever reached if the writer is broken
 
 

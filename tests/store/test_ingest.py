@@ -8,7 +8,6 @@ import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,21 +24,8 @@ from rollwise.store import (
     Store,
 )
 from rollwise.store import _schema as t
+from tests.store._checkout import FLAGS, NOW, PLAN
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
-PLAN = """
-flag: new-checkout
-unit: tenant
-guards:
-  - {metric: checkout.error, kind: rate, tolerance: 50%, by: [tenant]}
-  - {metric: checkout.latency, kind: latency, quantile: 0.95, tolerance: 50ms}
-stages:
-  - {name: internal, audience: {segments: [internal-team]}, bake: 30m}
-  - {name: pilot-tenant, audience: {segments: [pilot-tenants]}, bake: 4h}
-  - {name: five-percent, audience: {percent: 5}, bake: 6h}
-"""
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 BUCKETS = 8
 
 

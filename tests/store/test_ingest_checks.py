@@ -3,8 +3,7 @@ stage being exposed (or the one just left), declared metrics; the first bad row 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
@@ -20,21 +19,8 @@ from rollwise.store import (
     RolloutRecord,
     Store,
 )
+from tests.store._checkout import FLAGS, NOW, PLAN
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS = (ROOT / "examples/checkout/flags.yaml").read_text()
-PLAN = """
-flag: new-checkout
-unit: tenant
-guards:
-  - {metric: checkout.error, kind: rate, tolerance: 50%, by: [tenant]}
-  - {metric: checkout.latency, kind: latency, quantile: 0.95, tolerance: 50ms}
-stages:
-  - {name: internal, audience: {segments: [internal-team]}, bake: 30m}
-  - {name: pilot-tenant, audience: {segments: [pilot-tenants]}, bake: 4h}
-  - {name: five-percent, audience: {percent: 5}, bake: 6h}
-"""
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 
 
