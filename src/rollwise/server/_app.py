@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
-from rollwise.server import _dashboard, _management, _sdk_api
+from rollwise.server import _dashboard, _management, _sdk_api, _tokens_api
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
     BodyLimit,
@@ -189,6 +189,7 @@ def create_app(
     app.state.snapshot_lock = threading.Lock()
     app.state.decision_history = DecisionHistory()
     app.include_router(_management.router)
+    app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)
     app.include_router(_dashboard.router)
 
