@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -22,6 +21,7 @@ from rollwise.core import (
     evaluate,
     load_flags,
 )
+from rollwise.sdk._observation import Observation
 from rollwise.sdk._snapshot import EMPTY, LiveRollout, Snapshot
 from rollwise.sdk._stats import ClientStats
 from rollwise.sdk._throttle import Throttle, logger
@@ -385,29 +385,3 @@ class Client:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-class Observation:
-    """The context manager ``Client.observe`` returns: times its block with ``perf_counter``."""
-
-    __slots__ = ("_client", "_context", "_name", "_started")
-
-    def __init__(self, client: Client, name: str, context: Context | Mapping[str, object]) -> None:
-        self._client = client
-        self._name = name
-        self._context = context
-        self._started = 0.0
-
-    def __enter__(self) -> None:
-        self._started = perf_counter()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        elapsed = (perf_counter() - self._started) * 1000.0
-        if exc_type is None or issubclass(exc_type, Exception):
-            self._client._observed(self._name, self._context, elapsed, exc_type is not None)
-        # Returning None lets an exception propagate as it was raised.
