@@ -14,7 +14,7 @@ def decision_evidence(decision: Decision) -> dict[str, Any]:
     """A decision's numbers as JSON-ready data (what the decision log shows)."""
 
     def verdict(v: Any) -> dict[str, Any]:
-        return {
+        shown = {
             "metric": v.metric,
             "kind": v.kind.value,
             "verdict": v.verdict.value,
@@ -28,6 +28,9 @@ def decision_evidence(decision: Decision) -> dict[str, Any]:
             "exposed": [v.exposed.requests, v.exposed.events] if v.exposed else None,
             "baseline": [v.baseline.requests, v.baseline.events] if v.baseline else None,
         }
+        if v.dispersion != 1.0:  # the evidence was divided by the dispersion between units
+            shown["dispersion"] = v.dispersion
+        return shown
 
     return {
         "verdicts": [verdict(v) for v in decision.verdicts],

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Generic, NamedTuple, TypeVar
 
-from rollwise.core._plan import Plan
+from rollwise.core._plan import GuardKind, Plan
+from rollwise.core.judgement._dispersion import Replicates, parse_replicate
 from rollwise.core.judgement._observations import (
     Exposure,
     LatencySample,
@@ -55,11 +56,17 @@ class AggregateTable:
         self._latencies: dict[tuple[str, SegmentKey], _Series[LatencySample]] = {}
         # Exposed requests per (metric, segment, stage).
         self._exposed: dict[tuple[str, SegmentKey, int], int] = {}
+        self._replicates = Replicates()
 
     def put(self, aggregate: Aggregate) -> None:
         stage, window, exposed, segment_text, metric, requests, events, histogram = aggregate
         segment = self._segments.get(segment_text)
         if segment_text and segment is None:
+            if segment_text.startswith("~"):
+                replicate = parse_replicate(segment_text)
+                if replicate is not None and histogram is None:
+                    self._replicates.put(metric, stage, exposed, replicate, requests, events)
+                return  # an internal segment: never a stratum
             attribute, _, value = segment_text.partition("=")
             segment = self._segments[segment_text] = (attribute, value)
         key = (metric, segment)
@@ -114,6 +121,11 @@ class AggregateTable:
             exposure=exposure,
             samples=samples,
             samples_per=samples_per,
+            dispersion={
+                guard.metric: self._replicates.of(guard.metric)
+                for guard in plan.guards
+                if guard.kind is GuardKind.RATE
+            },
         )
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from rollwise.core._plan import Action, Guard, GuardKind, Plan, Worse
 from rollwise.core._quantities import format_duration
+from rollwise.core.judgement._dispersion import NO_DISPERSION
 from rollwise.core.judgement._gates import Gate, gates_met, sample_ratio, stage_gates
 from rollwise.core.judgement._gauges import judge_gauge
 from rollwise.core.judgement._latency import judge_latency
@@ -111,7 +112,10 @@ def judge_guard(
     segments: list[GuardVerdict] = []
     if guard.kind is GuardKind.RATE:
         whole = observations.rates.get(whole_key, ())
-        overall = judge_rate(guard, whole, stage, alpha, bounds=bounds, stages=stages)
+        dispersion = observations.dispersion.get(guard.metric, NO_DISPERSION)
+        overall = judge_rate(
+            guard, whole, stage, alpha, bounds=bounds, stages=stages, dispersion=dispersion
+        )
         for attribute in guard.by:
             for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
                 key = (attribute, value)
@@ -132,6 +136,8 @@ def judge_guard(
                         stages=stages,
                         own=own,
                         pending_bounds=pending_segment_bounds,
+                        # A whole unit's own history is not a sample of units.
+                        dispersion=NO_DISPERSION if attribute == unit else dispersion,
                     )
                 )
         return overall, segments

@@ -145,20 +145,40 @@ def _stage_log_ratios(
 
 
 def rate_log_evidence(
-    samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float]
+    samples: Sequence[RateSample],
+    theta0: float,
+    alternatives: Sequence[float],
+    phi: float = 1.0,
 ) -> float:
     """log E for H0 "θ on the near side of θ0", mixing θ1 = θ0 × a over ``alternatives``.
 
     ``alternatives`` above 1 test "θ ≤ θ0" (evidence that θ is larger), below 1 test
     "θ ≥ θ0". Each sample is one stratum (a stage within a time window): its binomial
-    likelihood ratio given its event total, with its own exposed share r.
+    likelihood ratio given its event total, with its own exposed share r. ``phi``: the
+    dispersion between units (``_dispersion.py``); each summed log ratio is divided by it.
     """
     grid = tuple(alternatives)
     logs = [0.0] * len(grid)
     for stage_logs in _stage_log_ratios(samples, theta0, grid).values():
         for index, value in enumerate(stage_logs):
             logs[index] += value
-    return _log_mean_exp(logs)
+    return _log_mean_exp(discounted(logs, phi))
+
+
+def discounted(logs: Sequence[float], phi: float) -> Sequence[float]:
+    """Summed log likelihood ratios divided by the dispersion ``phi`` (as they are when 1)."""
+    if phi == 1.0:
+        return logs
+    return [value / phi for value in logs]
+
+
+def discounted_stages(
+    per_stage: Mapping[int, Sequence[float]], phi: float
+) -> Mapping[int, Sequence[float]]:
+    """``discounted`` for each stage's sums."""
+    if phi == 1.0:
+        return per_stage
+    return {stage: [value / phi for value in sums] for stage, sums in per_stage.items()}
 
 
 def restarted_log_evidence(per_stage: Mapping[int, Sequence[float]], stages: int) -> float:
@@ -210,12 +230,17 @@ def restarted_upper_bound(per_stage: Mapping[int, Sequence[float]]) -> float:
 
 
 def harm_log_evidence(
-    samples: Sequence[RateSample], theta0: float, alternatives: Sequence[float], stages: int
+    samples: Sequence[RateSample],
+    theta0: float,
+    alternatives: Sequence[float],
+    stages: int,
+    phi: float = 1.0,
 ) -> float:
     """The harm e-process of a rollout with ``stages`` stages: the mixture over
     ``alternatives`` of ``rate_log_evidence``, averaged with its restarts at each stage start
-    (``restarted_log_evidence``)."""
-    return restarted_log_evidence(_stage_log_ratios(samples, theta0, tuple(alternatives)), stages)
+    (``restarted_log_evidence``), each stage's sums divided by the dispersion ``phi``."""
+    per_stage = _stage_log_ratios(samples, theta0, tuple(alternatives))
+    return restarted_log_evidence(discounted_stages(per_stage, phi), stages)
 
 
 def rate_ratio(samples: Sequence[RateSample]) -> float | None:

@@ -18,8 +18,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rollwise.core._plan import Guard, Worse
+from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     _log_mean_exp,
+    discounted,
+    discounted_stages,
     mantel_haenszel,
     restarted_log_evidence,
     restarted_upper_bound,
@@ -73,6 +76,8 @@ class FoldedRates:
         self.higher = guard.worse is Worse.HIGHER
         self.limited = _limit_evidence(Tally(), guard) is not None
         self.own: OwnRatio | None = None
+        #: What the e-values are divided by (``disperse``); a unit's own history keeps none.
+        self.dispersion: Dispersion = NO_DISPERSION
         self._first = -1
         self._harmed: tuple[int, bool] | None = None
         # Mantel-Haenszel numerator and denominator (floats), then the four counts (integers).
@@ -103,6 +108,12 @@ class FoldedRates:
             for accumulator in (self._plain, self._harm, self._safe)
             if accumulator is not None
         ]
+
+    def disperse(self, dispersion: Dispersion) -> None:
+        """Divide the e-values by this dispersion from now on (``_dispersion.py``)."""
+        if dispersion != self.dispersion and not self.unit:
+            self.dispersion = dispersion
+            self._harmed = None
 
     def changed(self, label: int, exposed: bool) -> None:
         """The series' own stratum at ``label`` changed, on the exposed side or not."""
@@ -228,7 +239,9 @@ class FoldedRates:
         tests = self.tests
         evidence = None
         if self._harm is not None:
-            per_stage = self._harm.per_stage(self, current, boundary)
+            per_stage = discounted_stages(
+                self._harm.per_stage(self, current, boundary), self.dispersion.phi
+            )
             evidence = restarted_upper_bound(per_stage) + 1e-9
             if evidence < tests.log_harm and not self.limited:
                 return False
@@ -251,7 +264,10 @@ class FoldedRates:
         history, now = self.bounds_strata(current)
         tests = self.tests
         (shown,) = rate_bounds_many(
-            [(history, now, tests.log_harm, tests.log_safe)], self.higher, self.stages
+            [(history, now, tests.log_harm, tests.log_safe)],
+            self.higher,
+            self.stages,
+            [self.dispersion.phi],
         )
         return self.bounded(facts, shown, segment)
 
@@ -263,17 +279,26 @@ class FoldedRates:
         tests = self.tests
         exposed, baseline, stage_exposed, estimate = self._totals(current, boundary)
         harm = safe = None
+        phi = self.dispersion.phi
         if self._harm is not None:
             per_stage = self._harm.per_stage(self, current, boundary)
-            harm = restarted_log_evidence(per_stage, self.stages)
+            harm = restarted_log_evidence(discounted_stages(per_stage, phi), self.stages)
         if self._safe is not None:
             sums, count = self._safe.stage(self, current, boundary)
             logs = [0.0] * len(sums)
             if count:
                 for index, value in enumerate(sums):
                     logs[index] += value
-            safe = _log_mean_exp(logs)
-        facts = RateFacts(exposed, baseline, stage_exposed, estimate, harm, safe)
+            safe = _log_mean_exp(discounted(logs, phi))
+        facts = RateFacts(
+            exposed,
+            baseline,
+            stage_exposed,
+            estimate,
+            harm,
+            safe,
+            dispersion=self.dispersion,
+        )
         return rate_verdict(self.guard, tests, facts, segment, self.own), facts
 
     def wants_bounds(self, verdict: GuardVerdict, bounds: bool, pending_bounds: bool) -> bool:

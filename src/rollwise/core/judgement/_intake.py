@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from rollwise.core._plan import Guard, GuardKind, Plan
 from rollwise.core.judgement._aggregates import Aggregate
 from rollwise.core.judgement._decision import harm_alpha
+from rollwise.core.judgement._dispersion import Replicates, parse_replicate
 from rollwise.core.judgement._folding import FoldedRates
 from rollwise.core.judgement._latency_state import FoldedLatency
 from rollwise.core.judgement._observations import Exposure, GaugeReading, Observations, SegmentKey
@@ -54,6 +55,8 @@ class EvidenceIntake:
         self._floor: int | None = None  # latency histograms before this window are dropped
         self._heads = 0  # bumped when a segment's first stratum changes
         self._roles: dict[tuple[str, str], int] = {}
+        #: The units' replicates, for each rate metric's dispersion (``_dispersion.py``).
+        self._replicates = Replicates()
         #: Attributes whose values' exposed requests a gate counts (``min_samples_per``).
         self._sampled = {s.min_samples_per for s in plan.stages if s.min_samples_per}
         self._orders: dict[tuple[str, str], tuple[int, list[str]]] = {}
@@ -75,6 +78,12 @@ class EvidenceIntake:
         stage, window, exposed, text, metric, requests, events, histogram = aggregate
         segment = self._names.get(text)
         if text and segment is None:
+            if text.startswith("~"):
+                replicate = parse_replicate(text)
+                if replicate is not None and histogram is None:
+                    self._replicates.put(metric, stage, exposed, replicate, requests, events)
+                    self.version += 1
+                return  # an internal segment: never a stratum
             attribute, _, value = text.partition("=")
             segment = self._names[text] = (attribute, value)
         if histogram is None:

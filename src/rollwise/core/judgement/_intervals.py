@@ -98,11 +98,18 @@ def _log_mean_exp(values: Any, axis: int) -> Any:
     return np.squeeze(top + logs, axis=axis)
 
 
-def _evidence(strata: _Strata, thetas: Any, grid: tuple[float, ...], stages: int | None) -> Any:
+def _evidence(
+    strata: _Strata,
+    thetas: Any,
+    grid: tuple[float, ...],
+    stages: int | None,
+    phis: Any = None,
+) -> Any:
     """log E of each series against each of its θ0s (``thetas``: series × points), mixing
     θ0 × ``grid``: summed over every stratum (``stages`` None, as ``rate_log_evidence``), or
     per stage and restarted at each stage start (``harm_log_evidence``: the mean over the
-    ``stages`` starts of the process started there, 1 before its stage has data)."""
+    ``stages`` starts of the process started there, 1 before its stage has data). ``phis``:
+    each series' dispersion, dividing its summed log ratios (None: all 1)."""
     import numpy as np
 
     count, points = thetas.shape
@@ -121,6 +128,8 @@ def _evidence(strata: _Strata, thetas: Any, grid: tuple[float, ...], stages: int
     runs = np.add.reduceat(ratios, strata.starts, axis=0)  # (runs, points, alternatives)
     per_stage = np.zeros((count, len(strata.stages), points, len(grid)))
     per_stage[strata.run_series, strata.run_stage] = runs
+    if phis is not None:
+        per_stage /= phis[:, None, None, None]
     if stages is None:
         return _log_mean_exp(per_stage.sum(axis=1), axis=2)
     present = np.zeros((count, len(strata.stages)), dtype=bool)
@@ -192,6 +201,7 @@ def rate_bounds(
     log_safe_threshold: float,
     higher_is_worse: bool,
     stages: int = 1,
+    phi: float = 1.0,
 ) -> tuple[float, float]:
     """The anytime-valid interval for θ that matches the verdicts.
 
@@ -203,6 +213,7 @@ def rate_bounds(
         [(rows_of(all_stages), rows_of(current_stage), log_harm_threshold, log_safe_threshold)],
         higher_is_worse,
         stages,
+        [phi],
     )
     return bounds
 
@@ -211,24 +222,28 @@ def rate_bounds_many(
     series: Sequence[tuple[Sequence[Row], Sequence[Row], float, float]],
     higher_is_worse: bool,
     stages: int = 1,
+    phis: Sequence[float] | None = None,
 ) -> list[tuple[float, float]]:
     """``rate_bounds`` of several series of one guard in one search: per series, its strata
-    up to now and in the current stage (``Row``s, in stage order), and its harm and safety
-    thresholds."""
+    up to now and in the current stage (``Row``s, in stage order), its harm and safety
+    thresholds, and (``phis``) its dispersion."""
+    import numpy as np
+
     if not series:
         return []
+    scale = None if phis is None or all(p == 1.0 for p in phis) else np.asarray(phis, float)
     harm = HARM_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in HARM_ALTERNATIVES)
     safe = SAFE_ALTERNATIVES if higher_is_worse else tuple(1 / a for a in SAFE_ALTERNATIVES)
     history = _strata([item[0] for item in series])
     current = _strata([item[1] for item in series])
     worse = _flip(
-        lambda t: _evidence(history, t, harm, stages),
+        lambda t: _evidence(history, t, harm, stages, scale),
         len(series),
         harm[0] > 1,
         [item[2] for item in series],
     )
     better = _flip(
-        lambda t: _evidence(current, t, safe, None),
+        lambda t: _evidence(current, t, safe, None, scale),
         len(series),
         safe[0] > 1,
         [item[3] for item in series],

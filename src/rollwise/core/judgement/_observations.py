@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+from rollwise.core.judgement._dispersion import Dispersion
+
 
 @dataclass(frozen=True, slots=True)
 class Tally:
@@ -88,6 +90,8 @@ class Observations:
     #: Per stage: exposed requests in total, and per value of min_samples_per's attribute.
     samples: Sequence[int] = ()
     samples_per: Sequence[Mapping[str, int]] = ()
+    #: Per rate metric: the dispersion between units its evidence is divided by.
+    dispersion: Mapping[str, Dispersion] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rates", MappingProxyType(dict(self.rates)))

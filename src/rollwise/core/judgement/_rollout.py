@@ -124,6 +124,11 @@ class RolloutEvidence(EvidenceIntake):
         for judged in self._guards:
             if judged.guard.kind is not GuardKind.GAUGE:
                 self._prepare(judged)
+            if judged.guard.kind is GuardKind.RATE:
+                dispersion = self._replicates.of(judged.guard.metric)
+                for evidence in (judged.whole, *judged.segments.values()):
+                    if isinstance(evidence, FoldedRates):
+                        evidence.disperse(dispersion)
         self._evaluated()
 
     def _evaluated(self) -> None:
@@ -202,7 +207,12 @@ class RolloutEvidence(EvidenceIntake):
             evidence = series[index][1]
             history, now = evidence.bounds_strata(stage)
             inputs.append((history, now, evidence.tests.log_harm, evidence.tests.log_safe))
-        found = rate_bounds_many(inputs, judged.guard.worse is Worse.HIGHER, self.stages)
+        found = rate_bounds_many(
+            inputs,
+            judged.guard.worse is Worse.HIGHER,
+            self.stages,
+            [series[index][1].dispersion.phi for index in wanted],
+        )
         result = [verdict for verdict, _ in verdicts]
         for index, shown in zip(wanted, found, strict=True):
             key, evidence = series[index]

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rollwise.core._plan import Guard, GuardKind, Worse
+from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
@@ -67,6 +68,8 @@ class GuardVerdict:
     baseline_quantile: float | None = None
     harm_evidence: float = 0.0  # log E of the harm test, against log(1/α)
     safe_evidence: float = 0.0
+    #: Rates: the dispersion between units the evidence was divided by (1: none).
+    dispersion: float = 1.0
 
 
 def total(samples: Sequence[RateSample]) -> tuple[Tally, Tally]:
@@ -164,6 +167,8 @@ class RateFacts:
     safe_evidence: float | None
     #: (lower, upper) for θ as ``rate_bounds`` finds them, when asked for.
     bounds: tuple[float, float] | None = None
+    #: What the e-values were discounted by (``_dispersion.py``).
+    dispersion: Dispersion = NO_DISPERSION
 
 
 def rate_harmed(
@@ -194,6 +199,8 @@ def rate_verdict(
     shown = f"{_percent(exposed.rate or 0)} exposed vs {_percent(baseline.rate or 0)} baseline"
     if own is not None:
         shown += f", {own.describe()}"
+    if facts.dispersion.applied:
+        shown += f", {facts.dispersion.describe()}"
     change = f"{(estimate - 1) * 100:+.0f}%" if estimate is not None else "n/a"
 
     harm = False
@@ -258,6 +265,7 @@ def rate_verdict(
         baseline,
         harm_evidence=harm_e,
         safe_evidence=safe_e,
+        dispersion=facts.dispersion.phi,
     )
 
 
@@ -277,6 +285,7 @@ def judge_rate(
     stages: int = 1,
     own: OwnRatio | None = None,
     pending_bounds: bool = True,
+    dispersion: Dispersion = NO_DISPERSION,
 ) -> GuardVerdict:
     """Judge a rate guard from its strata up to ``stage`` of a plan with ``stages`` stages.
 
@@ -292,7 +301,11 @@ def judge_rate(
 
     ``pending_bounds=False`` leaves out the bounds of a pending verdict (a decision does not
     keep pending segments: their bounds would be found for nothing).
+
+    ``dispersion``: how much requests of one unit move together (``_dispersion.py``); every
+    e-value, and so the bounds, is taken with the summed log likelihood ratios divided by φ.
     """
+    phi = dispersion.phi
     history = [sample for sample in samples if sample.stage <= stage]
     current = [sample for sample in history if sample.stage == stage]
     tests = rate_tests(guard, harm_alpha, own)
@@ -305,15 +318,16 @@ def judge_rate(
         rate_ratio(history),
         None
         if tests.harm_theta is None
-        else harm_log_evidence(history, tests.harm_theta, tests.harm_alternatives, stages),
+        else harm_log_evidence(history, tests.harm_theta, tests.harm_alternatives, stages, phi),
         None
         if tests.safe_theta is None
-        else rate_log_evidence(current, tests.safe_theta, tests.safe_alternatives),
+        else rate_log_evidence(current, tests.safe_theta, tests.safe_alternatives, phi),
+        dispersion=dispersion,
     )
     verdict = rate_verdict(guard, tests, facts, segment, own)
     if not bounds or tests.theta0 is None:
         return verdict
     if not pending_bounds and verdict.verdict is Verdict.PENDING:
         return verdict
-    shown = rate_bounds(history, current, tests.log_harm, tests.log_safe, higher, stages)
+    shown = rate_bounds(history, current, tests.log_harm, tests.log_safe, higher, stages, phi)
     return rate_verdict(guard, tests, replace(facts, bounds=shown), segment, own)
