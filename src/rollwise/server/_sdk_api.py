@@ -21,11 +21,18 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rollwise.control import snapshot_document
-from rollwise.core.judgement import LATENCY_BUCKETS
+from rollwise.core.judgement import (
+    LATENCY_BUCKETS,
+    REPLICATE_WINDOW,
+    REPLICATES,
+    parse_replicate,
+    replicate_segment,
+)
 from rollwise.server._auth import requires
 from rollwise.server._errors import BodyTooLarge
 from rollwise.server._writer import Admitted
@@ -98,7 +105,41 @@ def _recent(at: datetime, info: ValidationInfo) -> datetime:
 Recent = Annotated[AwareDatetime, AfterValidator(_recent)]
 
 
+def _window_error(window: int, now: datetime) -> PydanticCustomError | None:
+    """Why a traffic aggregate's window is refused: too far from the server's clock."""
+    minute = int(now.timestamp() // 60)
+    skew = int(MAX_SKEW.total_seconds() // 60)
+    if abs(window - minute) <= skew:
+        return None
+    return PydanticCustomError(
+        "out_of_range",
+        "must be within {days} days of the server's clock (minute {minute} since the epoch), "
+        "got {window}",
+        {"days": MAX_SKEW.days, "minute": minute, "window": window},
+    )
+
+
+def _replicate_in(segment: str) -> int | None:
+    """The replicate a segment names in its one spelling (``~replicate=7``: ASCII digits, no
+    leading zero), so that each replicate is one row of the store; None otherwise."""
+    replicate = parse_replicate(segment) if segment.isascii() else None
+    if replicate is None or segment != replicate_segment(replicate):
+        return None
+    return replicate
+
+
+def _refused(field: str, value: object, error: PydanticCustomError) -> ValidationError:
+    """A model-level refusal located at one of its fields (so the path names that field)."""
+    return ValidationError.from_exception_data(
+        "Aggregate", [InitErrorDetails(type=error, loc=(field,), input=value)]
+    )
+
+
 class Aggregate(BaseModel):
+    """One aggregate of a batch: a window's traffic of one stratum, or, with ``window`` 0 and
+    segment ``~replicate=k``, one replicate's counts of a rate metric in the stage (the judge's
+    dispersion, ``core/judgement/_dispersion.py``)."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
 
     rollout: Id
@@ -106,10 +147,15 @@ class Aggregate(BaseModel):
     window: int = Field(
         ge=0,
         description="start of the window, minutes since the epoch, within 2 days of the "
-        "server's clock",
+        "server's clock; 0 for a replicate aggregate (segment ~replicate=k)",
     )
     exposed: bool
-    segment: Text = Field(default="", max_length=300)
+    segment: Text = Field(
+        default="",
+        max_length=300,
+        description='"" (the whole traffic), "attribute=value", or "~replicate=k" with 0 <= k '
+        f"< {REPLICATES}",
+    )
     metric: Text = Field(min_length=1, max_length=200)
     requests: Count
     events: Count = Field(default=0, description="at most requests")
@@ -121,16 +167,11 @@ class Aggregate(BaseModel):
     @classmethod
     def _window_is_recent(cls, window: int, info: ValidationInfo) -> int:
         now = _now(info)
-        if now is not None:
-            minute = int(now.timestamp() // 60)
-            skew = int(MAX_SKEW.total_seconds() // 60)
-            if abs(window - minute) > skew:
-                raise PydanticCustomError(
-                    "out_of_range",
-                    "must be within {days} days of the server's clock (minute {minute} since "
-                    "the epoch), got {window}",
-                    {"days": MAX_SKEW.days, "minute": minute, "window": window},
-                )
+        # Window 0 is checked with the segment it needs (``_replicate_fits``).
+        if now is not None and window != REPLICATE_WINDOW:
+            error = _window_error(window, now)
+            if error is not None:
+                raise error
         return window
 
     @field_validator("events")
@@ -144,6 +185,52 @@ class Aggregate(BaseModel):
                 {"requests": requests, "events": events},
             )
         return events
+
+    @model_validator(mode="after")
+    def _replicate_fits(self, info: ValidationInfo) -> Aggregate:
+        """A replicate aggregate has window 0 and no histogram; window 0 is a replicate's
+        only; "~" starts no segment but a replicate's."""
+        segment = self.segment
+        replicate = _replicate_in(segment) if segment.startswith("~") else None
+        if segment.startswith("~") and replicate is None:
+            raise _refused(
+                "segment",
+                segment,
+                PydanticCustomError(
+                    "replicate_segment",
+                    'a segment starting with "~" must be a replicate, "~replicate=k" with k '
+                    "in 0 … {last} (no leading zero), got {segment}",
+                    {"last": REPLICATES - 1, "segment": segment},
+                ),
+            )
+        if replicate is None:
+            now = _now(info)
+            error = _window_error(self.window, now) if now is not None else None
+            if self.window == REPLICATE_WINDOW and error is not None:
+                raise _refused("window", self.window, error)
+            return self
+        if self.window != REPLICATE_WINDOW:
+            raise _refused(
+                "window",
+                self.window,
+                PydanticCustomError(
+                    "replicate_window",
+                    "must be {zero} for a replicate aggregate (segment {segment}), got {window}",
+                    {"zero": REPLICATE_WINDOW, "segment": segment, "window": self.window},
+                ),
+            )
+        if self.histogram is not None:
+            raise _refused(
+                "histogram",
+                self.histogram,
+                PydanticCustomError(
+                    "replicate_histogram",
+                    "a replicate aggregate (segment {segment}) counts requests and events of a "
+                    "rate metric: it has no histogram",
+                    {"segment": segment},
+                ),
+            )
+        return self
 
 
 class ExposureIn(BaseModel):

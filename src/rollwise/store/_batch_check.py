@@ -1,6 +1,9 @@
 """What a well-formed SDK batch must also agree with before anything of it is stored: the
 rollouts it names exist and are live (or ended a moment ago), its stages are the ones being
-exposed, and its metrics are ones something declared.
+exposed, and its metrics are ones something declared. A replicate aggregate (window 0, segment
+``~replicate=k``: a replicate's counts in the stage, for the judge's dispersion) is checked like
+any other row, and its metric must be one the rollout's plan guards as a rate: the dispersion
+is a rate guard's, and the SDK learns which metrics those are from the snapshot.
 
 The server asks this of every batch before it queues it (``Store.check_batch``), so that a
 batch is refused whole, naming its first bad row, and a good batch is never held up by a bad one
@@ -22,7 +25,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from rollwise.core import LIVE_STATUSES, FlagSet, Plan
+from rollwise.core import LIVE_STATUSES, FlagSet, GuardKind, Plan
 from rollwise.core.judgement import RolloutStatus
 from rollwise.store import _schema as t
 from rollwise.store._control import ControlStore, rollout_record
@@ -52,6 +55,8 @@ class _Target:
     #: The stages taken now: the current one, and the one it left within the grace.
     stages: frozenset[int]
     guarded: frozenset[str]
+    #: The metrics a rate guard of the plan judges: the only ones with replicate aggregates.
+    rates: frozenset[str]
     grace: timedelta
 
 
@@ -78,7 +83,8 @@ class BatchChecks(ControlStore):
             ConflictError: a row names a rollout that ended more than ``LATE_BATCH_GRACE`` ago,
                 or a stage that exists but is not being exposed (409).
             InvalidBatch: a row names a stage the plan does not have, or a metric that neither
-                the rollout's plan guards nor the flags file declares (422).
+                the rollout's plan guards nor the flags file declares, or it is a replicate
+                aggregate of a metric no rate guard of the plan judges (422).
         """
         named = dict.fromkeys(
             [row.rollout_id for row in aggregates] + [unit.rollout_id for unit in exposures]
@@ -92,7 +98,7 @@ class BatchChecks(ControlStore):
             targets = {row.id: self._target(connection, rollout_record(row), now) for row in rows}
             unknown = [rollout for rollout in named if rollout not in targets]
             flags: FlagSet | None = None
-            for path, rollout_id, stage, metric in _rows(aggregates, exposures):
+            for path, rollout_id, stage, metric, replicate in _rows(aggregates, exposures):
                 target = targets.get(rollout_id)
                 if target is None:
                     missing = ", ".join(str(i) for i in sorted(unknown))
@@ -102,6 +108,13 @@ class BatchChecks(ControlStore):
                     )
                 _check_live(path, target, now, self.late_batch_grace)
                 _check_stage(path, target, stage)
+                if replicate is not None and metric not in target.rates:
+                    raise InvalidBatch(
+                        f"{path}.metric: rollout {rollout_id}'s plan has no rate guard on "
+                        f"{metric!r}: replicate aggregates (segment {replicate}) are kept for "
+                        "rate guards only",
+                        details={"path": f"{path}.metric", "rollout": rollout_id},
+                    )
                 if metric is None or metric in target.guarded:
                     continue
                 flags = flags if flags is not None else self._flags_in(connection)
@@ -126,6 +139,7 @@ class BatchChecks(ControlStore):
             plan,
             frozenset(stages),
             frozenset(guard.metric for guard in plan.guards),
+            frozenset(guard.metric for guard in plan.guards if guard.kind is GuardKind.RATE),
             self.late_batch_grace,
         )
 
@@ -150,12 +164,14 @@ class BatchChecks(ControlStore):
 
 def _rows(
     aggregates: Sequence[AggregateRow], exposures: Sequence[ExposureRow]
-) -> Iterator[tuple[str, int, int, str | None]]:
-    """(path, rollout, stage, metric) of each row, in the batch's order."""
+) -> Iterator[tuple[str, int, int, str | None, str | None]]:
+    """(path, rollout, stage, metric, replicate segment or None) of each row, in the batch's
+    order. A segment starting with "~" is a replicate's (the HTTP model refuses any other)."""
     for index, row in enumerate(aggregates):
-        yield f"aggregates[{index}]", row.rollout_id, row.stage, row.metric
+        replicate = row.segment if row.segment.startswith("~") else None
+        yield f"aggregates[{index}]", row.rollout_id, row.stage, row.metric, replicate
     for index, unit in enumerate(exposures):
-        yield f"exposures[{index}]", unit.rollout_id, unit.stage, None
+        yield f"exposures[{index}]", unit.rollout_id, unit.stage, None, None
 
 
 def _check_live(path: str, target: _Target, now: datetime, grace: timedelta) -> None:

@@ -107,7 +107,9 @@ def _aggregate(row: Sequence[Any]) -> Aggregate:
 
 
 def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
-    """Every aggregate and first sighting written since ``cursor``, and the next cursor."""
+    """Every aggregate and first sighting written since ``cursor``, and the next cursor.
+    Replicate aggregates (window 0, segment ``~replicate=k``) are delivered like the others:
+    the judge's dispersion is made of them."""
     with engine.connect() as connection:
         # The watermarks first: whatever commits after them is read now or next time.
         next_aggregates = _watermark(connection, t.aggregates)

@@ -137,7 +137,8 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
 
     def data_fingerprints(self, rollout_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
         """Per rollout, numbers that change whenever its aggregates or ledger change (one
-        grouped query each), so a controller can reuse what it read before."""
+        grouped query each), so a controller can reuse what it read before. Replicate
+        aggregates count: the judge reads them too."""
         if not rollout_ids:
             return {}
         ids = list(rollout_ids)
@@ -191,7 +192,8 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
         return readings
 
     def observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
-        """The rollout's aggregates and ledger as the judgement reads them."""
+        """The rollout's aggregates and ledger as the judgement reads them (replicate
+        aggregates included: they are the judge's, for its dispersion)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(*AGGREGATE_COLUMNS)

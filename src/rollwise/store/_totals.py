@@ -26,7 +26,8 @@ def outcome_totals(
 ) -> list[OutcomeTotals]:
     """The stored aggregates of ``metric`` summed over windows, per (stage, side), ordered by
     stage then baseline before exposed. ``segment`` "" is the whole traffic; "tenant=acme" one
-    tenant's."""
+    tenant's. The segment is matched exactly, so replicate aggregates (segment
+    ``~replicate=k``, not traffic of their own) are never added to a segment's totals."""
     a = t.aggregates
     with store.engine.connect() as connection:
         rows = connection.execute(
