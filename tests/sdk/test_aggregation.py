@@ -14,9 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollwise import Client, Context, Reason, evaluate
-from rollwise.core import InputError, context_values, load_flags
+from rollwise.core import InputError, context_values, load_flags, unit_text
 from rollwise.core._flagdump import flags_document
-from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS, latency_bucket
+from rollwise.core.judgement import (
+    LATENCY_BOUNDARIES_MS,
+    LATENCY_BUCKETS,
+    latency_bucket,
+    replicate_of,
+    replicate_segment,
+)
 from rollwise.sdk import Reply
 from rollwise.sdk._aggregation import UNATTRIBUTABLE, Aggregates, segment_value
 from rollwise.sdk._outbox import Outbox, encode_batches, ledger_unit
@@ -26,6 +32,8 @@ from rollwise.sdk._throttle import Throttle
 FLAGS = Path(__file__).resolve().parents[2] / "examples" / "checkout" / "flags.yaml"
 NOW = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 WINDOW = int(NOW // 3600) * 60
+#: The replicate segment of the tenant "acme" (tests/sdk/test_replicates.py covers replicates).
+ACME = replicate_segment(replicate_of("acme"))
 ROLLOUT = {
     "id": 3,
     "flag": "new-checkout",
@@ -84,12 +92,13 @@ def test_exposed_and_baseline_sides_match_core_evaluate() -> None:
 
 
 def test_outcomes_are_also_counted_per_segment_and_samples_per_attribute() -> None:
-    """Keys for the whole traffic, each `segments` attribute and `samples_per`, when present."""
+    """Keys for the whole traffic, each `segments` attribute and `samples_per`, when present,
+    and the unit's replicate."""
     sums = aggregates()
     live = snapshot(segments=["tenant", "region"], samples_per="tenant")
     ctx = {"key": "u", "tenant": "acme", "app_version": "2.5.0", "region": "", "tier": 3}
     sums.add(live.rollouts, Context.of(ctx).values, (("checkout.error", None, True),))
-    assert sorted(key[4] for key in sums.cut().tallies) == ["", "tenant=acme"]
+    assert sorted(key[4] for key in sums.cut().tallies) == ["", "tenant=acme", ACME]
     assert [segment_value(v) for v in ("eu", 3, True, 1.5, "", None, ("a",))] == [
         "eu",
         "3",
@@ -255,15 +264,16 @@ def test_keys_are_bounded_per_flush_period_and_drops_are_counted() -> None:
     first = sums.cut().tallies
     assert len(first) == 5
     assert first[(3, 1, WINDOW, True, "", "checkout.error")].requests == 20
+    assert first[(3, 1, 0, True, ACME, "checkout.error")].requests == 20
     assert sorted(key[4] for key in first)[1:] == [
         "region=r-0",
         "region=r-1",
         "region=r-2",
-        "region=r-3",
+        ACME,
     ]
-    assert sums.outcomes_dropped == 16
+    assert sums.outcomes_dropped == 17
     add(50)
-    assert len(sums.cut().tallies) == 2
+    assert len(sums.cut().tallies) == 3
 
 
 def test_concurrent_recording_and_cuts_lose_and_double_nothing() -> None:
@@ -333,7 +343,7 @@ def test_a_cut_encodes_to_the_protocols_batch() -> None:
     document = json.loads(batch.body)
     assert batch.id == document["batch"] == "batch-0001"
     assert document["sdk"] == "rollwise-python/test"
-    latency, error = document["aggregates"]
+    latency, error, replicate = document["aggregates"]
     assert error == {
         "rollout": 3,
         "stage": 1,
@@ -344,6 +354,7 @@ def test_a_cut_encodes_to_the_protocols_batch() -> None:
         "requests": 1,
         "events": 1,
     }
+    assert replicate == {**error, "window": 0, "segment": ACME}
     assert latency["histogram"][latency_bucket(3.0)] == 1
     assert document["exposures"] == [
         {"rollout": 3, "unit": "acme", "stage": 1, "exposed": True, "at": "2026-11-18T11:06:40Z"}
@@ -446,7 +457,8 @@ def _reference_add(
     outcomes: tuple[tuple[str, float | None, bool | None], ...],
     max_keys: int,
 ) -> int:
-    """Outcomes counted into every key one by one, as the SDK once did; returns the drops."""
+    """Outcomes counted into every key one by one, as the SDK once did (a rate outcome's
+    replicate last); returns the drops."""
     dropped = 0
     for rollout in rollouts:
         resolution = rollout.flag.program.run(Context.of(values).values)
@@ -458,11 +470,15 @@ def _reference_add(
             if text:
                 segments.append(f"{attribute}={text}")
         exposed = resolution.variant == rollout.variant
+        unit = unit_text(Context.of(values).get(rollout.unit))
         for metric, milliseconds, failed in outcomes:
             if metric not in rollout.metrics:
                 continue
-            for segment in segments:
-                key = (rollout.id, rollout.stage, WINDOW, exposed, segment, metric)
+            keys = [(rollout.id, rollout.stage, WINDOW, exposed, s, metric) for s in segments]
+            if failed is not None and unit is not None:
+                replicate = replicate_segment(replicate_of(unit))
+                keys.append((rollout.id, rollout.stage, 0, exposed, replicate, metric))
+            for key in keys:
                 if key not in tallies:
                     if len(tallies) >= max_keys:
                         dropped += 1
@@ -471,7 +487,7 @@ def _reference_add(
                 tally = tallies[key]
                 tally[0] += 1
                 tally[1] += bool(failed)
-                if milliseconds is not None:
+                if milliseconds is not None and key[2] != 0:
                     if tally[2] is None:
                         tally[2] = [0] * LATENCY_BUCKETS
                     tally[2][latency_bucket(milliseconds)] += 1

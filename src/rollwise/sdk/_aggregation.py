@@ -26,6 +26,17 @@ An outcome is counted once per rollout, into a row of its shard: (rollout, windo
 texts of the attributes the rollout splits by, metric). The row knows the keys it feeds (the
 whole traffic's and one per segment), and a cut adds each row into them: the same sums as
 counting each outcome into each key, which cost about three times as much per outcome.
+
+A rate outcome (one with a failure flag) is also counted into its unit's *replicate*: each unit
+falls in one of ``REPLICATES`` by a hash of its value (``replicate_of``), and the requests and
+events of each (rollout, stage, side, metric, replicate) ship as aggregates with window
+``REPLICATE_WINDOW`` and segment ``~replicate=k``, added up per stage by the server. Since a
+replicate holds whole units, how its rate spreads around the side's measures how far a unit's
+requests move together, the dispersion φ by which the judge discounts rate evidence
+(docs/judgement.md, "Clustered units"). A replicate row is one per (rollout, side, replicate,
+metric), so there are at most ``REPLICATES`` per rollout, side and metric, whatever the units; a
+context without the unit (possible when a rule serves it without bucketing) counts in no
+replicate. Latencies get none.
 """
 
 from __future__ import annotations
@@ -38,7 +49,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rollwise.core import Reason, Resolution, folded_user, unit_text
-from rollwise.core.judgement import LATENCY_BOUNDARIES_MS, LATENCY_BUCKETS
+from rollwise.core.judgement import (
+    LATENCY_BOUNDARIES_MS,
+    LATENCY_BUCKETS,
+    REPLICATE_WINDOW,
+    replicate_of,
+    replicate_segment,
+)
 from rollwise.sdk._snapshot import LiveRollout
 from rollwise.sdk._throttle import Throttle
 
@@ -105,7 +122,8 @@ class _Row(Tally):
     """The counts of one (rollout, stage, window, side, segment texts, metric) a thread has
     recorded since the last cut, and the keys they are added to when cut: the whole traffic's
     and one per segment. Counting an outcome into one row, rather than into each of its keys,
-    is what keeps recording cheap; the sums at the cut are the same."""
+    is what keeps recording cheap; the sums at the cut are the same. A replicate's row (one per
+    rollout, side, replicate and metric) feeds its replicate's key alone."""
 
     __slots__ = ("keys", "missing")
 
@@ -119,20 +137,34 @@ class _Row(Tally):
 
 #: (rollout, window start, exposed, the text of each ``split_by`` attribute, metric)
 _RowKey = tuple[LiveRollout, int, bool, tuple[str | None, ...], str]
+#: (rollout, exposed, replicate, metric): a replicate's counts span the stage, not a window.
+_ReplicateKey = tuple[LiveRollout, bool, int, str]
 
 
 class _Shard:
     """One recording thread's rows. Its lock is taken by that thread and by a cut only."""
 
-    __slots__ = ("dropped", "keys", "lock", "rows", "thread")
+    __slots__ = ("dropped", "keys", "lock", "replicates", "rows", "thread")
 
     def __init__(self, thread: threading.Thread) -> None:
         self.lock = threading.Lock()
         self.rows: dict[_RowKey, _Row] = {}
+        #: Rate outcomes per replicate; each row feeds its replicate's key, or none if missing.
+        self.replicates: dict[_ReplicateKey, _Row] = {}
         #: The aggregate keys this shard's rows add to (each counted once against max_keys).
         self.keys: set[AggregateKey] = set()
         self.dropped = 0
         self.thread = thread
+
+
+def _replicate(rollout: LiveRollout, values: Mapping[str, object]) -> int:
+    """The replicate of the context's unit, read as ``Aggregates.expose`` reads it; -1 when the
+    context has no usable unit."""
+    value = values.get(rollout.unit)
+    if value is None and rollout.unit == "user":
+        value = folded_user(values)
+    unit = unit_text(value)
+    return -1 if unit is None else replicate_of(unit)
 
 
 def _add_tally(into: Tally, other: Tally) -> None:
@@ -280,7 +312,7 @@ class Aggregates:
             shard = self._register()
         # Only this thread and a cut take this lock, so working under it blocks no one.
         with shard.lock:
-            rows = shard.rows
+            rows, replicates = shard.rows, shard.replicates
             for rollout in rollouts:
                 # Which side of the rollout the context is on, and its segments' texts.
                 resolution = rollout.flag.program.run(values)
@@ -300,6 +332,7 @@ class Aggregates:
                     texts = tuple(found)
                 guarded, minutes = rollout.metrics, rollout.window_minutes
                 window = int(now // (60 * minutes)) * minutes
+                replicate: int | None = None  # looked up at the first rate outcome only
                 for metric, milliseconds, failed in outcomes:
                     if metric not in guarded:
                         continue
@@ -316,6 +349,20 @@ class Aggregates:
                         if row.histogram is None:
                             row.histogram = [0] * LATENCY_BUCKETS
                         row.histogram[_bucket(_EDGES, milliseconds)] += 1
+                    if failed is None or guarded[metric] != "rate":
+                        continue  # replicates are for rate guards (the server refuses others)
+                    if replicate is None:
+                        replicate = _replicate(rollout, values)
+                    if replicate < 0:
+                        continue
+                    row = replicates.get((rollout, exposed, replicate, metric))
+                    if row is None:
+                        row = self._replicate_row(shard, rollout, exposed, replicate, metric)
+                    if row.missing:
+                        shard.dropped += row.missing
+                    row.requests += 1
+                    if failed:
+                        row.events += 1
 
     def _row(
         self,
@@ -343,6 +390,22 @@ class Aggregates:
                 shard.keys.add(key)
             keys.append(key)
         row = shard.rows[(rollout, window, exposed, texts, metric)] = _Row(keys, missing)
+        return row
+
+    def _replicate_row(
+        self, shard: _Shard, rollout: LiveRollout, exposed: bool, replicate: int, metric: str
+    ) -> _Row:
+        """A new replicate row of ``shard`` (whose lock is held), feeding the replicate's key
+        (window ``REPLICATE_WINDOW``) unless it is missing beyond ``max_keys``."""
+        segment = replicate_segment(replicate)
+        key = (rollout.id, rollout.stage, REPLICATE_WINDOW, exposed, segment, metric)
+        keys = [key]
+        if key not in shard.keys:
+            if next(self._new_keys) >= self._max_keys:
+                keys = []
+            else:
+                shard.keys.add(key)
+        row = shard.replicates[(rollout, exposed, replicate, metric)] = _Row(keys, 1 - len(keys))
         return row
 
     def _register(self) -> _Shard:
@@ -376,7 +439,8 @@ class Aggregates:
         for shard in shards:
             with shard.lock:
                 rows, shard.rows, shard.keys = shard.rows, {}, set()
-            for row in rows.values():
+                replicates, shard.replicates = shard.replicates, {}
+            for row in itertools.chain(rows.values(), replicates.values()):
                 for key in row.keys:
                     into = merged.get(key)
                     if into is None:
