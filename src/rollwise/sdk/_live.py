@@ -103,8 +103,9 @@ class Live:
         self._ready.wait(startup_timeout)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._flushes.next_wait()):
-            self.outbox.ship()
+        outbox = self.outbox
+        while not self._stop.wait(self._flushes.next_wait(outbox.failures, outbox.retry_after)):
+            outbox.ship()
         self.outbox.ship()  # the last batch, on close()
 
     def close(self, timeout: float) -> None:

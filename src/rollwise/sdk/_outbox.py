@@ -8,7 +8,11 @@ what became of each batch's exposures: taken (they may be forgotten), or lost (c
 
 Flushes are not evenly spaced: each wait is the flush interval ± ``FLUSH_JITTER`` (drawn afresh
 every time, ``FlushSchedule``), so that a thousand clients started together — a deploy, or a
-server they all waited for — drift apart instead of posting in lockstep forever.
+server they all waited for — drift apart instead of posting in lockstep forever. After a
+shipment that failed (no connection, a 5xx, 408 or 429) the wait doubles with each failure in a
+row, up to ``MAX_BACKOFF`` seconds (or the interval, if longer), still jittered, and it is never
+shorter than the ``Retry-After`` the server asked for: a fleet that finds its server overloaded
+or restarting backs off instead of piling onto it. One success brings the interval back.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ MAX_UNIT_LENGTH = 64
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 #: Each wait between flushes is the interval times a factor drawn uniformly from 1 ± this.
 FLUSH_JITTER = 0.2
+#: The longest wait, in seconds, that failures in a row stretch the flush interval to.
+MAX_BACKOFF = 60.0
 
 _Item = TypeVar("_Item")
 
@@ -65,9 +71,17 @@ class FlushSchedule:
         self.jitter = jitter
         self._rng = rng if rng is not None else random.Random()
 
-    def next_wait(self) -> float:
-        """Seconds until the next flush."""
-        return self.interval * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
+    def next_wait(self, failures: int = 0, retry_after: float | None = None) -> float:
+        """Seconds until the next flush: the interval, doubled for each of ``failures``
+        shipments that failed in a row (up to ``MAX_BACKOFF``, or the interval if longer),
+        jittered; at least ``retry_after`` (the server's ``Retry-After``), jittered upwards."""
+        base = self.interval
+        if failures > 0:
+            base = min(self.interval * 2.0 ** min(failures, 32), max(MAX_BACKOFF, self.interval))
+        wait = base * self._rng.uniform(1 - self.jitter, 1 + self.jitter)
+        if retry_after is not None and retry_after > 0:
+            wait = max(wait, retry_after * self._rng.uniform(1, 1 + self.jitter))
+        return wait
 
 
 def ledger_unit(rollout: int, unit: str, *, hashed: bool) -> str:
@@ -166,6 +180,10 @@ class Outbox:
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
+        #: Shipments that failed in a row (0 after one that sent everything), and the seconds
+        #: the server last asked to wait (``Retry-After``): what the next flush waits for.
+        self.failures = 0
+        self.retry_after: float | None = None
 
     @property
     def pending(self) -> int:
@@ -179,10 +197,13 @@ class Outbox:
                 cut = self._aggregates.cut()
                 if cut:
                     self._queue(encode_batches(cut, sdk=self._sdk, hashed=self._hashed))
-                return self._send()
+                self.retry_after = None
+                done = self._send()
             except Exception:  # the outer loop of the shell: log, keep the batches, carry on
                 self._log.warning("ship", "rollwise: sending outcomes failed", exc_info=True)
-                return False
+                done = False
+            self.failures = 0 if done else self.failures + 1
+            return done
 
     def _queue(self, batches: list[Batch]) -> None:
         self._pending.extend(batches)
@@ -217,6 +238,7 @@ class Outbox:
                 self.sent += 1
                 self._aggregates.acknowledged(batch.exposures)
             elif status >= 500 or status in RETRYABLE_CLIENT_ERRORS:
+                self.retry_after = _retry_after(reply.body)
                 self._log.warning(
                     "post",
                     "rollwise: the server answered %d to a batch; %d batches kept for a retry",
@@ -238,6 +260,18 @@ class Outbox:
             # only a shipment, holding the lock, changes: the head is still this batch).
             self._pending.popleft()
         return True
+
+
+def _retry_after(body: bytes) -> float | None:
+    """The seconds a refusal asks to wait (``details.retry_after_s``, as the server's 503 and
+    429 carry it next to the ``Retry-After`` header), within [0, 1 hour]; None without one."""
+    try:
+        value = json.loads(body)["details"]["retry_after_s"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return min(max(float(value), 0.0), 3600.0)
 
 
 def _detail(body: bytes) -> str:
