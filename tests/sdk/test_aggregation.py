@@ -57,7 +57,10 @@ def snapshot(*, killed: bool = False, **changes: object) -> Snapshot:
 
 
 def aggregates(max_keys: int = 50_000, max_exposures: int = 100_000) -> Aggregates:
-    return Aggregates(max_keys=max_keys, max_exposures=max_exposures, clock=lambda: NOW)
+    # Replicates cut at every cut (their own cadence is tested in test_replicates.py).
+    return Aggregates(
+        max_keys=max_keys, max_exposures=max_exposures, clock=lambda: NOW, replicate_interval=0.0
+    )
 
 
 def context(index: int, **attributes: object) -> dict[str, object]:
@@ -135,7 +138,7 @@ def test_latencies_land_in_the_judges_buckets() -> None:
 def _windows_at(live: Snapshot, times: list[float]) -> list[int]:
     """The window labels of one outcome recorded at each clock time, in order."""
     clock = iter(times)
-    sums = Aggregates(clock=lambda: next(clock))
+    sums = Aggregates(clock=lambda: next(clock), replicate_interval=0.0)
     values = Context.of({"tenant": "acme", "app_version": "2.5.0"}).values
     windows = []
     for _ in times:

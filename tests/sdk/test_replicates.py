@@ -71,8 +71,8 @@ def rollout(**changes: object) -> LiveRollout:
 
 def aggregates(max_keys: int = 50_000, clock: Iterator[float] | None = None) -> Aggregates:
     if clock is None:
-        return Aggregates(max_keys=max_keys, clock=lambda: NOW)
-    return Aggregates(max_keys=max_keys, clock=lambda: next(clock))
+        return Aggregates(max_keys=max_keys, clock=lambda: NOW, replicate_interval=0.0)
+    return Aggregates(max_keys=max_keys, clock=lambda: next(clock), replicate_interval=0.0)
 
 
 def user(index: int) -> dict[str, object]:
@@ -395,3 +395,26 @@ def test_counting_by_rows_and_replicates_sums_to_counting_by_keys(
     cut = sums.cut()
     assert {k: [t.requests, t.events, t.histogram] for k, t in cut.tallies.items()} == expected
     assert sums.outcomes_dropped == dropped
+
+
+def test_replicates_are_cut_once_a_minute_and_add_up_meanwhile() -> None:
+    """Flushes every few seconds carry windows' rows; the replicates' rows go out once a minute
+    (or at an explicit flush), with everything counted since they last went: no count lost,
+    none twice."""
+    live = rollout(segments=[])
+    elapsed = [0.0]
+    sums = Aggregates(clock=lambda: NOW, monotonic=lambda: elapsed[0])
+    shipped: dict[tuple[object, ...], int] = {}
+    recorded = 0
+    for second in range(0, 130, 5):
+        elapsed[0] = float(second)
+        for index in range(10):
+            sums.add((live,), context_values(user(index)), (("signup.error", None, False),))
+            recorded += 1
+        found = replicate_tallies(sums.cut().tallies)
+        for key, tally in found.items():
+            shipped[key] = shipped.get(key, 0) + tally.requests
+        assert bool(found) == (second in (0, 60, 120)), second
+    assert sum(shipped.values()) == recorded - 10  # the last 5 s wait for the next minute
+    sums.add((live,), context_values(user(1)), (("signup.error", None, True),))
+    assert replicate_tallies(sums.cut(everything=True).tallies)  # an explicit flush takes them

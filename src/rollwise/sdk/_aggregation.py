@@ -36,13 +36,18 @@ requests move together, the dispersion φ by which the judge discounts rate evid
 (docs/judgement.md, "Clustered units"). A replicate row is one per (rollout, side, replicate,
 metric), so there are at most ``REPLICATES`` per rollout, side and metric, whatever the units; a
 context without the unit (possible when a rule serves it without bucketing) counts in no
-replicate. Latencies get none.
+replicate. Latencies get none. Replicates are cut once every ``REPLICATE_INTERVAL`` seconds, not
+at every flush (``cut(everything=True)`` takes them at once: an explicit flush, a close): the
+judge reads their totals over the stage, so a minute late costs nothing, and a batch then carries
+a few dozen rows of them a minute instead of up to 128 per rate metric every five seconds.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
+import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -90,6 +95,8 @@ class Tally:
 
 #: Gauge readings kept between two batches, at most.
 MAX_GAUGE_READINGS = 1_000
+#: Seconds between two cuts that take the replicates' counts.
+REPLICATE_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +195,15 @@ class Aggregates:
         max_exposures: int = 100_000,
         clock: Callable[[], float],
         log: Throttle | None = None,
+        replicate_interval: float = REPLICATE_INTERVAL,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # Registers shards and guards the exposures; never taken while recording an outcome.
         self._lock = threading.Lock()
         self._clock = clock
+        self._monotonic = monotonic
+        self._replicate_interval = replicate_interval
+        self._replicates_due = -math.inf  # the first cut takes them
         self._max_keys = max_keys
         self._max_exposures = max_exposures
         self._local = threading.local()
@@ -424,13 +436,19 @@ class Aggregates:
                 del self._gauges[0]
                 self.gauges_dropped += 1
 
-    def cut(self) -> Cut:
-        """Take everything aggregated so far, leaving empty aggregates behind."""
+    def cut(self, everything: bool = False) -> Cut:
+        """Take what was aggregated so far, leaving empty aggregates behind: everything but the
+        replicates' counts, which are taken only every ``replicate_interval`` seconds (or when
+        ``everything``) and otherwise keep adding up."""
         with self._lock:
             shards = list(self._shards)
             exposures, self._exposures = self._exposures, []
             gauges, self._gauges = self._gauges, []
             self._new_keys = itertools.count()
+            now = self._monotonic()
+            replicates_now = everything or now >= self._replicates_due
+            if replicates_now:
+                self._replicates_due = now + self._replicate_interval
         # Threads that had ended before their shard is emptied below cannot add to it again:
         # those shards can be let go once emptied (a pool that replaces threads does not grow
         # the list). A thread that ends later is let go at the next cut.
@@ -439,7 +457,14 @@ class Aggregates:
         for shard in shards:
             with shard.lock:
                 rows, shard.rows, shard.keys = shard.rows, {}, set()
-                replicates, shard.replicates = shard.replicates, {}
+                if replicates_now or shard in gone:
+                    replicates, shard.replicates = shard.replicates, {}
+                else:
+                    # Kept adding up; a row that missed ``max_keys`` gets a new chance.
+                    replicates = {}
+                    kept = shard.replicates
+                    if any(not row.keys for row in kept.values()):
+                        shard.replicates = {k: row for k, row in kept.items() if row.keys}
             for row in itertools.chain(rows.values(), replicates.values()):
                 for key in row.keys:
                     into = merged.get(key)

@@ -361,7 +361,7 @@ class Client:
     def flush(self) -> bool:
         """Send what was recorded so far, now, in the calling thread. Returns whether nothing is
         left waiting (False: the server is unreachable; the batches are kept for a retry)."""
-        return self._live.outbox.ship() if self._live is not None else True
+        return self._live.outbox.ship(everything=True) if self._live is not None else True
 
     def close(self, timeout: float = 5.0) -> None:
         """Send the last batch and stop the background threads, waiting at most ``timeout``

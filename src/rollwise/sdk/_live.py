@@ -106,7 +106,7 @@ class Live:
         outbox = self.outbox
         while not self._stop.wait(self._flushes.next_wait(outbox.failures, outbox.retry_after)):
             outbox.ship()
-        self.outbox.ship()  # the last batch, on close()
+        self.outbox.ship(everything=True)  # the last batch, on close()
 
     def close(self, timeout: float) -> None:
         """Stop the threads after a last flush; wait at most ``timeout`` seconds in all.
@@ -122,7 +122,7 @@ class Live:
         if self._flush.is_alive():
             self._flush.join(timeout)
         else:  # never started: flush here
-            self.outbox.ship()
+            self.outbox.ship(everything=True)
         # Only now, after the last flush had the connections: closing the transport ends the
         # stream read that would otherwise wait for the server's next keep-alive.
         try:

@@ -189,12 +189,13 @@ class Outbox:
     def pending(self) -> int:
         return len(self._pending)
 
-    def ship(self) -> bool:
+    def ship(self, everything: bool = False) -> bool:
         """Cut the aggregates into batches and send every pending batch, in order, until one
-        fails. Returns whether nothing is left pending. Never raises."""
+        fails. Returns whether nothing is left pending. Never raises. ``everything``: the
+        replicates' counts too, whenever they were last cut (``Aggregates.cut``)."""
         with self._shipping:
             try:
-                cut = self._aggregates.cut()
+                cut = self._aggregates.cut(everything)
                 if cut:
                     self._queue(encode_batches(cut, sdk=self._sdk, hashed=self._hashed))
                 self.retry_after = None
