@@ -61,21 +61,26 @@ class WindowShipping:
                             )
                         )
             if requests[0]:
-                for metric in self.latency_metrics:
-                    histogram = counts[metric, side]
-                    result.append(
-                        Aggregate(
-                            stage,
-                            window,
-                            side,
-                            "",
-                            metric,
-                            int(histogram.sum()),
-                            0,
-                            histogram.tolist(),
-                        )
-                    )
+                result.extend(self._latencies(stage, window, side, counts))
         return result
+
+    def _latencies(
+        self, stage: int, window: int, side: bool, counts: dict[tuple[str, bool], np.ndarray]
+    ) -> list[Aggregate]:
+        """The window's latency histograms of one side, the whole traffic's only."""
+        return [
+            Aggregate(
+                stage,
+                window,
+                side,
+                "",
+                metric,
+                int(counts[metric, side].sum()),
+                0,
+                counts[metric, side].tolist(),
+            )
+            for metric in self.latency_metrics
+        ]
 
     def _put(
         self,
@@ -117,17 +122,4 @@ class WindowShipping:
                         [events[i] for i in shipped],
                     )
             if requests[0]:
-                for metric in self.latency_metrics:
-                    histogram = counts[metric, side]
-                    evidence.put(
-                        Aggregate(
-                            stage,
-                            window,
-                            side,
-                            "",
-                            metric,
-                            int(histogram.sum()),
-                            0,
-                            histogram.tolist(),
-                        )
-                    )
+                evidence.put_all(self._latencies(stage, window, side, counts))
