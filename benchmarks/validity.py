@@ -39,6 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,8 @@ from rollwise.core import load_plan
 from rollwise.core._plan import Plan
 from rollwise.core.judgement import (
     HARM_ALTERNATIVES,
+    REPLICATE_WINDOW,
+    REPLICATES,
     Aggregate,
     AggregateTable,
     RateSample,
@@ -53,9 +56,13 @@ from rollwise.core.judgement import (
     Verdict,
     harm_alpha,
     judge_guard,
+    replicate_of,
+    replicate_segment,
     restarted_log_evidence,
     stratum_log_ratios,
 )
+from rollwise.core.judgement._dispersion import dispersion
+from rollwise.core.judgement._evidence import discounted_stages
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
 
 RESULTS = Path(__file__).parent / "results" / "validity.json"
@@ -76,6 +83,9 @@ class Tick:
     requests: dict[tuple[str, bool], int]
     events: dict[tuple[str, bool], int] = field(default_factory=dict)
     histograms: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
+    #: Per side, the tick's (requests, events) per replicate of the units (REPLICATES × 2),
+    #: as the SDK ships them for the dispersion between units; None where the world has none.
+    replicates: dict[bool, np.ndarray] | None = None
 
 
 #: A scenario's traffic: given a run's random generator, the ticks in order.
@@ -115,6 +125,15 @@ def _plan(tolerance: str, *, stages: int = 1, by: str = "", kind: str = "rate") 
     )
 
 
+def _iid_replicates(rng: np.random.Generator, requests: int, events: int) -> np.ndarray:
+    """Requests of distinct units, split over the replicates: requests uniformly
+    (multinomial), and the events among them at random (hypergeometric), as they fall when
+    every request is its own unit."""
+    n = rng.multinomial(requests, [1 / REPLICATES] * REPLICATES)
+    x = rng.multivariate_hypergeometric(n, events) if events else np.zeros(REPLICATES, int)
+    return np.stack([n, x], axis=1)
+
+
 def rate_world(
     *,
     per_tick: float | Callable[[int], float],
@@ -123,9 +142,11 @@ def rate_world(
     effect: Callable[[int, datetime], float] = lambda stage, at: 1.0,
     stage_at: Callable[[int], int] = lambda tick: 0,
     ticks: int,
+    replicates: bool = False,
 ) -> World:
     """Whole-traffic rate counts: requests ~ Poisson(per_tick), exposed ~ Binomial(share),
-    events ~ Binomial(base) on the baseline and Binomial(base × effect) on the exposed side."""
+    events ~ Binomial(base) on the baseline and Binomial(base × effect) on the exposed side.
+    ``replicates``: also ship each side's replicates, every request its own unit."""
 
     def world(rng: np.random.Generator) -> Iterator[Tick]:
         for tick in range(ticks):
@@ -141,6 +162,12 @@ def rate_world(
                 stage,
                 {("", True): n_t, ("", False): n_c},
                 {("", True): x_t, ("", False): x_c},
+                replicates={
+                    True: _iid_replicates(rng, n_t, x_t),
+                    False: _iid_replicates(rng, n_c, x_c),
+                }
+                if replicates
+                else None,
             )
 
     return world
@@ -171,9 +198,11 @@ def tenant_world(
     of an order drawn per run), else ``share`` of each tenant's requests (``unit: user``).
     Tenants in ``quiet`` only have traffic from 08:00 to 18:00; the base rate follows the day
     (``amplitude``) and each tenant has its own (× exp(σ·N(0, 1)), drawn per run); ``effect``
-    multiplies a tenant's exposed rate."""
+    multiplies a tenant's exposed rate. Ships the replicates of the units: tenants, or requests
+    as users."""
     weights = np.array([1 / (rank + 1) for rank in range(tenants)])
     weights /= weights.sum()
+    tenant_replicate = [replicate_of(f"t{tenant}") for tenant in range(tenants)]
     daily = _daily(amplitude)
     effects = effect or {}
 
@@ -193,6 +222,7 @@ def tenant_world(
             rate = base * daily(at)
             requests: dict[tuple[str, bool], int] = {}
             events: dict[tuple[str, bool], int] = {}
+            replicates = {side: np.zeros((REPLICATES, 2), int) for side in (True, False)}
             for tenant in range(tenants):
                 if tenant in quiet and not open_now:
                     continue
@@ -210,7 +240,14 @@ def tenant_world(
                     for key in ("", f"tenant=t{tenant}"):
                         requests[key, side] = requests.get((key, side), 0) + count
                         events[key, side] = events.get((key, side), 0) + x
-            yield Tick(stage, requests, events)
+                    if unit_is_tenant:
+                        replicates[side][tenant_replicate[tenant]] += (count, x)
+            if not unit_is_tenant:  # users: every request its own unit
+                for side in (True, False):
+                    replicates[side] = _iid_replicates(
+                        rng, requests.get(("", side), 0), events.get(("", side), 0)
+                    )
+            yield Tick(stage, requests, events, replicates=replicates)
 
     return world
 
@@ -225,24 +262,42 @@ def user_world(
     broken_rate: float,
     tail: float,
     ticks: int,
+    effect: float = 1.0,
 ) -> World:
     """``unit: user`` with users as they are: requests per user heavy-tailed (Pareto with
     exponent ``tail``), a share ``broken`` of clients failing ``broken_rate`` of their requests
-    on both sides; each user exposed with probability ``share`` (drawn per run)."""
+    on both sides; each user exposed with probability ``share`` (drawn per run), the exposed
+    users' failure probability × ``effect``. Ships each side's replicates by user id."""
+
+    # Each user's replicate, as the SDK finds it from the user's id.
+    replicate = np.array([replicate_of(f"user-{index}") for index in range(users)])
 
     def world(rng: np.random.Generator) -> Iterator[Tick]:
         weights = rng.pareto(tail, users) + 1
         rates = per_tick * weights / weights.sum()
         exposed = rng.random(users) < share
-        failing = np.where(rng.random(users) < broken, broken_rate, base)
+        failing = np.where(rng.random(users) < broken, broken_rate * effect, base * effect)
+        failing = np.where(exposed, np.minimum(failing, 1.0), failing / effect)
+        sides = {True: exposed, False: ~exposed}
         for _ in range(ticks):
             n = rng.poisson(rates)
             x = rng.binomial(n, failing)
             n_t, x_t = int(n[exposed].sum()), int(x[exposed].sum())
+            per_replicate = {
+                side: np.stack(
+                    [
+                        np.bincount(replicate[members], n[members], REPLICATES),
+                        np.bincount(replicate[members], x[members], REPLICATES),
+                    ],
+                    axis=1,
+                ).astype(np.int64)
+                for side, members in sides.items()
+            }
             yield Tick(
                 0,
                 {("", True): n_t, ("", False): int(n.sum()) - n_t},
                 {("", True): x_t, ("", False): int(x.sum()) - x_t},
+                replicates=per_replicate,
             )
 
     return world
@@ -306,10 +361,27 @@ def run_store_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> 
     table = AggregateTable()
     tallies: dict[tuple[int, int, str, bool], tuple[int, int]] = {}
     histograms: dict[tuple[int, int, str, bool], np.ndarray] = {}
+    replicates: dict[tuple[int, bool], np.ndarray] = {}
     exposed_total = counted = 0
     for index, tick in enumerate(scenario.world(rng)):
         at = START + index * TICK
         window = _window(at, minutes)
+        for side, added in (tick.replicates or {}).items():
+            totals = replicates.setdefault((tick.stage, side), np.zeros((REPLICATES, 2), int))
+            totals += added
+            for replicate in np.flatnonzero(added[:, 0]).tolist():
+                count, failed = totals[replicate].tolist()
+                table.put(
+                    Aggregate(
+                        tick.stage,
+                        REPLICATE_WINDOW,
+                        side,
+                        replicate_segment(replicate),
+                        "m",
+                        count,
+                        failed,
+                    )
+                )
         for (segment, side), requests in tick.requests.items():
             key = (tick.stage, window, segment, side)
             if scenario.latency:
@@ -356,6 +428,9 @@ def run_fast_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> O
     label: tuple[int, int] | None = None
     n_t = x_t = n_c = x_c = 0
     exposed_total = counted = 0
+    # Each side's replicates over all stages, as ``Replicates.of`` adds them up.
+    units = {True: np.zeros((REPLICATES, 2), int), False: np.zeros((REPLICATES, 2), int)}
+    phi = 1.0
     for index, tick in enumerate(scenario.world(rng)):
         at = START + index * TICK
         current = (tick.stage, _window(at, minutes))
@@ -375,11 +450,18 @@ def run_fast_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> O
         exposed_total += tick.requests["", True]
         if tick.stage >= scenario.count_from_stage:
             counted += tick.requests["", True]
+        if tick.replicates is not None:
+            for side, added in tick.replicates.items():
+                units[side] += added
+            phi = dispersion(
+                [(n, x) for n, x in units[True].tolist()],
+                [(n, x) for n, x in units[False].tolist()],
+            ).phi
         partial = stratum_log_ratios(RateSample(Tally(n_t, x_t), Tally(n_c, x_c)), theta0, grid)
         per_stage = dict(finished)
         row = per_stage.get(tick.stage, [0.0] * len(grid))
         per_stage[tick.stage] = [a + b for a, b in zip(row, partial, strict=True)]
-        if restarted_log_evidence(per_stage, stages) >= threshold:
+        if restarted_log_evidence(discounted_stages(per_stage, phi), stages) >= threshold:
             return Outcome(index, counted, exposed_total)
     return Outcome(None, None, exposed_total)
 
@@ -403,6 +485,20 @@ TENANT_PLAN = (
     "flag: f\nunit: tenant\nguards: [{metric: m, kind: rate, tolerance: 10%, by: [tenant]}]\n"
     "stages: [{name: s0, audience: {percent: 2}}, {name: s1, audience: {percent: 6}}]\n"
 )
+
+
+#: The users of issue 9's item 6: about 1,000 of 20,000 exposed, Pareto(1.5) requests per user,
+#: 2 % of clients failing half their requests.
+USERS: dict[str, Any] = {
+    "users": 20_000,
+    "share": 0.05,
+    "per_tick": 2000,
+    "base": 0.01,
+    "broken": 0.02,
+    "broken_rate": 0.5,
+    "tail": 1.5,
+    "ticks": 1000,
+}
 
 
 def _constant(value: float) -> Callable[[int, datetime], float]:
@@ -535,6 +631,7 @@ def scenarios() -> list[Scenario]:
                     base=_constant(base),
                     effect=_constant(factor),
                     ticks=20_000 if base < 0.01 else 6000,
+                    replicates=True,
                 ),
                 null=False,
                 sprt=sprt_exposed(1 + tolerance, factor, 0.05, base, 0.01),
@@ -556,6 +653,7 @@ def scenarios() -> list[Scenario]:
                     effect=lambda stage, at: 1.0 if stage == 0 else 2.0,
                     stage_at=lambda tick, ticks=ticks: 0 if tick < ticks else 1,
                     ticks=ticks + 3000,
+                    replicates=True,
                 ),
                 null=False,
                 count_from_stage=1,
@@ -589,17 +687,19 @@ def scenarios() -> list[Scenario]:
             "(6) unit: user, 20,000 users (about 1,000 exposed), Pareto(1.5) requests per user, "
             "2 % of clients failing half their requests on both sides; A/A",
             _plan("10%"),
-            user_world(
-                users=20_000,
-                share=0.05,
-                per_tick=2000,
-                base=0.01,
-                broken=0.02,
-                broken_rate=0.5,
-                tail=1.5,
-                ticks=1000,
-            ),
+            user_world(**USERS),
             null=True,
+            heavy=True,
+        )
+    )
+    result.append(
+        Scenario(
+            "users_heavy_tailed_broken_x2",
+            "(6) the same users; the exposed users' failures doubled (1 % → 2 % for most, "
+            "broken clients 50 % → 100 %)",
+            _plan("10%"),
+            user_world(**USERS, effect=2.0),
+            null=False,
             heavy=True,
         )
     )
