@@ -24,7 +24,8 @@ from rollwise.core.judgement import (
     replicate_segment,
 )
 from rollwise.sdk import Reply
-from rollwise.sdk._aggregation import UNATTRIBUTABLE, Aggregates, segment_value
+from rollwise.sdk._aggregation import Aggregates, segment_value
+from rollwise.sdk._exposures import UNATTRIBUTABLE
 from rollwise.sdk._outbox import Outbox, encode_batches, ledger_unit
 from rollwise.sdk._snapshot import LiveRollout, Snapshot, parse_snapshot
 from rollwise.sdk._throttle import Throttle

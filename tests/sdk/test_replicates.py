@@ -418,3 +418,24 @@ def test_replicates_are_cut_once_a_minute_and_add_up_meanwhile() -> None:
     assert sum(shipped.values()) == recorded - 10  # the last 5 s wait for the next minute
     sums.add((live,), context_values(user(1)), (("signup.error", None, True),))
     assert replicate_tallies(sums.cut(everything=True).tallies)  # an explicit flush takes them
+
+
+def test_a_stage_left_behind_ships_its_replicates_at_the_next_cut() -> None:
+    """Within the minute, the rollout moves on a stage: the replicates of the stage it left go
+    at the next cut (the server takes a stage it left only for a while, and would refuse the
+    whole batch after a second move), those of the new stage keep adding up."""
+    before, after = rollout(stage=2), rollout(stage=3)
+    elapsed = [0.0]
+    sums = Aggregates(clock=lambda: NOW, monotonic=lambda: elapsed[0])
+    sums.add((before,), context_values(user(1)), (("signup.error", None, True),))
+    assert {key[1] for key in replicate_tallies(sums.cut().tallies)} == {2}  # the first cut
+    elapsed[0] = 5.0
+    sums.add((before,), context_values(user(1)), (("signup.error", None, True),))
+    assert not replicate_tallies(sums.cut().tallies)  # still recording stage 2: it waits
+    elapsed[0] = 10.0
+    sums.add((after,), context_values(user(1)), (("signup.error", None, False),))
+    found = replicate_tallies(sums.cut().tallies)
+    assert [(key[1], tally.requests, tally.events) for key, tally in found.items()] == [(2, 1, 1)]
+    elapsed[0] = 60.0
+    found = replicate_tallies(sums.cut().tallies)
+    assert [(key[1], tally.requests, tally.events) for key, tally in found.items()] == [(3, 1, 0)]

@@ -11,11 +11,8 @@ here.
 
 Memory is bounded whatever the load: at most ``max_keys`` keys between two cuts (an outcome
 that would need a new key beyond that is dropped and counted) and at most ``max_exposures``
-remembered exposures. An exposure is remembered so that it is shipped once, not at every
-evaluation; once the server has acknowledged the batch that carried it, it may be forgotten
-(the oldest first, when room is needed): the server's ledger keeps a unit's first exposure, so
-one shipped again after it was forgotten changes nothing there. Only when ``max_exposures``
-exposures are all still waiting for the server is a new one dropped (counted, and logged).
+remembered exposures (``_exposures.py``: each is shipped once, and forgotten once the server has
+it and room is needed).
 
 Each recording thread adds to its own shard, under the shard's lock, which only a cut ever
 contends. One lock shared by all recording threads measured 2.5 to 3.7 times fewer outcomes per
@@ -49,11 +46,10 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rollwise.core import Reason, Resolution, folded_user, unit_text
+from rollwise.core import folded_user, unit_text
 from rollwise.core.judgement import (
     LATENCY_BOUNDARIES_MS,
     LATENCY_BUCKETS,
@@ -61,19 +57,12 @@ from rollwise.core.judgement import (
     replicate_of,
     replicate_segment,
 )
+from rollwise.sdk._exposures import UNATTRIBUTABLE, ExposureKey, ExposureMemory
 from rollwise.sdk._snapshot import LiveRollout
 from rollwise.sdk._throttle import Throttle
 
-#: Resolutions that say nothing about a rollout's effect, so count for neither side: the kill
-#: switch, an instance without the code, a context without the unit, an internal error.
-UNATTRIBUTABLE = frozenset(
-    {Reason.KILLED, Reason.VERSION_BELOW_MINIMUM, Reason.UNIT_MISSING, Reason.ERROR}
-)
-
 #: (rollout, stage, window start in minutes since the epoch, exposed, segment, metric)
 AggregateKey = tuple[int, int, int, bool, str, str]
-#: (rollout, unit text, stage, exposed)
-ExposureKey = tuple[int, str, int, bool]
 #: An outcome as the client hands it over: (metric, milliseconds or None, failed or None).
 Outcome = tuple[str, float | None, bool | None]
 
@@ -198,27 +187,24 @@ class Aggregates:
         replicate_interval: float = REPLICATE_INTERVAL,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Registers shards and guards the exposures; never taken while recording an outcome.
+        # Registers shards and guards the gauges; never taken while recording an outcome.
         self._lock = threading.Lock()
         self._clock = clock
         self._monotonic = monotonic
         self._replicate_interval = replicate_interval
         self._replicates_due = -math.inf  # the first cut takes them
         self._max_keys = max_keys
-        self._max_exposures = max_exposures
         self._local = threading.local()
         self._shards: list[_Shard] = []
         # Keys created since the last cut, across shards. ``next()`` on a count is one C call,
         # so threads can share it without a lock.
         self._new_keys = itertools.count()
         self._dropped_by_gone_threads = 0
-        self._log = log
-        self._exposures: list[tuple[ExposureKey, float]] = []
-        # Exposures remembered, so that each is shipped once: → whether the server has
-        # acknowledged it (then it may be forgotten to make room, oldest first).
-        self._seen: dict[ExposureKey, bool] = {}
-        self._acknowledged: deque[ExposureKey] = deque()
-        self.exposures_dropped = 0
+        self._exposures = ExposureMemory(max_exposures=max_exposures, clock=clock, log=log)
+        # The exposures' own methods, bound once: ``expose`` runs at every evaluation.
+        self.expose = self._exposures.expose
+        self.acknowledged = self._exposures.acknowledged
+        self.lost = self._exposures.lost
         self._gauges: list[tuple[str, float, float]] = []
         self.gauges_dropped = 0
 
@@ -226,85 +212,6 @@ class Aggregates:
     def outcomes_dropped(self) -> int:
         """Outcome additions dropped because ``max_keys`` keys were in use."""
         return self._dropped_by_gone_threads + sum(shard.dropped for shard in self._shards)
-
-    def expose(
-        self, rollout: LiveRollout, resolution: Resolution, values: Mapping[str, object]
-    ) -> None:
-        """Remember that the context's unit was served ``resolution`` under ``rollout``."""
-        if resolution.reason in UNATTRIBUTABLE:
-            return
-        value = values.get(rollout.unit)
-        if value is None and rollout.unit == "user":
-            value = folded_user(values)
-        unit = unit_text(value)
-        if unit is None:
-            return
-        key = (rollout.id, unit, rollout.stage, resolution.variant == rollout.variant)
-        if key in self._seen:  # the common case, and safe to read without the lock
-            return
-        at = self._clock()
-        with self._lock:
-            if key in self._seen:
-                return
-            seen, acknowledged = self._seen, self._acknowledged
-            while len(seen) >= self._max_exposures and acknowledged:
-                forgotten = acknowledged.popleft()
-                if seen.get(forgotten):
-                    del seen[forgotten]
-            if len(seen) < self._max_exposures:
-                seen[key] = False
-                self._exposures.append((key, at))
-                return
-            self.exposures_dropped += 1
-            dropped = self.exposures_dropped
-        self._warn(
-            "exposures:full",
-            "rollwise: %d exposures are waiting for the server; dropped a new one (%d so far)",
-            self._max_exposures,
-            dropped,
-        )
-
-    def acknowledged(self, keys: Iterable[ExposureKey]) -> None:
-        """The server has these exposures (it took the batch that carried them): they may be
-        forgotten when room is needed."""
-        with self._lock:
-            seen, acknowledged = self._seen, self._acknowledged
-            for key in keys:
-                if seen.get(key) is False:
-                    seen[key] = True
-                    acknowledged.append(key)
-
-    def lost(self, keys: Sequence[ExposureKey], *, refused: bool) -> None:
-        """These exposures will not reach the ledger: their batch was dropped (too many were
-        waiting) or ``refused`` by the server. Counted, and no longer remembered as shipped, so
-        that the unit's next exposure is recorded again — except that a refused batch's are
-        only made forgettable: shipped again at once, they could have the next batch refused
-        too."""
-        if not keys:
-            return
-        with self._lock:
-            self.exposures_dropped += len(keys)
-            dropped = self.exposures_dropped
-            seen = self._seen
-            for key in keys:
-                if seen.get(key) is not False:
-                    continue
-                if refused:
-                    seen[key] = True
-                    self._acknowledged.append(key)
-                else:
-                    del seen[key]
-        self._warn(
-            "exposures:lost",
-            "rollwise: %d exposures were in a batch %s; they are not in the ledger (%d so far)",
-            len(keys),
-            "the server refused" if refused else "dropped with too many waiting",
-            dropped,
-        )
-
-    def _warn(self, topic: str, message: str, *args: object) -> None:
-        if self._log is not None:
-            self._log.warning(topic, message, *args)
 
     def add(
         self,
@@ -439,10 +346,10 @@ class Aggregates:
     def cut(self, everything: bool = False) -> Cut:
         """Take what was aggregated so far, leaving empty aggregates behind: everything but the
         replicates' counts, which are taken only every ``replicate_interval`` seconds (or when
-        ``everything``) and otherwise keep adding up."""
+        ``everything``) and otherwise keep adding up — while their stage still records outcomes
+        (those of a stage left behind go at once)."""
         with self._lock:
             shards = list(self._shards)
-            exposures, self._exposures = self._exposures, []
             gauges, self._gauges = self._gauges, []
             self._new_keys = itertools.count()
             now = self._monotonic()
@@ -453,30 +360,46 @@ class Aggregates:
         # those shards can be let go once emptied (a pool that replaces threads does not grow
         # the list). A thread that ends later is let go at the next cut.
         gone = [shard for shard in shards if not shard.thread.is_alive()]
-        merged: dict[AggregateKey, Tally] = {}
+        taken: list[Iterable[_Row]] = []
+        active: set[tuple[int, int]] = set()  # (rollout, stage) with outcomes in this cut
         for shard in shards:
             with shard.lock:
                 rows, shard.rows, shard.keys = shard.rows, {}, set()
+            taken.append(rows.values())
+            active.update((rollout.id, rollout.stage) for rollout, *_ in rows)
+        for shard in shards:
+            with shard.lock:
                 if replicates_now or shard in gone:
                     replicates, shard.replicates = shard.replicates, {}
                 else:
-                    # Kept adding up; a row that missed ``max_keys`` gets a new chance.
                     replicates = {}
-                    kept = shard.replicates
-                    if any(not row.keys for row in kept.values()):
-                        shard.replicates = {k: row for k, row in kept.items() if row.keys}
-            for row in itertools.chain(rows.values(), replicates.values()):
-                for key in row.keys:
-                    into = merged.get(key)
-                    if into is None:
-                        into = merged[key] = Tally()
-                    _add_tally(into, row)
+                    kept: dict[_ReplicateKey, _Row] = {}
+                    for where, row in shard.replicates.items():
+                        if not row.keys:
+                            continue  # missed ``max_keys``: a new chance in the next period
+                        # Still recording: keep adding up. A stage no longer recorded goes
+                        # now, before the server stops taking it.
+                        live = (where[0].id, where[0].stage) in active
+                        (kept if live else replicates)[where] = row
+                    shard.replicates = kept
+            taken.append(replicates.values())
+        merged: dict[AggregateKey, Tally] = {}
+        for row in itertools.chain.from_iterable(taken):
+            for key in row.keys:
+                into = merged.get(key)
+                if into is None:
+                    into = merged[key] = Tally()
+                _add_tally(into, row)
         if gone:
             with self._lock:
                 self._dropped_by_gone_threads += sum(shard.dropped for shard in gone)
                 self._shards = [shard for shard in self._shards if shard not in gone]
-        return Cut(merged, exposures, gauges)
+        return Cut(merged, self._exposures.take(), gauges)
+
+    @property
+    def exposures_dropped(self) -> int:
+        return self._exposures.dropped
 
     @property
     def remembered_exposures(self) -> int:
-        return len(self._seen)
+        return self._exposures.remembered

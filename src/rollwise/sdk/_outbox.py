@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import TypeVar
 
-from rollwise.sdk._aggregation import Aggregates, Cut, ExposureKey
+from rollwise.sdk._aggregation import Aggregates, Cut
+from rollwise.sdk._exposures import ExposureKey
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import Transport
 
