@@ -22,13 +22,13 @@ from rollwise.control import ManualClock
 from rollwise.core import InputError
 from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.server import create_app
+from rollwise.server._batch_models import MAX_BATCH_BYTES
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
     BodyLimit,
     error_response,
     install_error_handlers,
 )
-from rollwise.server._sdk_api import MAX_BATCH_BYTES
 from rollwise.store import ConflictError, Role, StaleVersionError, Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,19 +24,12 @@ texts of the attributes the rollout splits by, metric). The row knows the keys i
 whole traffic's and one per segment), and a cut adds each row into them: the same sums as
 counting each outcome into each key, which cost about three times as much per outcome.
 
-A rate outcome (one with a failure flag) is also counted into its unit's *replicate*: each unit
-falls in one of ``REPLICATES`` by a hash of its value (``replicate_of``), and the requests and
-events of each (rollout, stage, side, metric, replicate) ship as aggregates with window
-``REPLICATE_WINDOW`` and segment ``~replicate=k``, added up per stage by the server. Since a
-replicate holds whole units, how its rate spreads around the side's measures how far a unit's
-requests move together, the dispersion φ by which the judge discounts rate evidence
-(docs/judgement.md, "Clustered units"). A replicate row is one per (rollout, side, replicate,
-metric), so there are at most ``REPLICATES`` per rollout, side and metric, whatever the units; a
-context without the unit (possible when a rule serves it without bucketing) counts in no
-replicate. Latencies get none. Replicates are cut once every ``REPLICATE_INTERVAL`` seconds, not
-at every flush (``cut(everything=True)`` takes them at once: an explicit flush, a close): the
-judge reads their totals over the stage, so a minute late costs nothing, and a batch then carries
-a few dozen rows of them a minute instead of up to 128 per rate metric every five seconds.
+A rate guard's outcome is also counted into its unit's *replicate* (one of ``REPLICATES``, by
+``replicate_of`` the unit): per (rollout, stage, side, metric, replicate), shipped as aggregates
+with window ``REPLICATE_WINDOW`` and segment ``~replicate=k``, at most ``REPLICATES`` per rollout,
+side and metric. Their spread is how the judge measures how far a unit's requests move together
+(docs/judgement.md, "Clustered units"). They are cut once every ``REPLICATE_INTERVAL`` seconds
+(or at ``cut(everything=True)``), and at once when their stage no longer records outcomes.
 """
 
 from __future__ import annotations

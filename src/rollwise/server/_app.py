@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
 from rollwise.server import _dashboard, _management, _sdk_api, _tokens_api
+from rollwise.server._batch_models import MAX_BATCH_BYTES
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
     BodyLimit,
@@ -196,7 +197,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
-        limits={"/api/v1": MAX_MANAGEMENT_BYTES, "/sdk/v1": _sdk_api.MAX_BATCH_BYTES},
+        limits={"/api/v1": MAX_MANAGEMENT_BYTES, "/sdk/v1": MAX_BATCH_BYTES},
     )
     app.add_middleware(PrintableUrl)
     default_openapi = app.openapi
