@@ -217,9 +217,9 @@ def test_the_property_saw_every_case(capsys: pytest.CaptureFixture[str]) -> None
     with capsys.disabled():
         report = ", ".join(f"{name} {count}" for name, count in sorted(RUN.items()))
         print(f"\n[incremental judgement] {report}")
+    # Harm while φ > 1 is printed, not required: 0 to 57 such ticks in 500 random examples.
     needed_cases = (
         "late batches", "rebuilds", "stage changes", "harm", "safe", "bounds", "dispersed",
-        "dispersed harm",
     )  # fmt: skip
     for needed in needed_cases:
         assert RUN[needed] > 0, needed
