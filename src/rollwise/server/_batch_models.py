@@ -25,7 +25,6 @@ from rollwise.core.judgement import (
     REPLICATE_WINDOW,
     REPLICATES,
     parse_replicate,
-    replicate_segment,
 )
 
 #: A batch larger than this is refused whole (413), before anything is applied.
@@ -98,15 +97,6 @@ def _window_error(window: int, now: datetime) -> PydanticCustomError | None:
     )
 
 
-def _replicate_in(segment: str) -> int | None:
-    """The replicate a segment names in its one spelling (``~replicate=7``: ASCII digits, no
-    leading zero), so that each replicate is one row of the store; None otherwise."""
-    replicate = parse_replicate(segment) if segment.isascii() else None
-    if replicate is None or segment != replicate_segment(replicate):
-        return None
-    return replicate
-
-
 def _refused(field: str, value: object, error: PydanticCustomError) -> ValidationError:
     """A model-level refusal located at one of its fields (so the path names that field)."""
     return ValidationError.from_exception_data(
@@ -170,7 +160,8 @@ class Aggregate(BaseModel):
         """A replicate aggregate has window 0 and no histogram; window 0 is a replicate's
         only; "~" starts no segment but a replicate's."""
         segment = self.segment
-        replicate = _replicate_in(segment) if segment.startswith("~") else None
+        # parse_replicate takes one spelling per replicate (ASCII digits, no leading zero).
+        replicate = parse_replicate(segment) if segment.startswith("~") else None
         if segment.startswith("~") and replicate is None:
             raise _refused(
                 "segment",
