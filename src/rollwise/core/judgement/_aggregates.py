@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Generic, NamedTuple, TypeVar
 
 from rollwise.core._plan import GuardKind, Plan
-from rollwise.core.judgement._dispersion import Replicates, parse_replicate
+from rollwise.core.judgement._dispersion import Replicates
 from rollwise.core.judgement._observations import (
     Exposure,
     LatencySample,
@@ -63,10 +63,10 @@ class AggregateTable:
         segment = self._segments.get(segment_text)
         if segment_text and segment is None:
             if segment_text.startswith("~"):
-                replicate = parse_replicate(segment_text)
-                if replicate is not None and histogram is None:
-                    self._replicates.put(metric, stage, exposed, replicate, requests, events)
-                return  # an internal segment: never a stratum
+                self._replicates.put_segment(
+                    segment_text, metric, stage, exposed, requests, events, histogram
+                )
+                return
             attribute, _, value = segment_text.partition("=")
             segment = self._segments[segment_text] = (attribute, value)
         key = (metric, segment)

@@ -149,6 +149,24 @@ class Replicates:
         self._counts.setdefault(metric, {})[(stage, exposed, replicate)] = (requests, events)
         self._known.pop(metric, None)
 
+    def put_segment(
+        self,
+        text: str,
+        metric: str,
+        stage: int,
+        exposed: bool,
+        requests: int,
+        events: int,
+        histogram: object,
+    ) -> bool:
+        """Put an aggregate of an internal segment (text starting with "~"): kept if it is a
+        replicate's counts, ignored otherwise (it is never a stratum). Whether it was kept."""
+        replicate = parse_replicate(text)
+        if replicate is None or histogram is not None:
+            return False
+        self.put(metric, stage, exposed, replicate, requests, events)
+        return True
+
     def of(self, metric: str) -> Dispersion:
         """φ of ``metric`` from its replicates of every stage so far."""
         known = self._known.get(metric)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from rollwise.core._plan import Guard, GuardKind, Plan
 from rollwise.core.judgement._aggregates import Aggregate
 from rollwise.core.judgement._decision import harm_alpha
-from rollwise.core.judgement._dispersion import Replicates, parse_replicate
+from rollwise.core.judgement._dispersion import Replicates
 from rollwise.core.judgement._folding import FoldedRates
 from rollwise.core.judgement._latency_state import FoldedLatency
 from rollwise.core.judgement._observations import Exposure, GaugeReading, Observations, SegmentKey
@@ -79,11 +79,11 @@ class EvidenceIntake:
         segment = self._names.get(text)
         if text and segment is None:
             if text.startswith("~"):
-                replicate = parse_replicate(text)
-                if replicate is not None and histogram is None:
-                    self._replicates.put(metric, stage, exposed, replicate, requests, events)
+                if self._replicates.put_segment(
+                    text, metric, stage, exposed, requests, events, histogram
+                ):
                     self.version += 1
-                return  # an internal segment: never a stratum
+                return
             attribute, _, value = text.partition("=")
             segment = self._names[text] = (attribute, value)
         if histogram is None:
