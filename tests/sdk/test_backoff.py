@@ -108,4 +108,5 @@ def test_a_live_client_facing_a_failing_server_backs_off() -> None:
         attempts = len(server.attempts)
     finally:
         client.close()
-    assert 1 <= attempts <= 8, attempts
+    assert attempts >= 1  # it did try
+    assert attempts <= 8, attempts  # without the backoff: about 30
