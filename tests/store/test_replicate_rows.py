@@ -158,7 +158,11 @@ def test_the_judge_is_handed_replicate_rows(store: Store) -> None:
     before = store.data_fingerprints([rollout.id])
     store.ingest("batch-2", "sdk:app", [_replicate(rollout.id, 5)], [], NOW)
     expected = Aggregate(0, 0, True, replicate_segment(5), "checkout.error", 40, 2, None)
-    assert changes(store.engine, cursor).aggregates[rollout.id] == [expected]
+    delivered = changes(store.engine, cursor).aggregates[rollout.id]
     ((_, every),) = rollout_aggregates(store.engine, [rollout.id])
     assert expected in every and len(every) == 2
+    # The replicate row is delivered; on PostgreSQL a row at the watermark may come again
+    # while another transaction is in flight (store/_changes.py), so the traffic row may too.
+    assert expected in delivered
+    assert set(delivered) <= set(every)
     assert store.data_fingerprints([rollout.id]) != before
