@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollwise import Client, Context, Reason, evaluate
-from rollwise.core import InputError, context_values, load_flags, unit_text
+from rollwise.core import InputError, context_values, ledger_unit, load_flags, unit_text
 from rollwise.core._flagdump import flags_document
 from rollwise.core.judgement import (
     LATENCY_BOUNDARIES_MS,
@@ -26,7 +26,7 @@ from rollwise.core.judgement import (
 from rollwise.sdk import Reply
 from rollwise.sdk._aggregation import Aggregates, segment_value
 from rollwise.sdk._exposures import UNATTRIBUTABLE
-from rollwise.sdk._outbox import Outbox, encode_batches, ledger_unit
+from rollwise.sdk._outbox import Outbox, encode_batches
 from rollwise.sdk._snapshot import LiveRollout, Snapshot, parse_snapshot
 from rollwise.sdk._throttle import Throttle
 

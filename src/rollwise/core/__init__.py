@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rollwise.core._bucketing import BUCKETS, bucket, unit_text
+from rollwise.core._bucketing import BUCKETS, MAX_UNIT_LENGTH, bucket, ledger_unit, unit_text
 from rollwise.core._conditions import (
     AllOf,
     AnyOf,
@@ -52,6 +52,7 @@ from rollwise.core._semver import Version, parse_version
 __all__ = [
     "BUCKETS",
     "LIVE_STATUSES",
+    "MAX_UNIT_LENGTH",
     "REFERENCE_RULES",
     "RULES",
     "TRANSITIONS",
@@ -107,6 +108,7 @@ __all__ = [
     "flags_conflicts",
     "folded_user",
     "format_duration",
+    "ledger_unit",
     "legal_from",
     "lint",
     "load_flags",

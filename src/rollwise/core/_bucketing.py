@@ -30,6 +30,20 @@ def unit_text(value: object) -> str | None:
     return None
 
 
+#: The longest unit text the exposure ledger takes; longer units are stored hashed.
+MAX_UNIT_LENGTH = 64
+
+
+def ledger_unit(rollout: int, unit: str, *, hashed: bool) -> str:
+    """The unit as the exposure ledger receives it: the first 32 hex digits of
+    SHA-256(``"<rollout>:<unit>"``) when ``hashed`` (or when the value is longer than the
+    ledger's ``MAX_UNIT_LENGTH`` characters), else the value itself. The ledger answers "was
+    this unit exposed?" without holding who the unit is."""
+    if not hashed and len(unit) <= MAX_UNIT_LENGTH:
+        return unit
+    return sha256(f"{rollout}:{unit}".encode()).hexdigest()[:32]
+
+
 def salt_prefix(salt: str) -> bytes:
     """The hash input that precedes every unit value of a flag."""
     return salt.encode() + b"\x00"

@@ -25,9 +25,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from hashlib import sha256
 from typing import TypeVar
 
+from rollwise.core import ledger_unit
 from rollwise.sdk._aggregation import Aggregates, Cut
 from rollwise.sdk._exposures import ExposureKey
 from rollwise.sdk._throttle import Throttle
@@ -37,8 +37,6 @@ from rollwise.sdk._transport import Transport
 #: 50,000 rows): a thousand full latency histograms stay under 5 MiB.
 MAX_AGGREGATES_PER_BATCH = 1_000
 MAX_EXPOSURES_PER_BATCH = 10_000
-#: The longest unit text the ledger takes; longer plain units are sent hashed.
-MAX_UNIT_LENGTH = 64
 #: Client errors worth retrying: the server timed out waiting, or asks to slow down.
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 #: Each wait between flushes is the interval times a factor drawn uniformly from 1 ± this.
@@ -83,15 +81,6 @@ class FlushSchedule:
         if retry_after is not None and retry_after > 0:
             wait = max(wait, retry_after * self._rng.uniform(1, 1 + self.jitter))
         return wait
-
-
-def ledger_unit(rollout: int, unit: str, *, hashed: bool) -> str:
-    """The unit as the ledger receives it: the first 32 hex digits of
-    SHA-256(``"<rollout>:<unit>"``) when ``hashed`` (or when the value is longer than the
-    ledger's 64 characters), else the value itself."""
-    if not hashed and len(unit) <= MAX_UNIT_LENGTH:
-        return unit
-    return sha256(f"{rollout}:{unit}".encode()).hexdigest()[:32]
 
 
 def _timestamp(seconds: float) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Protocol, TypeVar
 
 from openfeature.evaluation_context import EvaluationContext
@@ -30,7 +29,8 @@ from openfeature.flag_evaluation import Reason as OpenFeatureReason
 from openfeature.provider import AbstractProvider, Metadata
 from openfeature.track import TrackingEventDetails
 
-from rollwise.core import Context, ErrorCode, FlagSet, Reason, Resolution, explain
+from rollwise.core import Context, FlagSet, Reason, Resolution
+from rollwise.core._remote import OPENFEATURE_REASONS, openfeature_context, openfeature_error
 
 __all__ = ["Resolver", "RollwiseProvider", "to_context"]
 
@@ -39,31 +39,10 @@ logger = logging.getLogger("rollwise.sdk.openfeature")
 T = TypeVar("T")
 Structure = Sequence[FlagValueType] | Mapping[str, FlagValueType]
 
-#: The context attribute values rollwise conditions and units can read.
-_Attribute = str | int | float | bool | tuple[str, ...]
-
-#: Requirement 2.2.5: the semantic reason for the value served. Errors are decided apart.
+#: Requirement 2.2.5: the semantic reason for the value served (rollwise.core._remote).
 _REASONS: Mapping[Reason, OpenFeatureReason] = {
-    Reason.KILLED: OpenFeatureReason.DISABLED,
-    # The app-version gate is targeting on the ``app_version`` attribute: an old app gets the
-    # safe default by design, not by accident.
-    Reason.VERSION_BELOW_MINIMUM: OpenFeatureReason.TARGETING_MATCH,
-    # Reached only when the missing unit is not the targeting key (see _error_code).
-    Reason.UNIT_MISSING: OpenFeatureReason.DEFAULT,
-    Reason.RULE_MATCH: OpenFeatureReason.TARGETING_MATCH,
-    Reason.PERCENT: OpenFeatureReason.SPLIT,
-    Reason.SPLIT: OpenFeatureReason.SPLIT,
-    Reason.FALLTHROUGH: OpenFeatureReason.DEFAULT,
+    reason: OpenFeatureReason(name) for reason, name in OPENFEATURE_REASONS.items()
 }
-
-_ERROR_CODES: Mapping[ErrorCode, OpenFeatureErrorCode] = {
-    ErrorCode.FLAG_NOT_FOUND: OpenFeatureErrorCode.FLAG_NOT_FOUND,
-    ErrorCode.INVALID_CONTEXT: OpenFeatureErrorCode.INVALID_CONTEXT,
-    ErrorCode.GENERAL: OpenFeatureErrorCode.GENERAL,
-}
-
-#: The units the targeting key supplies: ``key`` always, ``user`` when no ``user`` attribute.
-_KEY_UNITS = frozenset({"key", "user"})
 
 
 class Resolver(Protocol):
@@ -228,76 +207,18 @@ class RollwiseProvider(AbstractProvider):
             )
 
     def _error_code(self, resolution: Resolution, context: Context) -> OpenFeatureErrorCode | None:
-        if resolution.reason is Reason.UNIT_MISSING:
-            # A missing targeting key is an integration error OpenFeature names; any other
-            # missing unit (no tenant, say) is a context the flag cannot bucket, which rollwise
-            # answers with the safe default and no error.
-            if self._lacks_targeting_key(resolution.flag, context):
-                return OpenFeatureErrorCode.TARGETING_KEY_MISSING
-            return None
-        if resolution.reason is Reason.FLAG_NOT_FOUND:
-            return OpenFeatureErrorCode.FLAG_NOT_FOUND
-        if resolution.reason is Reason.ERROR or resolution.error is not None:
-            if resolution.error is None:
-                return OpenFeatureErrorCode.GENERAL
-            return _ERROR_CODES.get(resolution.error, OpenFeatureErrorCode.GENERAL)
-        return None
-
-    def _lacks_targeting_key(self, flag: str, context: Context) -> bool:
-        """Whether the unit that was missing is the one the targeting key would have supplied."""
-        if context.key is not None:
-            return False  # the key was there: the missing unit is another attribute
-        unit = self._missing_unit(flag, context)
-        # Without the flag's definition the unit cannot be named; the key is missing, say so.
-        return unit is None or unit in _KEY_UNITS
-
-    def _missing_unit(self, flag: str, context: Context) -> str | None:
         flags = getattr(self._client, "flags", None)
-        found = flags.flags.get(flag) if isinstance(flags, FlagSet) else None
-        if found is None:
-            return None
-        steps = explain(found, context).steps
-        if steps and steps[-1].unit is not None and steps[-1].unit_value is None:
-            return steps[-1].unit
-        return None
+        flag = flags.flags.get(resolution.flag) if isinstance(flags, FlagSet) else None
+        code = openfeature_error(resolution, flag, context)
+        return None if code is None else OpenFeatureErrorCode(code)
 
 
 def to_context(evaluation_context: EvaluationContext | None) -> tuple[Context, tuple[str, ...]]:
-    """The rollwise context for an OpenFeature evaluation context, and what was left out.
-
-    The targeting key (Requirement 3.1.1) becomes the context's key, so it is also the ``user``
-    unit unless a ``user`` attribute is given; an empty key is no key. Custom fields
-    (Requirement 3.1.2) are kept when rollwise can read them: text, numbers, booleans and
-    lists of text as they are, a datetime as ISO 8601 text (which the ``before``/``after``
-    operators read, naive as UTC). Structures and lists holding anything but text are left
-    out, and their names returned sorted: a condition on them sees a missing attribute.
-    """
+    """The rollwise context for an OpenFeature evaluation context, and the names of the
+    attributes rollwise cannot read (``rollwise.core._remote.openfeature_context``)."""
     if evaluation_context is None:
         return Context(), ()
-    attributes: dict[str, _Attribute] = {}
-    ignored: list[str] = []
-    for name, value in evaluation_context.attributes.items():
-        readable = _attribute(value)
-        if readable is None:
-            if value is not None:
-                ignored.append(name)
-            continue
-        attributes[name] = readable
-    return Context(evaluation_context.targeting_key or None, attributes), tuple(sorted(ignored))
-
-
-def _attribute(value: object) -> _Attribute | None:
-    if isinstance(value, str | int | float):  # bool is an int
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if (
-        isinstance(value, Sequence)
-        and not isinstance(value, bytes)
-        and all(isinstance(item, str) for item in value)
-    ):
-        return tuple(value)
-    return None
+    return openfeature_context(evaluation_context.targeting_key, evaluation_context.attributes)
 
 
 # Type checks (the value of the variant served must be of the type asked; TYPE_MISMATCH
