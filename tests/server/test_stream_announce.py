@@ -6,30 +6,22 @@ deliver it; each stream is sent the snapshot as one event, encoded once per vers
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from rollwise import Client
 from rollwise.core import Reason
 from rollwise.server import create_app
 from rollwise.store import Role, Store
+from tests._serving import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_stream-announce-test"
 CONTEXT = {"tenant": "globex", "app_version": "2.5.0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -38,23 +30,14 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     key, with the example flags applied."""
     store = Store.open(f"sqlite:///{tmp_path / 'announce.db'}")
     app = create_app(store, controller=False, watch_interval=3600.0, admin_token=ADMIN)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
-        flags = (ROOT / "examples/checkout/flags.yaml").read_text()
-        admin.put("/api/v1/flags", content=flags).raise_for_status()
-        key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
     try:
-        yield url, key.json()["secret"]
+        with serving(app) as url:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+                flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+                admin.put("/api/v1/flags", content=flags).raise_for_status()
+                key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
+            yield url, key.json()["secret"]
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
-from rollwise.server import _dashboard, _management, _sdk_api, _tokens_api
+from rollwise.server import _dashboard, _management, _ofrep, _sdk_api, _tokens_api
 from rollwise.server._batch_models import MAX_BATCH_BYTES
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
@@ -135,9 +135,11 @@ def create_app(
     watch_interval: float = 0.05,
     admin_token: str | None = None,
     webhooks: list[str] | None = None,
+    ofrep_rate: float | None = _ofrep.DEFAULT_RATE,
 ) -> FastAPI:
     """The rollwise server around ``store``. ``controller=False`` leaves judging to another
-    replica; ``tick`` is the wall time between controller ticks."""
+    replica; ``tick`` is the wall time between controller ticks; ``ofrep_rate`` the OFREP
+    evaluations a second each SDK key may make (None: no limit)."""
     clock = clock or SystemClock()
     metrics = Metrics()
     if admin_token:
@@ -148,7 +150,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.versions.attach(asyncio.get_running_loop())
-        tasks = [asyncio.create_task(_watch(app, watch_interval))]
+        tasks = [
+            asyncio.create_task(_watch(app, watch_interval)),
+            asyncio.create_task(_ofrep.write_exposures(app)),
+        ]
         if controller:
             tasks.append(asyncio.create_task(_control(app, tick)))
         try:
@@ -189,15 +194,21 @@ def create_app(
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()
     app.state.decision_history = DecisionHistory()
+    app.state.ofrep = _ofrep.OfrepState(ofrep_rate)
     app.include_router(_management.router)
     app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)
+    app.include_router(_ofrep.router)
     app.include_router(_dashboard.router)
 
     install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
-        limits={"/api/v1": MAX_MANAGEMENT_BYTES, "/sdk/v1": MAX_BATCH_BYTES},
+        limits={
+            "/api/v1": MAX_MANAGEMENT_BYTES,
+            "/sdk/v1": MAX_BATCH_BYTES,
+            "/ofrep/v1": _ofrep.MAX_OFREP_BYTES,
+        },
     )
     app.add_middleware(PrintableUrl)
     default_openapi = app.openapi
@@ -259,7 +270,9 @@ def _known_token(request: Request, store: Store) -> bool:
 
 
 #: Paths whose every operation needs a bearer token.
-_AUTHENTICATED = ("/api/v1/", "/sdk/v1/")
+_AUTHENTICATED = ("/api/v1/", "/sdk/v1/", "/ofrep/v1/")
+#: OFREP answers its own error bodies (open-feature/protocol): 400, 404 and 429, never 422.
+_OFREP = "/ofrep/v1/"
 _MANAGEMENT = "/api/v1/"
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 _CHANGES = {"post", "put", "delete", "patch"}
@@ -285,7 +298,8 @@ def document_errors(spec: dict[str, Any]) -> None:
     components.setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "a rollwise token: admin, operator or viewer for /api/v1, sdk for /sdk/v1",
+        "description": "a rollwise token: admin, operator or viewer for /api/v1, sdk for /sdk/v1 "
+        "and /ofrep/v1 (which also takes it as X-API-Key)",
     }
     for path, operations in spec.get("paths", {}).items():
         for method, operation in operations.items():
@@ -297,13 +311,16 @@ def document_errors(spec: dict[str, Any]) -> None:
             if authenticated:
                 operation["security"] = [{"bearer": []}]
                 statuses += ["401", "403"]
-            if "{" in path:
+            ofrep = path.startswith(_OFREP)
+            if "{" in path and not ofrep:
                 statuses.append("404")
             if method in _CHANGES and path.startswith(_MANAGEMENT):
                 statuses.append("409")
             if authenticated and (method in _WITH_BODY or "requestBody" in operation):
                 statuses.append("413")
-            if authenticated or operation.get("parameters") or "requestBody" in operation:
+            if not ofrep and (
+                authenticated or operation.get("parameters") or "requestBody" in operation
+            ):
                 statuses.append("422")
             responses = operation.setdefault("responses", {})
             for status in statuses:

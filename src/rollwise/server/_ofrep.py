@@ -1,0 +1,536 @@
+"""OFREP: the OpenFeature Remote Evaluation Protocol, for applications in any language.
+
+``POST /ofrep/v1/evaluate/flags/{key}`` evaluates one flag for a context (server-side
+providers), ``POST /ofrep/v1/evaluate/flags`` every flag (client-side providers, with an ETag
+for ``If-None-Match``), as ``open-feature/protocol``'s ``service/openapi.yaml`` (v0.3.0)
+describes them. Authenticated with an SDK key, as ``Authorization: Bearer <key>`` or
+``X-API-Key: <key>`` (the spec's two schemes).
+
+The evaluation is the one the Python SDK runs: this replica's current snapshot, decoded once per
+version by core from the same JSON the SDKs receive (``read_flags_document``), evaluated by
+``rollwise.core.evaluate`` for the context ``openfeature_context`` makes of the request — the
+conversion the in-process OpenFeature provider uses too. Reasons and error codes are
+``rollwise.core._remote``'s. An evaluation of a flag a rollout runs on feeds the exposure ledger
+(``RemoteExposures``), as an SDK's evaluation does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from rollwise.core import (
+    Context,
+    Flag,
+    FlagSet,
+    Reason,
+    evaluate,
+    ledger_unit,
+    unit_text,
+)
+from rollwise.core._decoded import DecodedFlags, read_flags_document
+from rollwise.core._remote import OPENFEATURE_REASONS, openfeature_context, openfeature_error
+from rollwise.server._writer import Busy
+from rollwise.store import EventBatch, ExposureRow, Role, StoreError, TokenRecord
+
+logger = logging.getLogger("rollwise.server.ofrep")
+
+router = APIRouter(prefix="/ofrep/v1", tags=["ofrep"])
+
+#: The largest request body taken (a context), in bytes.
+MAX_OFREP_BYTES = 64 * 1024
+#: The most attributes a context may carry, and the longest attribute name.
+MAX_ATTRIBUTES = 256
+MAX_NAME_LENGTH = 256
+#: Requests a second one SDK key may make, on average, before it is answered 429.
+DEFAULT_RATE = 2_000.0
+#: Resolutions that say nothing about a rollout's effect: no exposure is recorded for them.
+_UNATTRIBUTABLE = frozenset(
+    {Reason.KILLED, Reason.VERSION_BELOW_MINIMUM, Reason.UNIT_MISSING, Reason.ERROR}
+)
+
+
+class OfrepError(Exception):
+    """A request OFREP answers with an error body: ``{key?, errorCode, errorDetails}``."""
+
+    def __init__(self, status_code: int, code: str, details: str, key: str | None = None) -> None:
+        super().__init__(details)
+        self.status_code, self.code, self.details, self.key = status_code, code, details, key
+
+    def response(self) -> JSONResponse:
+        body: dict[str, object] = {"errorCode": self.code, "errorDetails": self.details}
+        if self.key is not None:
+            body = {"key": self.key, **body}
+        return JSONResponse(body, status_code=self.status_code)
+
+
+# --- what is evaluated ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exposing:
+    """A live rollout on a flag, as an evaluation feeds the ledger for it."""
+
+    rollout: int
+    stage: int
+    variant: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One snapshot version, decoded for evaluation."""
+
+    version: int
+    flags: FlagSet
+    decoded: DecodedFlags
+    exposing: Mapping[str, tuple[Exposing, ...]] = field(default_factory=dict)
+
+
+def served_of(document: Mapping[str, Any], previous: Served | None) -> Served:
+    """A snapshot document (``snapshot_document``) decoded by core, as the SDK decodes it; the
+    flags it did not change are taken from ``previous``."""
+    decoded = read_flags_document(
+        document["flags"], "snapshot", previous=previous.decoded if previous else None
+    )
+    exposing: dict[str, list[Exposing]] = {}
+    for entry in document.get("rollouts", []):
+        exposing.setdefault(entry["flag"], []).append(
+            Exposing(entry["id"], entry["stage"], entry["variant"], entry["unit"])
+        )
+    return Served(
+        document["version"],
+        decoded.flags,
+        decoded,
+        {flag: tuple(rollouts) for flag, rollouts in exposing.items()},
+    )
+
+
+# --- the exposures of remote evaluations ---------------------------------------------------
+
+
+class RemoteExposures:
+    """The exposures OFREP evaluations served, written to the ledger about once a second.
+
+    Each (rollout, unit, stage, side) is remembered so that it is queued once; at most
+    ``max_remembered`` are (the oldest forgotten first: the ledger keeps a unit's first
+    exposure, so one queued again changes nothing there). At most ``max_pending`` wait for
+    the next write; beyond that new ones are dropped, counted in ``dropped`` and logged. Units
+    are stored hashed (``ledger_unit``), as the SDKs send them by default. Used from the event
+    loop's thread only, so it takes no lock.
+    """
+
+    def __init__(self, *, max_remembered: int = 200_000, max_pending: int = 100_000) -> None:
+        self._max_remembered = max_remembered
+        self._max_pending = max_pending
+        self._seen: dict[tuple[int, str, int, bool], None] = {}
+        self._pending: list[ExposureRow] = []
+        self.dropped = 0
+        self.written = 0
+        self._dropped_logged = 0.0
+
+    def add(self, exposing: Exposing, unit: str, exposed: bool, at: datetime) -> None:
+        key = (exposing.rollout, unit, exposing.stage, exposed)
+        if key in self._seen:
+            return
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            if time.monotonic() - self._dropped_logged > 60:  # said once a minute at most
+                self._dropped_logged = time.monotonic()
+                logger.warning(
+                    "OFREP exposures: %d dropped so far, the ledger is not keeping up",
+                    self.dropped,
+                )
+            return
+        while len(self._seen) >= self._max_remembered:
+            del self._seen[next(iter(self._seen))]
+        self._seen[key] = None
+        unit_text = ledger_unit(exposing.rollout, unit, hashed=True)
+        self._pending.append(ExposureRow(exposing.rollout, unit_text, exposing.stage, exposed, at))
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> list[ExposureRow]:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def put_back(self, rows: list[ExposureRow]) -> None:
+        """Rows that could not be written now: the next write tries them first."""
+        self._pending[:0] = rows[: max(0, self._max_pending - len(self._pending))]
+
+    async def write(self, app: Any) -> None:
+        """Write what is pending as one batch, through the server's batch writer. Rows the
+        store refuses (a rollout that ended, a stage left too long ago) are dropped, rollout
+        by rollout, and logged; on a full writer they wait for the next write."""
+        rows = self.take()
+        if not rows:
+            return
+        store, now = app.state.store, app.state.clock.now()
+        by_rollout: dict[int, list[ExposureRow]] = {}
+        for row in rows:
+            by_rollout.setdefault(row.rollout_id, []).append(row)
+        kept: list[ExposureRow] = []
+        for rollout, group in by_rollout.items():
+            try:
+                await asyncio.to_thread(store.check_batch, (), group, (), now)
+            except StoreError as exc:
+                self.dropped += len(group)
+                logger.warning("OFREP exposures of rollout %d dropped: %s", rollout, exc)
+                continue
+            kept.extend(group)
+        if not kept:
+            return
+        batch = EventBatch(f"ofrep-{uuid.uuid4().hex}", "ofrep", now, exposures=tuple(kept))
+        try:
+            await app.state.writer.write(batch)
+        except Busy:
+            self.put_back(kept)
+            return
+        except Exception:
+            logger.exception("OFREP exposures: %d not written; tried again next time", len(kept))
+            self.put_back(kept)
+            return
+        self.written += len(kept)
+
+
+async def write_exposures(app: Any, interval: float = 1.0) -> None:
+    """The server's task: write the OFREP exposures every ``interval`` seconds, and once more
+    when cancelled (at shutdown, before the batch writer closes)."""
+    exposures: RemoteExposures = app.state.ofrep.exposures
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            await exposures.write(app)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await exposures.write(app)
+        raise
+
+
+# --- rate limit ----------------------------------------------------------------------------
+
+
+class RateLimit:
+    """A token bucket per SDK key: ``rate`` requests a second on average, bursts of up to
+    ``burst``. Used from the event loop's thread only."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def retry_after(self, key: str, now: float) -> int:
+        """0 when the request may go ahead (and is counted), else whole seconds to wait."""
+        level, last = self._buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - last) * self.rate)
+        if level >= 1.0:
+            self._buckets[key] = (level - 1.0, now)
+            return 0
+        self._buckets[key] = (level, now)
+        return max(1, math.ceil((1.0 - level) / self.rate))
+
+
+# --- the state the routes share ------------------------------------------------------------
+
+
+class OfrepState:
+    """What the OFREP routes share: the decoded snapshot, the exposures, the rate limit."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.exposures = RemoteExposures()
+        self.limit = RateLimit(rate) if rate else None
+        self._lock = threading.Lock()
+        self._served: Served | None = None
+
+    def served(self, app: Any) -> Served:
+        """This replica's current snapshot, decoded once per version (in a worker thread the
+        first time a version is asked for)."""
+        version = app.state.versions.current
+        served = self._served
+        if served is not None and served.version >= version:
+            return served
+        from rollwise.server._sdk_api import snapshot_bytes
+
+        with self._lock:
+            served = self._served
+            if served is None or served.version < version:
+                _, body = snapshot_bytes(app, version)
+                served = self._served = served_of(json.loads(body), served)
+        return served
+
+
+def _secret(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() == "bearer" and secret.strip():
+        return secret.strip()
+    key = request.headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "send 'Authorization: Bearer <sdk key>' or 'X-API-Key: <sdk key>'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _sdk_key(request: Request) -> TokenRecord:
+    token = request.app.state.store.authenticate(_secret(request), request.app.state.clock.now())
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown, revoked or expired token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if token.role is not Role.SDK:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "OFREP evaluation is for SDK keys")
+    return token  # type: ignore[no-any-return]
+
+
+SdkKey = Annotated[TokenRecord, Depends(_sdk_key)]
+
+
+def _limited(request: Request, token: TokenRecord) -> Response | None:
+    limit: RateLimit | None = request.app.state.ofrep.limit
+    if limit is None:
+        return None
+    wait = limit.retry_after(token.id, time.monotonic())
+    if not wait:
+        return None
+    return JSONResponse(
+        {
+            "errorCode": "GENERAL",
+            "errorDetails": f"more than {limit.rate:g} evaluations a second with this key",
+        },
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
+# --- reading a request ---------------------------------------------------------------------
+
+
+async def _context(request: Request, key: str | None) -> tuple[Context, tuple[str, ...]]:
+    """The request's ``context``, as rollwise reads it.
+
+    Raises:
+        OfrepError: 400 ``PARSE_ERROR`` (not a JSON object) or ``INVALID_CONTEXT`` (no context
+            object, a targeting key that is not text, too many attributes).
+    """
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OfrepError(400, "PARSE_ERROR", f"the body is not JSON: {exc}", key) from None
+    if not isinstance(body, dict):
+        raise OfrepError(400, "PARSE_ERROR", "the body must be a JSON object", key)
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        raise OfrepError(400, "INVALID_CONTEXT", "context must be a JSON object", key)
+    if len(context) > MAX_ATTRIBUTES:
+        raise OfrepError(
+            400,
+            "INVALID_CONTEXT",
+            f"context has {len(context)} attributes, at most {MAX_ATTRIBUTES} are read",
+            key,
+        )
+    long = next((name for name in context if len(name) > MAX_NAME_LENGTH), None)
+    if long is not None:
+        raise OfrepError(
+            400,
+            "INVALID_CONTEXT",
+            f"attribute name {long[:40]!r}… is over {MAX_NAME_LENGTH} characters",
+            key,
+        )
+    attributes = dict(context)
+    targeting_key = attributes.pop("targetingKey", None)
+    if targeting_key is not None and not isinstance(targeting_key, str):
+        raise OfrepError(
+            400,
+            "INVALID_CONTEXT",
+            f"targetingKey must be text, got {type(targeting_key).__name__}",
+            key,
+        )
+    return openfeature_context(targeting_key, attributes)
+
+
+def _evaluated(
+    flag: Flag,
+    context: Context,
+    ignored: tuple[str, ...],
+    served: Served,
+    exposures: RemoteExposures,
+    now: datetime,
+) -> tuple[int, dict[str, Any]]:
+    """One flag's OFREP item and its HTTP status (200 or the failure's), with the exposure
+    recorded when a rollout runs on the flag."""
+    resolution = evaluate(flag, context)
+    metadata: dict[str, bool | int | float | str] = {
+        "rollwise.reason": str(resolution.reason),
+        "rollwise.version": served.version,
+    }
+    if resolution.rule is not None:
+        metadata["rollwise.rule"] = resolution.rule
+    if ignored:
+        metadata["rollwise.ignored_attributes"] = ", ".join(ignored)
+    error = openfeature_error(resolution, flag, context)
+    if error is not None:
+        item = {
+            "key": flag.key,
+            "errorCode": error,
+            "errorDetails": resolution.message or _missing_key_message(flag.key),
+            "metadata": metadata,
+        }
+        return (500 if error == "GENERAL" else 400), item
+    rollouts = served.exposing.get(flag.key)
+    if rollouts and resolution.reason not in _UNATTRIBUTABLE:
+        for rollout in rollouts:
+            unit = unit_text(context.values.get(rollout.unit))
+            if unit is not None:
+                exposures.add(rollout, unit, resolution.variant == rollout.variant, now)
+    return 200, {
+        "key": flag.key,
+        "value": resolution.value,
+        "reason": OPENFEATURE_REASONS.get(resolution.reason, "UNKNOWN"),
+        "variant": resolution.variant,
+        "metadata": metadata,
+    }
+
+
+def _missing_key_message(flag: str) -> str:
+    return f"flag {flag!r} buckets by the targeting key, and the context has none"
+
+
+# --- the routes ----------------------------------------------------------------------------
+
+_FAILURE = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "errorCode": {"type": "string"},
+                    "errorDetails": {"type": "string"},
+                },
+                "required": ["errorCode"],
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/evaluate/flags/{key}",
+    responses={
+        400: {"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING", **_FAILURE},
+        404: {"description": "FLAG_NOT_FOUND", **_FAILURE},
+        429: {"description": "too many evaluations with this key: see Retry-After (seconds)"},
+    },
+)
+async def evaluate_flag(key: str, request: Request, token: SdkKey) -> Response:
+    """Evaluate one flag for the request's ``context`` (OFREP ``evaluateFlag``)."""
+    asked = await _asked(request, token, key)
+    if isinstance(asked, Response):
+        return asked
+    flag = asked.served.flags.flags.get(key)
+    if flag is None:
+        return OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} was not found", key).response()
+    code, item = _evaluated(
+        flag,
+        asked.context,
+        asked.ignored,
+        asked.served,
+        asked.exposures,
+        request.app.state.clock.now(),
+    )
+    # A 500 carries the spec's ``errorDetails``, and the key and code as a failure does.
+    return JSONResponse(item, status_code=code)
+
+
+@router.post(
+    "/evaluate/flags",
+    responses={
+        304: {"description": "nothing changed since the ETag in If-None-Match"},
+        400: {"description": "PARSE_ERROR or INVALID_CONTEXT", **_FAILURE},
+        429: {"description": "too many evaluations with this key: see Retry-After (seconds)"},
+    },
+)
+async def evaluate_flags(request: Request, token: SdkKey) -> Response:
+    """Evaluate every flag for the request's ``context`` (OFREP ``evaluateFlagsBulk``). The
+    ETag names the snapshot version and the context, so ``If-None-Match`` with it is answered
+    304 until either changes."""
+    asked = await _asked(request, token, None)
+    if isinstance(asked, Response):
+        return asked
+    context, served = asked.context, asked.served
+    digest = hashlib.sha256(
+        json.dumps(
+            [context.key, sorted(context.attributes.items())], separators=(",", ":")
+        ).encode()
+    ).hexdigest()[:20]
+    etag = f'"{served.version}-{digest}"'
+    if etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers={"ETag": etag})
+    now = request.app.state.clock.now()
+    items = []
+    for flag_key in sorted(served.flags.flags):
+        _, item = _evaluated(
+            served.flags.flags[flag_key], context, asked.ignored, served, asked.exposures, now
+        )
+        items.append(item)
+    return JSONResponse(
+        {"flags": items, "metadata": {"version": served.version}}, headers={"ETag": etag}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A request let through, read: the context, and the snapshot it is evaluated against."""
+
+    context: Context
+    ignored: tuple[str, ...]
+    served: Served
+    exposures: RemoteExposures
+
+
+async def _asked(request: Request, token: TokenRecord, key: str | None) -> _Asked | Response:
+    """The request's context and the snapshot to evaluate, or the answer that refuses it (429
+    past the key's rate, 400 for a body or context that cannot be read)."""
+    limited = _limited(request, token)
+    if limited is not None:
+        return limited
+    state: OfrepState = request.app.state.ofrep
+    try:
+        context, ignored = await _context(request, key)
+        served = await _served(request, state)
+    except OfrepError as exc:
+        return exc.response()
+    return _Asked(context, ignored, served, state.exposures)
+
+
+async def _served(request: Request, state: OfrepState) -> Served:
+    served = state._served
+    if served is not None and served.version >= request.app.state.versions.current:
+        return served
+    return await asyncio.to_thread(state.served, request.app)
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an ``If-None-Match`` header (weak ones compared as strong)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
