@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
-from rollwise.server import _dashboard, _management, _ofrep, _sdk_api, _tokens_api
+from rollwise.server import _dashboard, _management, _ofrep, _ofrep_state, _sdk_api, _tokens_api
 from rollwise.server._batch_models import MAX_BATCH_BYTES
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
@@ -152,7 +152,7 @@ def create_app(
         app.state.versions.attach(asyncio.get_running_loop())
         tasks = [
             asyncio.create_task(_watch(app, watch_interval)),
-            asyncio.create_task(_ofrep.write_exposures(app)),
+            asyncio.create_task(_ofrep_state.write_exposures(app)),
         ]
         if controller:
             tasks.append(asyncio.create_task(_control(app, tick)))
@@ -194,7 +194,7 @@ def create_app(
     app.state.snapshot_cache = None
     app.state.snapshot_lock = threading.Lock()
     app.state.decision_history = DecisionHistory()
-    app.state.ofrep = _ofrep.OfrepState(ofrep_rate)
+    app.state.ofrep = _ofrep_state.OfrepState(ofrep_rate)
     app.include_router(_management.router)
     app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)
