@@ -53,6 +53,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/kill_switch_sdk.py --sweep 10
 	$(BIN)/python benchmarks/snapshot_apply.py
 	$(BIN)/python benchmarks/sdk_close.py
+	$(BIN)/python benchmarks/ofrep.py
 	$(BIN)/python benchmarks/simulate.py
 	$(BIN)/python benchmarks/controller.py
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -25,9 +25,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_server(admin_token: str, *, controller: bool = True) -> Iterator[str]:
-    """Start ``rollwise server`` on a temporary SQLite database, wait until it is ready, apply
-    the example flags, and yield its URL; stop it afterwards."""
+def local_server(
+    admin_token: str, *, controller: bool = True, options: Sequence[str] = ()
+) -> Iterator[str]:
+    """Start ``rollwise server`` (with ``options``) on a temporary SQLite database, wait until it
+    is ready, apply the example flags, and yield its URL; stop it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as directory:
@@ -43,6 +45,7 @@ def local_server(admin_token: str, *, controller: bool = True) -> Iterator[str]:
         ]
         if not controller:
             command.append("--no-controller")
+        command += options
         server = subprocess.Popen(
             command,
             env={**os.environ, "ROLLWISE_ADMIN_TOKEN": admin_token},

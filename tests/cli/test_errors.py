@@ -116,6 +116,24 @@ def test_a_bad_port_is_refused_by_argparse(
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fast", "a number of evaluations a second, got 'fast'"),
+        ("-5", "must be between 0 and 1e9, got -5"),
+        ("nan", "must be between 0 and 1e9, got nan"),
+    ],
+)
+def test_a_bad_ofrep_rate_is_refused_by_argparse(
+    cli: Callable[..., Ran], value: str, message: str
+) -> None:
+    ran = cli("server", "--ofrep-rate", value, remote=False)
+    assert ran.code == 2
+    assert _one_line(ran) == (
+        f"rollwise server: argument --ofrep-rate: {message} (see rollwise server --help)"
+    )
+
+
 def test_a_busy_port_is_said_before_anything_starts(
     cli: Callable[..., Ran], busy_port: int, tmp_path: Path
 ) -> None:

@@ -34,6 +34,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--no-controller", action="store_true", help="judge rollouts elsewhere")
     parser.add_argument("--tick", default="1s", help="time between controller ticks")
     parser.add_argument(
+        "--ofrep-rate",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="OFREP evaluations a second per SDK key before 429 (0: no limit; default: "
+        "docs/ofrep.md)",
+    )
+    parser.add_argument(
         "--webhook",
         action="append",
         default=[u for u in os.environ.get("ROLLWISE_WEBHOOKS", "").split(",") if u],
@@ -41,6 +49,17 @@ def add_parser(commands: Any) -> None:
         help="POST every applied decision here as JSON (repeatable; ROLLWISE_WEBHOOKS)",
     )
     parser.set_defaults(run=run)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        message = f"a number of evaluations a second, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0 <= value <= 1e9 or value != value:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1e9, got {text}")
+    return value
 
 
 _PASSWORD = re.compile(r"(?<=://)([^:/@]*):([^@]*)@")
@@ -87,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rollwise.server import create_app
+    from rollwise.server._ofrep import DEFAULT_RATE
 
     try:
         tick: timedelta = parse_duration(args.tick)
@@ -106,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
                 tick=tick,
                 admin_token=os.environ.get("ROLLWISE_ADMIN_TOKEN"),
                 webhooks=args.webhook,
+                # Not given: the server's default; 0: no limit.
+                ofrep_rate=DEFAULT_RATE if args.ofrep_rate is None else args.ofrep_rate or None,
             )
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
