@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Literal, overload
 from rollwise.core import (
     Context,
     ErrorCode,
-    Flag,
     FlagSet,
     Reason,
     Resolution,
@@ -22,8 +21,9 @@ from rollwise.core import (
     load_flags,
 )
 from rollwise.sdk._observation import Observation
-from rollwise.sdk._snapshot import EMPTY, LiveRollout, Snapshot
+from rollwise.sdk._snapshot import EMPTY, LiveRollout, Served, Snapshot
 from rollwise.sdk._stats import ClientStats
+from rollwise.sdk._telemetry import EvaluationEvents
 from rollwise.sdk._throttle import Throttle, logger
 from rollwise.sdk._transport import Transport
 
@@ -31,27 +31,21 @@ if TYPE_CHECKING:
     from rollwise.sdk._aggregation import Aggregates, Outcome
     from rollwise.sdk._live import Live
 
-_NO_ROLLOUTS: Mapping[str, tuple[LiveRollout, ...]] = {}
 #: observe() names whose metric names are remembered (names come from code: a few dozen).
 _MAX_OBSERVED_NAMES = 1024
 #: What observe() returns when no rollout is live: stateless, so one serves every thread.
 _UNOBSERVED: AbstractContextManager[None] = nullcontext()
 
 
-class _Served:
-    """What one snapshot serves, in the shapes the hot paths look things up in. A new snapshot
-    replaces the whole object in one assignment, and every call reads it once: an evaluation in
-    flight sees the old snapshot or the new one, never the flags of one with the rollouts of
-    the other."""
-
-    __slots__ = ("by_key", "exposing", "flags", "guarding")
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.flags = snapshot.flags
-        # Plain dicts: the hot paths look a flag (or a metric) up on every call.
-        self.by_key: dict[str, Flag] = dict(snapshot.flags.flags)
-        self.exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
-        self.guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
+def _not_found(flag: str, default: object) -> Resolution:
+    return Resolution(
+        flag,
+        "",
+        default,
+        Reason.FLAG_NOT_FOUND,
+        error=ErrorCode.FLAG_NOT_FOUND,
+        message=f"unknown flag {flag!r}: serving the caller's default",
+    )
 
 
 class Client:
@@ -67,7 +61,7 @@ class Client:
     """
 
     @overload
-    def __init__(self, source: FlagSet) -> None: ...
+    def __init__(self, source: FlagSet, *, telemetry: bool = False) -> None: ...
 
     @overload
     def __init__(
@@ -84,6 +78,7 @@ class Client:
         clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
         startup_timeout: float = 2.0,
+        telemetry: bool = False,
     ) -> None: ...
 
     def __init__(
@@ -100,6 +95,7 @@ class Client:
         clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
         startup_timeout: float = 2.0,
+        telemetry: bool = False,
     ) -> None:
         """Offline: ``Client(flags)``. Live: ``Client(url, sdk_key, **options)``, or with a
         list of server URLs (replicas): the client fails over to the next when one does not
@@ -109,11 +105,16 @@ class Client:
         ``startup_timeout`` seconds for the server's, and then keeps it current in the
         background; see docs/sdk.md for the options.
 
+        ``telemetry=True`` writes an OpenTelemetry ``feature_flag.evaluation`` event on the
+        current span at every evaluation (``_telemetry.py``; needs ``opentelemetry-api``).
+
         Raises:
             TypeError: neither a flag set alone nor a URL and an SDK key were given.
-            ValueError: an option is out of range.
+            ValueError: an option is out of range, or telemetry is asked for without the
+                OpenTelemetry API.
         """
         self._log = Throttle(logger)
+        self._events = EvaluationEvents(self._log) if telemetry else None
         self._observed_metrics: dict[str, tuple[str, str]] = {}
         self._live: Live | None = None
         self._aggregates: Aggregates | None = None
@@ -157,19 +158,19 @@ class Client:
         self._live.start(startup_timeout)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Client:
-        """A client serving the flags of a YAML flags file.
+    def from_file(cls, path: str | Path, *, telemetry: bool = False) -> Client:
+        """A client serving the flags of a YAML flags file (``telemetry``: as ``Client``).
 
         Raises:
             InputError: the file is invalid (file, line and field path in the message).
             OSError: the file cannot be read.
         """
         file = Path(path)
-        return cls(load_flags(file.read_text(encoding="utf-8"), str(file)))
+        return cls(load_flags(file.read_text(encoding="utf-8"), str(file)), telemetry=telemetry)
 
     def _use(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` from now on (one assignment: see ``_Served``)."""
-        self._served = _Served(snapshot)
+        """Serve ``snapshot`` from now on (one assignment: see ``Served``)."""
+        self._served = Served(snapshot)
 
     @property
     def flags(self) -> FlagSet:
@@ -185,15 +186,13 @@ class Client:
         served = self._served
         found = served.by_key.get(flag)
         if found is None:
-            return Resolution(
-                flag,
-                "",
-                default,
-                Reason.FLAG_NOT_FOUND,
-                error=ErrorCode.FLAG_NOT_FOUND,
-                message=f"unknown flag {flag!r}: serving the caller's default",
-            )
+            missing = _not_found(flag, default)
+            if self._events is not None:
+                self._events.emit(missing, context, served.flags.version)
+            return missing
         resolution = evaluate(found, context)
+        if self._events is not None:
+            self._events.emit(resolution, context, served.flags.version)
         if resolution.error is ErrorCode.GENERAL or resolution.error is ErrorCode.INVALID_CONTEXT:
             self._log.warning(
                 f"evaluate:{flag}",
@@ -226,6 +225,8 @@ class Client:
         served = self._served
         found = served.by_key.get(flag)
         if found is None:
+            if self._events is not None:
+                self._events.emit(_not_found(flag, default), context, served.flags.version)
             return default
         try:
             values = context.values if context.__class__ is Context else context_values(context)
@@ -241,6 +242,8 @@ class Client:
         rollouts = served.exposing.get(flag)
         if rollouts is not None:
             self._expose(flag, rollouts, values, resolution)
+        if self._events is not None:
+            self._events.emit(resolution, values, served.flags.version)
         return resolution.enabled
 
     def _expose(

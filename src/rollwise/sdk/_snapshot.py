@@ -84,6 +84,24 @@ class Snapshot:
 
 EMPTY = Snapshot(version=0, flags=FlagSet())
 
+_NO_ROLLOUTS: Mapping[str, tuple[LiveRollout, ...]] = {}
+
+
+class Served:
+    """What one snapshot serves, in the shapes the hot paths look things up in. A new snapshot
+    replaces the whole object in one assignment, and every call reads it once: an evaluation in
+    flight sees the old snapshot or the new one, never the flags of one with the rollouts of
+    the other."""
+
+    __slots__ = ("by_key", "exposing", "flags", "guarding")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.flags = snapshot.flags
+        # Plain dicts: the hot paths look a flag (or a metric) up on every call.
+        self.by_key: dict[str, Flag] = dict(snapshot.flags.flags)
+        self.exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
+        self.guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
+
 
 def parse_snapshot(
     body: bytes | str, source: str = "snapshot", previous: Snapshot | None = None
