@@ -7,10 +7,11 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 FUZZ_STAMP := $(VENV)/.fuzz-installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean chromium
+.PHONY: demo test lint typecheck unit bench fuzz clean chromium prometheus
 
 $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
+	@command -v prometheus >/dev/null || $(MAKE) --no-print-directory prometheus
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -72,3 +73,9 @@ chromium:
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The Prometheus source's tests run Debian's prometheus binary (tests/sources/).
+prometheus:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+	  || ($(SUDO) apt-get update -q >/dev/null && \
+	      $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null)

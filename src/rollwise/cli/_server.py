@@ -34,6 +34,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--no-controller", action="store_true", help="judge rollouts elsewhere")
     parser.add_argument("--tick", default="1s", help="time between controller ticks")
     parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("ROLLWISE_PROMETHEUS_URL") or None,
+        metavar="URL",
+        help="the Prometheus that guards with a Prometheus source read when their plan names "
+        "none (ROLLWISE_PROMETHEUS_URL)",
+    )
+    parser.add_argument(
         "--ofrep-rate",
         type=_rate,
         default=None,
@@ -128,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 webhooks=args.webhook,
                 # Not given: the server's default; 0: no limit.
                 ofrep_rate=DEFAULT_RATE if args.ofrep_rate is None else args.ofrep_rate or None,
+                prometheus_url=args.prometheus_url,
             )
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +40,18 @@ ACTOR = "controller"
 
 #: Called after a transition is persisted: (rollout after the change, the decision).
 Listener = Callable[[RolloutRecord, Decision], None]
+
+
+class Source(Protocol):
+    """Where guard counts come from besides SDK batches (``rollwise.sources``): at each tick,
+    before judging, it writes what ended since the last one into the store, and names the
+    rollouts to pause because it cannot read their counts (id → why)."""
+
+    def poll(
+        self, running: Sequence[RolloutRecord], plan_of: Callable[[int], Plan], now: datetime
+    ) -> dict[int, str]: ...
+
+
 #: (rollout as it will be after the change, the decision) → webhook (url, body) rows, written
 #: in the transition's own transaction.
 Outbox = Callable[[RolloutRecord, Decision], list[tuple[str, bytes]]]
@@ -97,8 +110,10 @@ class Controller:
         outbox: Outbox | None = None,
         *,
         open_minutes: int | None = None,
+        sources: Sequence[Source] = (),
     ) -> None:
         self.store = store
+        self.sources = list(sources)
         self.listeners = listeners or []
         self.outbox = outbox
         self._last_hold: dict[int, tuple[tuple[object, ...], datetime]] = {}
@@ -125,10 +140,15 @@ class Controller:
         killed = self.store.kill_switches()
         running = self._running.read(self.store.engine)
         self._forget(running)
+        unreadable = self._poll_sources(running, now)
+        for rollout in running:
+            if rollout.id in unreadable:
+                pause = Decision(Move.PAUSE, rollout.stage, now, (unreadable[rollout.id],))
+                outcomes.append(self._apply(rollout, pause, now))
         failed = self._tracker.refresh(running, self._plan)
         for rollout, error in failed:
             outcomes.append(self._unjudgeable(rollout, error, now))
-        unjudged = {rollout.id for rollout, _ in failed}
+        unjudged = {rollout.id for rollout, _ in failed} | set(unreadable)
         gauges = self.store.gauge_versions()
         readings: dict[str, tuple[GaugeReading, ...]] = {}
         for rollout in running:
@@ -156,6 +176,17 @@ class Controller:
         plan = self._plan(rollout.plan_id)
         state = _state(rollout, self.store.kill_switches().get(rollout.flag, False))
         return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
+
+    def _poll_sources(self, running: list[RolloutRecord], now: datetime) -> dict[int, str]:
+        """Let every source write what it read; the rollouts a source cannot read, with why.
+        A source that raises is logged and skipped: it never stops a tick."""
+        unreadable: dict[int, str] = {}
+        for source in self.sources:
+            try:
+                unreadable.update(source.poll(running, self._plan, now))
+            except Exception:
+                logger.exception("source %s failed; its guards are read again next tick", source)
+        return unreadable
 
     def _forget(self, running: list[RolloutRecord]) -> None:
         """Keep nothing of rollouts that stopped running (their plans included)."""

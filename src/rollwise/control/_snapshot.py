@@ -55,8 +55,12 @@ def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
                     "stage": rollout.stage,
                     "variant": plan.variant,
                     "unit": plan.unit,
+                    # What SDKs attribute outcomes to: not gauges (system-wide), not guards
+                    # whose counts come from another source (they would count twice).
                     "metrics": {
-                        g.metric: g.kind.value for g in plan.guards if g.kind is not GuardKind.GAUGE
+                        g.metric: g.kind.value
+                        for g in plan.guards
+                        if g.kind is not GuardKind.GAUGE and g.source is None
                     },
                     "segments": sorted({a for g in plan.guards for a in g.by}),
                     "samples_per": plan.stages[rollout.stage].min_samples_per,

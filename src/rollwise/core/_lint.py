@@ -303,6 +303,8 @@ def _unknown_metric(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, st
     if flags is None or not flags.metrics:
         return
     for index, guard in enumerate(plan.guards):
+        if guard.source is not None:
+            continue  # its counts come from its source's queries, not from what SDKs report
         metric = flags.metrics.get(guard.metric)
         if metric is None:
             known = ", ".join(sorted(flags.metrics))

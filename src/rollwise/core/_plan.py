@@ -9,6 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from rollwise.core._cron import Cron
+from rollwise.core._sources import PrometheusSource
 
 #: The default stratum length: chosen by measurement in docs/judgement.md (benchmarks/validity.py).
 DEFAULT_STRATUM = timedelta(minutes=15)
@@ -74,6 +75,8 @@ class Guard:
     #: among them.
     max_segments: int = 20
     on_regression: Action = Action.ROLLBACK
+    #: Where the counts come from: None for the SDKs, else the queries of an outside source.
+    source: PrometheusSource | None = None
 
     @property
     def has_limit(self) -> bool:

@@ -24,6 +24,7 @@ from rollwise.core._plan import (
     Worse,
 )
 from rollwise.core._quantities import parse_duration, parse_number, parse_percent, parse_rate
+from rollwise.core._sources import parse_source
 
 _LATENCY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 _GROWTH = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|m|min|h|hour)\s*")
@@ -161,7 +162,13 @@ def _parse_guard(node: Located) -> Guard:
     by = fields.get("by")
     max_segments = fields.get("max_segments")
     action = fields.get("on_regression")
+    source = fields.get("source")
     fields.done()
+    if source is not None and by is not None:
+        raise by.error(
+            "a guard fed by Prometheus cannot be split by context attributes yet: judge each "
+            "segment with a guard of its own, its queries selecting it"
+        )
     if quantile_node is not None and kind is not GuardKind.LATENCY:
         raise quantile_node.error("only latency guards take a quantile")
     if growth is not None and kind is not GuardKind.GAUGE:
@@ -196,6 +203,7 @@ def _parse_guard(node: Located) -> Guard:
         by=by_names,
         max_segments=_count(max_segments, "max_segments") if max_segments else 20,
         on_regression=_choice(action, Action, "action") if action else Action.ROLLBACK,
+        source=parse_source(source, kind.value) if source is not None else None,
     )
 
 

@@ -36,6 +36,7 @@ from rollwise.server._errors import (
 )
 from rollwise.server._history import DecisionHistory
 from rollwise.server._writer import BatchWriter
+from rollwise.sources import PrometheusFeed
 from rollwise.store import Role, Store
 
 logger = logging.getLogger("rollwise.server")
@@ -136,10 +137,12 @@ def create_app(
     admin_token: str | None = None,
     webhooks: list[str] | None = None,
     ofrep_rate: float | None = _ofrep.DEFAULT_RATE,
+    prometheus_url: str | None = None,
 ) -> FastAPI:
     """The rollwise server around ``store``. ``controller=False`` leaves judging to another
     replica; ``tick`` is the wall time between controller ticks; ``ofrep_rate`` the OFREP
-    evaluations a second each SDK key may make (None: no limit)."""
+    evaluations a second each SDK key may make (None: no limit); ``prometheus_url`` the
+    Prometheus that guards with a Prometheus source read when their plan names none."""
     clock = clock or SystemClock()
     metrics = Metrics()
     if admin_token:
@@ -166,6 +169,8 @@ def create_app(
                     await task
             if notifier is not None:
                 await asyncio.to_thread(notifier.close)
+            if feed is not None:
+                feed.close()
             await asyncio.to_thread(app.state.writer.close)
 
     app = FastAPI(
@@ -182,8 +187,13 @@ def create_app(
     # Notifications are written with each decision (the outbox) and delivered by the replica
     # that judges: a replica without the controller writes none and delivers none.
     notifier = Webhooks(store, webhooks) if webhooks and controller else None
+    # Guards fed by Prometheus are read by the replica that judges, at each tick.
+    feed = PrometheusFeed(store, prometheus_url) if controller else None
     app.state.controller = Controller(
-        store, [notifier] if notifier else [], notifier.bodies if notifier else None
+        store,
+        [notifier] if notifier else [],
+        notifier.bodies if notifier else None,
+        sources=[feed] if feed is not None else [],
     )
     # SDK batches are written by one thread, a group per transaction; on SQLite it rests
     # between transactions so that other writers (kill switches, decisions) get the lock.

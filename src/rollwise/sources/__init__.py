@@ -1,0 +1,8 @@
+"""Where guard counts come from besides the SDKs' batches: Prometheus (``PrometheusFeed``).
+
+A source writes counts per stratum into the store — never ratios — so every guard is judged by
+the same anytime-valid tests; the controller runs it at each tick (docs/prometheus.md)."""
+
+from rollwise.sources._prometheus import PrometheusFeed, QueryError
+
+__all__ = ["PrometheusFeed", "QueryError"]

@@ -1,0 +1,337 @@
+"""Prometheus as a guard source: counts per side and window, fetched by the controller.
+
+For each running rollout whose plan has guards with a Prometheus ``source``
+(``rollwise.core._sources``), each tick reads the ranges that ended since the last read: the
+rollout's windows (its plan's ``stratum``), cut where the stage changed, once a range ended
+``lag`` ago (scrapes land meanwhile). Per range and side it evaluates the guard's queries at the
+range's end with ``{variant}`` the side's variant and ``{window}`` the range's length, and writes
+what they return to the store as aggregates — requests and events, or a latency histogram — of
+that stage and window, the shape SDK batches have. The controller then judges them with the same
+anytime-valid tests. Each range is written as a batch whose id names the rollout, guard, stage and
+range, so a range read again (after a restart) is not counted twice.
+
+Failure policy: no data (an empty vector, NaN) writes nothing for that side, so a guard without
+data stays pending — never safe. A query that fails (unreachable server, timeout, an error
+answer, a body that is not Prometheus') leaves the range to be read again at the next tick; after
+``failures`` failures in a row the rollout is paused with the error as the reason (``poll``'s
+answer). Nothing raised here reaches the controller's tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from rollwise.core import GuardKind, Plan
+from rollwise.core._sources import VARIANT, WINDOW, PrometheusSource
+from rollwise.core.judgement import LATENCY_BUCKETS, latency_bucket
+from rollwise.store import AggregateRow, EventBatch, GaugeRow, RolloutRecord, Store
+
+logger = logging.getLogger("rollwise.sources.prometheus")
+
+SOURCE = "prometheus"
+#: Seconds between two readings of a gauge guard's query.
+GAUGE_EVERY = timedelta(seconds=15)
+#: The most ranges one guard reads in one tick (a rollout seen late catches up over ticks).
+MAX_RANGES_PER_TICK = 60
+
+
+class QueryError(Exception):
+    """A Prometheus query that did not give an answer to use."""
+
+
+@dataclass
+class _Cursor:
+    """How far a guard of a rollout has been read, and its failures in a row."""
+
+    until: datetime
+    failures: int = 0
+    error: str = ""
+
+
+class PrometheusFeed:
+    """Reads the Prometheus-fed guards of the running rollouts into the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        default_url: str | None = None,
+        *,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.store = store
+        self.default_url = default_url.rstrip("/") if default_url else None
+        self._client = client or httpx.Client()
+        self._cursors: dict[tuple[int, int], _Cursor] = {}
+        #: Queries made and failed, over the feed's life.
+        self.queries = 0
+        self.failed = 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def poll(
+        self, running: Sequence[RolloutRecord], plan_of: Callable[[int], Plan], now: datetime
+    ) -> dict[int, str]:
+        """Read what ended since the last poll, for every Prometheus-fed guard of ``running``.
+        Returns the rollouts to pause: id → why (a guard's queries failed ``failures`` times in
+        a row)."""
+        live = {rollout.id for rollout in running}
+        for key in [key for key in self._cursors if key[0] not in live]:
+            del self._cursors[key]
+        pause: dict[int, str] = {}
+        for rollout in running:
+            try:
+                plan = plan_of(rollout.plan_id)
+            except Exception:
+                continue  # the controller says why it cannot judge this rollout
+            for index, guard in enumerate(plan.guards):
+                source = guard.source
+                if source is None:
+                    continue
+                cursor = self._cursors.get((rollout.id, index))
+                if cursor is None:
+                    # Earlier stages were read while they ran (before a restart, by this
+                    # replica or another); the current one is read from its start.
+                    cursor = _Cursor(max(rollout.stage_entered_at, rollout.started_at))
+                    self._cursors[rollout.id, index] = cursor
+                try:
+                    self._read(rollout, plan, index, source, cursor, now)
+                except QueryError as error:
+                    self.failed += 1
+                    cursor.failures += 1
+                    cursor.error = str(error)
+                    logger.warning(
+                        "rollout %s, guard %s: Prometheus query failed (%d in a row): %s",
+                        rollout.id,
+                        guard.metric,
+                        cursor.failures,
+                        error,
+                    )
+                    if cursor.failures >= source.failures:
+                        pause[rollout.id] = (
+                            f"guard {guard.metric}: its Prometheus queries failed "
+                            f"{cursor.failures} times in a row ({error}); paused until a "
+                            "person looks at it"
+                        )
+                        cursor.failures = 0
+                else:
+                    cursor.failures = 0
+        return pause
+
+    # --- one guard -----------------------------------------------------------------------
+
+    def _read(
+        self,
+        rollout: RolloutRecord,
+        plan: Plan,
+        index: int,
+        source: PrometheusSource,
+        cursor: _Cursor,
+        now: datetime,
+    ) -> None:
+        guard = plan.guards[index]
+        url = source.url or self.default_url
+        if url is None:
+            raise QueryError("no Prometheus URL: set the source's url or --prometheus-url")
+        if guard.kind is GuardKind.GAUGE:
+            if now - cursor.until >= GAUGE_EVERY:
+                value = self._scalar(url, source, source.query or "", now)
+                if value is not None:
+                    batch = EventBatch(
+                        f"{SOURCE}:{rollout.id}:{index}:gauge:{int(now.timestamp())}",
+                        SOURCE,
+                        now,
+                        gauges=(GaugeRow(guard.metric, value, now),),
+                    )
+                    self.store.ingest_many([batch])
+                cursor.until = now
+            return
+        ranges = _ranges(rollout, plan.stratum, cursor.until, now - source.lag)
+        if not ranges:
+            return
+        variants = {True: plan.variant, False: self._baseline_variant(plan, source)}
+        for start, end, stage in ranges:
+            rows: list[AggregateRow] = []
+            window = int(start.timestamp() // 60) // _minutes(plan) * _minutes(plan)
+            for exposed, variant in variants.items():
+                row = self._side(url, source, guard.kind, guard.metric, variant, start, end)
+                if row is not None:
+                    requests, events, histogram = row
+                    rows.append(
+                        AggregateRow(
+                            rollout.id,
+                            stage,
+                            window,
+                            exposed,
+                            "",
+                            guard.metric,
+                            requests,
+                            events,
+                            histogram,
+                        )
+                    )
+            if rows:
+                batch_id = (
+                    f"{SOURCE}:{rollout.id}:{index}:{stage}:"
+                    f"{int(start.timestamp())}-{int(end.timestamp())}"
+                )
+                self.store.ingest_many([EventBatch(batch_id, SOURCE, now, tuple(rows))])
+            cursor.until = end
+
+    def _baseline_variant(self, plan: Plan, source: PrometheusSource) -> str:
+        if source.baseline_variant:
+            return source.baseline_variant
+        if plan.rollback_to:
+            return plan.rollback_to
+        flag = self.store.flags().flags.get(plan.flag)
+        if flag is None:
+            raise QueryError(f"flag {plan.flag!r} is not applied: no baseline variant")
+        return flag.safe_default.name
+
+    def _side(
+        self,
+        url: str,
+        source: PrometheusSource,
+        kind: GuardKind,
+        metric: str,
+        variant: str,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[int, int, tuple[int, ...] | None] | None:
+        """One side's counts in [start, end): (requests, events, histogram), None for no data."""
+        seconds = f"{max(1, round((end - start).total_seconds()))}s"
+
+        def fill(query: str) -> str:
+            return query.replace(VARIANT, variant).replace(WINDOW, seconds)
+
+        if kind is GuardKind.RATE:
+            requests = self._scalar(url, source, fill(source.requests or ""), end)
+            events = self._scalar(url, source, fill(source.events or ""), end)
+            if requests is None:
+                return None
+            total = max(0, round(requests))
+            # Two counters read apart may disagree by an extrapolated fraction.
+            failed = min(total, max(0, round(events or 0.0)))
+            return (total, failed, None) if total else None
+        histogram = self._histogram(url, source, fill(source.buckets or ""), end, metric)
+        if histogram is None:
+            return None
+        total = sum(histogram)
+        return (total, 0, histogram) if total else None
+
+    # --- Prometheus' HTTP API ---------------------------------------------------------------
+
+    def _query(self, url: str, source: PrometheusSource, query: str, at: datetime) -> list[Any]:
+        """An instant query's result vector. Raises QueryError for anything but an answer."""
+        self.queries += 1
+        try:
+            answer = self._client.get(
+                f"{url}/api/v1/query",
+                params={"query": query, "time": f"{at.timestamp():.3f}"},
+                headers=dict(source.headers),
+                timeout=source.timeout.total_seconds(),
+            )
+        except httpx.HTTPError as exc:
+            raise QueryError(f"{url}: {type(exc).__name__}: {exc}") from None
+        try:
+            body = answer.json()
+        except ValueError:
+            raise QueryError(f"{url}: HTTP {answer.status_code}, not JSON") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            raise QueryError(f"{url}: HTTP {answer.status_code}: {error or 'not a success'}")
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("resultType") not in ("vector", "scalar"):
+            raise QueryError(f"{url}: expected an instant vector, got {data!r:.200}")
+        result = data.get("result")
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": result}]
+        if not isinstance(result, list):
+            raise QueryError(f"{url}: the result is not a list")
+        return result
+
+    def _scalar(self, url: str, source: PrometheusSource, query: str, at: datetime) -> float | None:
+        """The query's one value; None for no data (an empty vector, NaN or infinity)."""
+        result = self._query(url, source, query, at)
+        if not result:
+            return None
+        if len(result) > 1:
+            raise QueryError(
+                f"{len(result)} series: the query must give one value (wrap it in sum(...))"
+            )
+        value = _value(result[0])
+        return value if math.isfinite(value) else None
+
+    def _histogram(
+        self, url: str, source: PrometheusSource, query: str, at: datetime, metric: str
+    ) -> tuple[int, ...] | None:
+        """Cumulative ``le`` buckets → counts in the judge's buckets: each Prometheus bucket
+        (le_prev, le] goes to the judge's bucket holding ``le`` (quantiles read up to the
+        Prometheus bucket's edge, on both sides alike)."""
+        result = self._query(url, source, query, at)
+        if not result:
+            return None
+        scale = 1000.0 if source.le_unit == "s" else 1.0
+        cumulative: list[tuple[float, float]] = []
+        for series in result:
+            labels = series.get("metric", {}) if isinstance(series, dict) else {}
+            le = labels.get("le") if isinstance(labels, dict) else None
+            if le is None:
+                raise QueryError(f"{metric}: a series without an 'le' label: use sum by (le)")
+            try:
+                bound = float(le)
+            except ValueError:
+                raise QueryError(f"{metric}: le={le!r} is not a number") from None
+            cumulative.append((bound, _value(series)))
+        cumulative.sort()
+        counts = [0] * LATENCY_BUCKETS
+        below = 0.0
+        for bound, total in cumulative:
+            if not math.isfinite(total):
+                return None
+            count = max(0.0, total - below)
+            below = max(below, total)
+            target = LATENCY_BUCKETS - 1 if math.isinf(bound) else latency_bucket(bound * scale)
+            counts[target] += round(count)
+        return tuple(counts)
+
+
+def _value(series: Mapping[str, Any]) -> float:
+    try:
+        return float(series["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise QueryError(f"not a sample: {series!r:.200}") from None
+
+
+def _minutes(plan: Plan) -> int:
+    return int(plan.stratum.total_seconds() // 60)
+
+
+def _ranges(
+    rollout: RolloutRecord, stratum: timedelta, since: datetime, until: datetime
+) -> list[tuple[datetime, datetime, int]]:
+    """The ranges [start, end) to read, after ``since`` and ending by ``until``: windows of
+    ``stratum`` aligned to the clock, cut at the current stage's start (before it: the stage
+    before). Only whole ranges: the window still running is read once it ended."""
+    step = stratum.total_seconds()
+    ranges: list[tuple[datetime, datetime, int]] = []
+    start = since
+    while len(ranges) < MAX_RANGES_PER_TICK:
+        boundary = datetime.fromtimestamp((start.timestamp() // step + 1) * step, UTC)
+        end = boundary
+        stage = rollout.stage
+        if start < rollout.stage_entered_at:
+            stage = max(0, rollout.stage - 1)
+            end = min(boundary, rollout.stage_entered_at)
+        if end > until:
+            break
+        ranges.append((start, end, stage))
+        start = end
+    return ranges

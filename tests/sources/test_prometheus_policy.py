@@ -1,0 +1,290 @@
+"""The Prometheus source's policy, against answers made by hand (httpx's MockTransport): what a
+range's queries ask, what is written for each kind of answer (no data is pending, never safe), and
+that queries failing ``failures`` times in a row pause the rollout, with the error, through the
+controller. The source against a real Prometheus: test_prometheus_live.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from rollwise.control import Controller
+from rollwise.core import InputError, load_plan
+from rollwise.core.judgement import LATENCY_BUCKETS, RolloutStatus, latency_bucket
+from rollwise.sources import PrometheusFeed
+from rollwise.store import Store
+from rollwise.store import _schema as t
+from tests._serving import free_port
+
+START = datetime(2026, 11, 30, 9, 0, 30, tzinfo=UTC)
+FLAGS = "flags:\n  checkout-v2: {variants: [off, on], rules: [{percent: 10, serve: on}]}\n"
+RATE = """
+flag: checkout-v2
+unit: user
+stratum: 1m
+guards:
+  - metric: checkout.error
+    kind: rate
+    tolerance: 50%
+    source:
+      prometheus:
+        url: http://prometheus.test
+        requests: sum(increase(http_requests_total{{variant="{{variant}}"}}[{{window}}]))
+        events: sum(increase(http_requests_total{{code="500",variant="{{variant}}"}}[{{window}}]))
+        lag: 10s
+        headers: {{X-Scope-OrgID: team-a}}
+        {extra}
+stages:
+  - {{name: some, audience: {{percent: 10}}}}
+  - {{name: all, audience: {{percent: 100}}}}
+"""
+
+Answer = Callable[[str, str], Any]
+
+
+def _store(tmp_path: Path, plan: str) -> tuple[Store, int]:
+    store = Store.open(f"sqlite:///{tmp_path / 'feed.db'}")
+    store.apply_flags(FLAGS, "test", "alice", START)
+    rollout = store.start_rollout(None, "alice", START, text=plan)
+    return store, rollout.id
+
+
+def _feed(store: Store, answer: Answer, asked: list[dict[str, Any]]) -> PrometheusFeed:
+    """A feed whose Prometheus answers ``answer(query, variant)`` as the sample value (None: an
+    empty vector), and notes each request in ``asked``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(urlsplit(str(request.url)).query)
+        text, at = query["query"][0], float(query["time"][0])
+        variant = "on" if 'variant="on"' in text else "off"
+        asked.append({"query": text, "time": at, "headers": dict(request.headers)})
+        value = answer(text, variant)
+        if isinstance(value, httpx.Response):
+            return value
+        result = [] if value is None else [{"metric": {}, "value": [at, str(value)]}]
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return httpx.Response(200, json=body)
+
+    return PrometheusFeed(store, client=httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def _aggregates(store: Store) -> list[tuple[Any, ...]]:
+    columns = t.aggregates.c
+    with store.engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(
+                    columns.stage, columns.window, columns.exposed, columns.requests, columns.events
+                ).order_by(columns.window, columns.exposed)
+            )
+        )
+
+
+def _running(store: Store) -> list[Any]:
+    return [r for r in store.rollouts() if r.status is RolloutStatus.RUNNING]
+
+
+def test_each_ended_window_is_read_once_per_side_at_its_end(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path, RATE.format(extra=""))
+    asked: list[dict[str, Any]] = []
+    counts = {"on": (1000.4, 30.0), "off": (9000.0, 180.2)}
+    feed = _feed(store, lambda q, v: counts[v][1 if "500" in q else 0], asked)
+    plan_of = store.parsed_plan
+    # 09:00:30 + 40 s: the first window (09:00:30-09:01:00) ended 10 s ago, the lag.
+    assert feed.poll(_running(store), plan_of, START + timedelta(seconds=39)) == {}
+    assert asked == []  # not yet: its lag has not passed
+    assert feed.poll(_running(store), plan_of, START + timedelta(seconds=40)) == {}
+    first_window = int(START.timestamp() // 60)
+    assert _aggregates(store) == [
+        (0, first_window, False, 9000, 180),
+        (0, first_window, True, 1000, 30),
+    ]
+    # Four queries, at the end of the range, over its 30 s, with the headers asked for.
+    assert len(asked) == 4
+    assert {a["time"] for a in asked} == {START.timestamp() + 30}
+    assert all("[30s]" in a["query"] and "{window}" not in a["query"] for a in asked)
+    assert all(a["headers"]["x-scope-orgid"] == "team-a" for a in asked)
+    # Three more minutes: three whole windows; a poll again, or a new feed (a restart), adds
+    # nothing (each range is one batch id).
+    later = START + timedelta(minutes=3, seconds=40)
+    feed.poll(_running(store), plan_of, later)
+    feed.poll(_running(store), plan_of, later)
+    _feed(store, lambda q, v: counts[v][1 if "500" in q else 0], []).poll(
+        _running(store), plan_of, later
+    )
+    stored = _aggregates(store)
+    assert len(stored) == 8
+    assert [row[1] for row in stored[::2]] == [first_window + k for k in range(4)]
+
+
+def test_no_data_is_pending_and_events_never_exceed_requests(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path, RATE.format(extra=""))
+    answers: dict[str, Any] = {"on": None, "off": 500.0}
+    feed = _feed(store, lambda q, v: answers[v] if "500" not in q else 900.0, [])
+    feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=1))
+    # The exposed side had no data: only the baseline is written, and its events are capped.
+    assert _aggregates(store) == [(0, int(START.timestamp() // 60), False, 500, 500)]
+    answers["on"] = float("nan")
+    feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=2))
+    assert all(row[2] is False for row in _aggregates(store))
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (httpx.Response(503, text="overloaded"), "HTTP 503, not JSON"),
+        (
+            httpx.Response(400, json={"status": "error", "error": "parse error at char 5"}),
+            "parse error at char 5",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={
+                    "status": "success",
+                    "data": {
+                        "resultType": "vector",
+                        "result": [
+                            {"metric": {"code": "200"}, "value": [0, "1"]},
+                            {"metric": {"code": "500"}, "value": [0, "2"]},
+                        ],
+                    },
+                },
+            ),
+            "2 series",
+        ),
+        (
+            httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix"}}),
+            "instant vector",
+        ),
+    ],
+)
+def test_queries_that_fail_three_times_in_a_row_pause_the_rollout(
+    tmp_path: Path, answer: httpx.Response, said: str
+) -> None:
+    store, rollout_id = _store(tmp_path, RATE.format(extra=""))
+    feed = _feed(store, lambda q, v: answer, [])
+    controller = Controller(store, sources=[feed])
+    now = START + timedelta(minutes=1)
+    for tick in range(3):
+        controller.tick(now + timedelta(seconds=tick))
+        status = store.rollout(rollout_id).status
+        assert status is (RolloutStatus.PAUSED if tick == 2 else RolloutStatus.RUNNING)
+    decision = store.decisions(rollout_id)[0]
+    assert decision.move == "pause"
+    assert (
+        "guard checkout.error: its Prometheus queries failed 3 times in a row"
+        in decision.reasons[0]
+    )
+    assert said in decision.reasons[0]
+    assert _aggregates(store) == []
+
+
+def test_an_unreachable_prometheus_pauses_after_failures_in_a_row(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    plan = RATE.format(extra="failures: 2").replace("http://prometheus.test", closed)
+    store, rollout_id = _store(tmp_path, plan)
+    controller = Controller(store, sources=[PrometheusFeed(store)])
+    now = START + timedelta(minutes=1)
+    controller.tick(now)
+    assert store.rollout(rollout_id).status is RolloutStatus.RUNNING
+    controller.tick(now + timedelta(seconds=1))
+    assert store.rollout(rollout_id).status is RolloutStatus.PAUSED
+    assert "ConnectError" in store.decisions(rollout_id)[0].reasons[0]
+
+
+def test_latency_buckets_and_gauges(tmp_path: Path) -> None:
+    plan = """
+flag: checkout-v2
+unit: user
+stratum: 1m
+guards:
+  - metric: checkout.latency
+    kind: latency
+    tolerance: 20%
+    source:
+      prometheus:
+        url: http://prometheus.test
+        buckets: sum by (le) (increase(duration_seconds_bucket{variant="{variant}"}[{window}]))
+  - metric: queue.depth
+    kind: gauge
+    max: 100
+    source: {prometheus: {url: http://prometheus.test, query: max(queue_depth)}}
+stages:
+  - {name: some, audience: {percent: 10}}
+  - {name: all, audience: {percent: 100}}
+"""
+    store, rollout_id = _store(tmp_path, plan)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(urlsplit(str(request.url)).query)["query"][0]
+        if "queue_depth" in query:
+            result = [{"metric": {}, "value": [0, "42"]}]
+        else:  # cumulative: 10 under 5 ms, 30 under 50 ms, 31 in all
+            cumulative = {"0.005": "10", "0.05": "30", "+Inf": "31"}
+            result = [{"metric": {"le": le}, "value": [0, n]} for le, n in cumulative.items()]
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return httpx.Response(200, text=json.dumps(body))
+
+    feed = PrometheusFeed(store, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=1))
+    with store.engine.connect() as connection:
+        histograms = [
+            row.histogram
+            for row in connection.execute(
+                sa.select(t.aggregates.c.histogram, t.aggregates.c.requests)
+            )
+        ]
+        gauges = list(connection.execute(sa.select(t.gauges.c.metric, t.gauges.c.value)))
+    assert len(histograms) == 2
+    expected = [0] * LATENCY_BUCKETS
+    expected[latency_bucket(5.0)] = 10
+    expected[latency_bucket(50.0)] = 20
+    expected[LATENCY_BUCKETS - 1] = 1
+    assert all(list(histogram) == expected for histogram in histograms)
+    assert gauges == [("queue.depth", 42.0)]
+    assert rollout_id
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[{window}]))\n        events", "[5m]))\n        events"), "must contain {window}"),
+        (('total{variant="{variant}"}', "total"), "must contain {variant}"),
+    ],
+)
+def test_a_query_without_its_placeholders_is_refused(edit: tuple[str, str], message: str) -> None:
+    plan = RATE.format(extra="")
+    assert edit[0] in plan
+    with pytest.raises(InputError) as refused:
+        load_plan(plan.replace(*edit, 1))
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("requests:", "buckets:"), "takes requests and events, not buckets"),
+        (("url: http://prometheus.test", "url: ftp://x"), "expected an http(s) URL"),
+        (("lag: 10s", "lag: 2h"), "lag must be more than 0 and at most 1:00:00"),
+        (("lag: 10s", "lag: 10s\n        failures: 0"), "failures: a whole number from 1 to 100"),
+        (
+            ("kind: rate", "kind: rate\n    by: [tenant]"),
+            "cannot be split by context attributes yet",
+        ),
+        (("prometheus:", "graphite:"), "graphite"),
+    ],
+)
+def test_bad_sources_are_refused_when_the_plan_is_read(edit: tuple[str, str], message: str) -> None:
+    plan = RATE.format(extra="").replace(*edit, 1)
+    with pytest.raises(InputError) as refused:
+        load_plan(plan)
+    assert message in str(refused.value)
