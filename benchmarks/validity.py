@@ -111,8 +111,6 @@ class Scenario:
     count_segment: str = ""
     #: Slow to generate or to judge: run ``--store-runs`` of it.
     heavy: bool = False
-    #: Fewer runs than the command line says, for the slowest scenarios.
-    max_runs: int | None = None
 
 
 def _plan(tolerance: str, *, stages: int = 1, by: str = "", kind: str = "rate") -> str:
@@ -720,7 +718,6 @@ def scenarios() -> list[Scenario]:
             ),
             null=True,
             segments=True,
-            max_runs=200,
         )
     )
     return result
@@ -833,7 +830,6 @@ def main() -> int:
             if scenario.segments or scenario.heavy
             else args.runs
         )
-        runs = min(runs, scenario.max_runs or runs)
         row = measure(scenario, runs, args.seed, min(args.check, runs), args.jobs)
         rows.append(row)
         low, high = row["harm_interval"]  # type: ignore[misc]
