@@ -7,10 +7,12 @@ import logging
 import os
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollwise.cli._listen import address, bind, port
 from rollwise.core import InputError, parse_duration
+from rollwise.core._judgements import load_judgements
 
 if TYPE_CHECKING:
     from rollwise.store import Store
@@ -39,6 +41,13 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="the Prometheus that guards with a Prometheus source read when their plan names "
         "none (ROLLWISE_PROMETHEUS_URL)",
+    )
+    parser.add_argument(
+        "--judgements",
+        default=os.environ.get("ROLLWISE_JUDGEMENTS") or None,
+        metavar="FILE",
+        help="named judgements (guards over Prometheus) for Argo Rollouts and Flagger "
+        "(ROLLWISE_JUDGEMENTS; docs/argo-flagger.md)",
     )
     parser.add_argument(
         "--ofrep-rate",
@@ -119,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         tick: timedelta = parse_duration(args.tick)
     except ValueError as exc:
         raise InputError(str(exc), path="--tick") from None
+    judgements = None
+    if args.judgements:  # a bad file is said (with its line) before anything starts
+        path = Path(args.judgements)
+        judgements = load_judgements(path.read_text(encoding="utf-8"), str(path))
     # The port first: a busy one is said before a database file is created.
     listener = bind(args.host, args.port)
     try:
@@ -136,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 # Not given: the server's default; 0: no limit.
                 ofrep_rate=DEFAULT_RATE if args.ofrep_rate is None else args.ofrep_rate or None,
                 prometheus_url=args.prometheus_url,
+                judgements=judgements,
             )
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -286,6 +286,17 @@ def _lines(node: Located, lines: dict[str, int]) -> None:
             _lines(child, lines)
 
 
+def parse_false_rollback_rate(node: Located) -> float:
+    """``false_rollback_rate: 1%`` as a fraction."""
+    try:
+        rate_percent = parse_percent(scalar(node))
+    except ValueError as exc:
+        raise node.error(str(exc)) from None
+    if not 0.001 <= rate_percent <= 20:
+        raise node.error("false_rollback_rate must be between 0.001% and 20%")
+    return rate_percent / 100
+
+
 def load_plan(text: str, source: str | None = None) -> Plan:
     """Parse a plan file.
 
@@ -325,15 +336,7 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         to = rollback_fields.get("to")
         rollback_fields.done()
         rollback_to = check_name(to, "variant name") if to is not None else None
-    false_rollback_rate = 0.01
-    if rate is not None:
-        try:
-            rate_percent = parse_percent(scalar(rate))
-        except ValueError as exc:
-            raise rate.error(str(exc)) from None
-        if not 0.001 <= rate_percent <= 20:
-            raise rate.error("false_rollback_rate must be between 0.001% and 20%")
-        false_rollback_rate = rate_percent / 100
+    false_rollback_rate = 0.01 if rate is None else parse_false_rollback_rate(rate)
     traffic_per_second = None
     if traffic is not None:
         try:

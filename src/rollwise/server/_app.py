@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -25,18 +25,27 @@ from pydantic import BaseModel
 
 from rollwise import __version__
 from rollwise.control import Clock, Controller, SystemClock, Webhooks
-from rollwise.server import _dashboard, _management, _ofrep, _ofrep_state, _sdk_api, _tokens_api
+from rollwise.core import Plan
+from rollwise.server import (
+    _dashboard,
+    _judge_api,
+    _management,
+    _ofrep,
+    _ofrep_state,
+    _sdk_api,
+    _tokens_api,
+)
 from rollwise.server._batch_models import MAX_BATCH_BYTES
 from rollwise.server._errors import (
     MAX_MANAGEMENT_BYTES,
     BodyLimit,
-    Error,
     PrintableUrl,
     install_error_handlers,
 )
 from rollwise.server._history import DecisionHistory
+from rollwise.server._openapi import document_errors
 from rollwise.server._writer import BatchWriter
-from rollwise.sources import PrometheusFeed
+from rollwise.sources import Analyses, PrometheusFeed
 from rollwise.store import Role, Store
 
 logger = logging.getLogger("rollwise.server")
@@ -138,11 +147,14 @@ def create_app(
     webhooks: list[str] | None = None,
     ofrep_rate: float | None = _ofrep.DEFAULT_RATE,
     prometheus_url: str | None = None,
+    judgements: Mapping[str, Plan] | None = None,
 ) -> FastAPI:
     """The rollwise server around ``store``. ``controller=False`` leaves judging to another
     replica; ``tick`` is the wall time between controller ticks; ``ofrep_rate`` the OFREP
     evaluations a second each SDK key may make (None: no limit); ``prometheus_url`` the
-    Prometheus that guards with a Prometheus source read when their plan names none."""
+    Prometheus that guards with a Prometheus source read when their plan names none;
+    ``judgements`` the named judgements Argo Rollouts and Flagger ask about
+    (``load_judgements``)."""
     clock = clock or SystemClock()
     metrics = Metrics()
     if admin_token:
@@ -171,6 +183,7 @@ def create_app(
                 await asyncio.to_thread(notifier.close)
             if feed is not None:
                 feed.close()
+            judge_feed.close()
             await asyncio.to_thread(app.state.writer.close)
 
     app = FastAPI(
@@ -205,10 +218,14 @@ def create_app(
     app.state.snapshot_lock = threading.Lock()
     app.state.decision_history = DecisionHistory()
     app.state.ofrep = _ofrep_state.OfrepState(ofrep_rate)
+    # Argo Rollouts and Flagger analyses: their own reader of Prometheus, on request threads.
+    judge_feed = PrometheusFeed(store, prometheus_url)
+    app.state.analyses = Analyses(judgements or {}, judge_feed)
     app.include_router(_management.router)
     app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)
     app.include_router(_ofrep.router)
+    app.include_router(_judge_api.router)
     app.include_router(_dashboard.router)
 
     install_error_handlers(app)
@@ -218,6 +235,7 @@ def create_app(
             "/api/v1": MAX_MANAGEMENT_BYTES,
             "/sdk/v1": MAX_BATCH_BYTES,
             "/ofrep/v1": _ofrep.MAX_OFREP_BYTES,
+            "/judge/v1": _ofrep.MAX_OFREP_BYTES,
         },
     )
     app.add_middleware(PrintableUrl)
@@ -277,82 +295,6 @@ def _known_token(request: Request, store: Store) -> bool:
         return known is not None
     except Exception:
         return False
-
-
-#: Paths whose every operation needs a bearer token.
-_AUTHENTICATED = ("/api/v1/", "/sdk/v1/", "/ofrep/v1/")
-#: OFREP answers its own error bodies (open-feature/protocol): 400, 404 and 429, never 422.
-_OFREP = "/ofrep/v1/"
-_MANAGEMENT = "/api/v1/"
-_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-_CHANGES = {"post", "put", "delete", "patch"}
-_WITH_BODY = {"post", "put", "patch"}
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_WHY = {
-    "401": "no token, or an unknown or revoked one",
-    "403": "the token's role may not do this",
-    "404": "no such flag, plan, rollout or token",
-    "409": "it contradicts what is stored or running, or it changed meanwhile",
-    "413": "the request body is over its limit",
-    "422": "the request is not valid: the message names the first bad field",
-}
-
-
-def document_errors(spec: dict[str, Any]) -> None:
-    """Declare in an OpenAPI document what the server does for every operation, whoever wrote
-    the route: the bearer scheme on the management and SDK APIs, and the error answers each
-    operation can give, all with the one ``Error`` body. Edits ``spec`` in place."""
-    components = spec.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    schemas["Error"] = Error.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.setdefault("securitySchemes", {})["bearer"] = {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "a rollwise token: admin, operator or viewer for /api/v1, sdk for /sdk/v1 "
-        "and /ofrep/v1 (which also takes it as X-API-Key)",
-    }
-    for path, operations in spec.get("paths", {}).items():
-        for method, operation in operations.items():
-            if method not in _METHODS:
-                continue
-            _hoist_definitions(operation, schemas)
-            authenticated = path.startswith(_AUTHENTICATED)
-            statuses = []
-            if authenticated:
-                operation["security"] = [{"bearer": []}]
-                statuses += ["401", "403"]
-            ofrep = path.startswith(_OFREP)
-            if "{" in path and not ofrep:
-                statuses.append("404")
-            if method in _CHANGES and path.startswith(_MANAGEMENT):
-                statuses.append("409")
-            if authenticated and (method in _WITH_BODY or "requestBody" in operation):
-                statuses.append("413")
-            if not ofrep and (
-                authenticated or operation.get("parameters") or "requestBody" in operation
-            ):
-                statuses.append("422")
-            responses = operation.setdefault("responses", {})
-            for status in statuses:
-                declared = responses.setdefault(status, {})
-                declared.setdefault("description", _WHY[status])
-                if status == "422" or "content" not in declared:
-                    declared["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
-    text = json.dumps(spec.get("paths", {}))
-    for unused in ("HTTPValidationError", "ValidationError"):
-        if f"#/components/schemas/{unused}" not in text:
-            schemas.pop(unused, None)
-
-
-def _hoist_definitions(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
-    """A body schema declared by hand (``openapi_extra``) may carry ``$defs`` that refer to
-    ``#/components/schemas/…``: they move there."""
-    content = operation.get("requestBody", {}).get("content", {})
-    for media in content.values():
-        schema = media.get("schema")
-        if isinstance(schema, dict) and "$defs" in schema:
-            for name, definition in schema.pop("$defs").items():
-                schemas.setdefault(name, definition)
 
 
 async def _watch(app: FastAPI, interval: float) -> None:

@@ -153,7 +153,9 @@ class PrometheusFeed:
                     self.store.ingest_many([batch])
                 cursor.until = now
             return
-        ranges = _ranges(rollout, plan.stratum, cursor.until, now - source.lag)
+        ranges = _ranges(
+            plan.stratum, cursor.until, now - source.lag, rollout.stage, rollout.stage_entered_at
+        )
         if not ranges:
             return
         variants = {True: plan.variant, False: self._baseline_variant(plan, source)}
@@ -161,7 +163,7 @@ class PrometheusFeed:
             rows: list[AggregateRow] = []
             window = int(start.timestamp() // 60) // _minutes(plan) * _minutes(plan)
             for exposed, variant in variants.items():
-                row = self._side(url, source, guard.kind, guard.metric, variant, start, end)
+                row = self.counts(url, source, guard.kind, guard.metric, variant, start, end)
                 if row is not None:
                     requests, events, histogram = row
                     rows.append(
@@ -195,7 +197,7 @@ class PrometheusFeed:
             raise QueryError(f"flag {plan.flag!r} is not applied: no baseline variant")
         return flag.safe_default.name
 
-    def _side(
+    def counts(
         self,
         url: str,
         source: PrometheusSource,
@@ -315,23 +317,22 @@ def _minutes(plan: Plan) -> int:
 
 
 def _ranges(
-    rollout: RolloutRecord, stratum: timedelta, since: datetime, until: datetime
+    stratum: timedelta, since: datetime, until: datetime, stage: int, stage_entered_at: datetime
 ) -> list[tuple[datetime, datetime, int]]:
     """The ranges [start, end) to read, after ``since`` and ending by ``until``: windows of
-    ``stratum`` aligned to the clock, cut at the current stage's start (before it: the stage
+    ``stratum`` aligned to the clock, cut at the current ``stage``'s start (before it: the stage
     before). Only whole ranges: the window still running is read once it ended."""
     step = stratum.total_seconds()
     ranges: list[tuple[datetime, datetime, int]] = []
     start = since
     while len(ranges) < MAX_RANGES_PER_TICK:
         boundary = datetime.fromtimestamp((start.timestamp() // step + 1) * step, UTC)
-        end = boundary
-        stage = rollout.stage
-        if start < rollout.stage_entered_at:
-            stage = max(0, rollout.stage - 1)
-            end = min(boundary, rollout.stage_entered_at)
+        end, at = boundary, stage
+        if start < stage_entered_at:
+            at = max(0, stage - 1)
+            end = min(boundary, stage_entered_at)
         if end > until:
             break
-        ranges.append((start, end, stage))
+        ranges.append((start, end, at))
         start = end
     return ranges
