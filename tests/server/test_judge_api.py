@@ -293,3 +293,39 @@ def test_the_example_manifests_ask_what_the_endpoints_answer() -> None:
     for kind, hook in hooks.items():
         assert hook["url"].endswith(f"/judge/v1/flagger/{kind}")
         assert {"judgement", "canary", "stable", "token"} <= set(hook["metadata"])
+
+
+def test_a_judgement_split_by_tenant_calls_harm_for_one_tenant(tmp_path: Path) -> None:
+    """One tenant of ten regresses on the canary (10 % vs 1 %), too little to move the whole
+    traffic past the tolerance: the tenant's segment is judged harm, so the analysis is."""
+    text = JUDGEMENTS.replace("kind: rate", "kind: rate\n        by: [tenant]", 1)
+    tenants = [f"t{index}" for index in range(10)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(urlsplit(str(request.url)).query)["query"][0]
+        canary = CANARY in query
+        result = []
+        for tenant in tenants:
+            requests = 300 if canary else 700
+            failing = 0.10 if canary and tenant == "t3" else 0.01
+            value = requests * failing if "5.." in query else requests
+            result.append({"metric": {"tenant": tenant}, "value": [0, str(value)]})
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return httpx.Response(200, json=body)
+
+    store = Store.open(f"sqlite:///{tmp_path / 'tenants.db'}")
+    feed = PrometheusFeed(store, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    analyses = Analyses(load_judgements(text), feed)
+    verdicts = []
+    for minute in range(10):
+        now = START + timedelta(minutes=minute, seconds=5)
+        judged = analyses.judge("podinfo", "tenants", CANARY, STABLE, now)
+        verdicts.append(judged.verdict.value)
+        if judged.verdict.value == "harm":
+            break
+    store.close()
+    assert verdicts[-1] == "harm", verdicts
+    (whole,) = judged.decision.verdicts
+    assert whole.verdict.value != "harm"  # the whole traffic alone would not have said so
+    harmed = [v for v in judged.decision.segment_verdicts if v.verdict.value == "harm"]
+    assert [v.segment for v in harmed] == [("tenant", "t3")]

@@ -188,6 +188,55 @@ def test_queries_that_fail_three_times_in_a_row_pause_the_rollout(
     assert _aggregates(store) == []
 
 
+def test_a_guard_split_by_tenant_reads_one_series_per_tenant(tmp_path: Path) -> None:
+    """``by: [tenant]``: the queries group by tenant; each series is a segment, and the whole
+    traffic is their sum. A series without the label is a query failure, not a guess."""
+    plan = RATE.format(extra="").replace("kind: rate", "kind: rate\n    by: [tenant]", 1)
+    store, _ = _store(tmp_path, plan)
+    labelled = True
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(urlsplit(str(request.url)).query)["query"][0]
+        failing = "500" in query
+        on = 'variant="on"' in query
+        counts = (
+            {"acme": (400, 40), "globex": (600, 6)}
+            if on
+            else {"acme": (4000, 40), "globex": (6000, 60)}
+        )
+        result = [
+            {
+                "metric": {"tenant": tenant} if labelled else {},
+                "value": [0, str(pair[1] if failing else pair[0])],
+            }
+            for tenant, pair in counts.items()
+        ]
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return httpx.Response(200, json=body)
+
+    feed = PrometheusFeed(store, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=1))
+    columns = t.aggregates.c
+    with store.engine.connect() as connection:
+        rows = {
+            (row.segment, row.exposed): (row.requests, row.events)
+            for row in connection.execute(
+                sa.select(columns.segment, columns.exposed, columns.requests, columns.events)
+            )
+        }
+    assert rows == {
+        ("", True): (1000, 46),
+        ("tenant=acme", True): (400, 40),
+        ("tenant=globex", True): (600, 6),
+        ("", False): (10000, 100),
+        ("tenant=acme", False): (4000, 40),
+        ("tenant=globex", False): (6000, 60),
+    }
+    labelled = False
+    assert feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=2)) == {}
+    assert feed._cursors[next(iter(feed._cursors))].error.startswith("a series without a 'tenant'")
+
+
 def test_an_unreachable_prometheus_pauses_after_failures_in_a_row(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
     plan = RATE.format(extra="failures: 2").replace("http://prometheus.test", closed)
@@ -276,10 +325,7 @@ def test_a_query_without_its_placeholders_is_refused(edit: tuple[str, str], mess
         (("url: http://prometheus.test", "url: ftp://x"), "expected an http(s) URL"),
         (("lag: 10s", "lag: 2h"), "lag must be more than 0 and at most 1:00:00"),
         (("lag: 10s", "lag: 10s\n        failures: 0"), "failures: a whole number from 1 to 100"),
-        (
-            ("kind: rate", "kind: rate\n    by: [tenant]"),
-            "cannot be split by context attributes yet",
-        ),
+        (("kind: rate", "kind: rate\n    by: [tenant, region]"), "split by one attribute"),
         (("prometheus:", "graphite:"), "graphite"),
     ],
 )

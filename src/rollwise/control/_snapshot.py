@@ -62,7 +62,7 @@ def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
                         for g in plan.guards
                         if g.kind is not GuardKind.GAUGE and g.source is None
                     },
-                    "segments": sorted({a for g in plan.guards for a in g.by}),
+                    "segments": sorted({a for g in plan.guards if g.source is None for a in g.by}),
                     "samples_per": plan.stages[rollout.stage].min_samples_per,
                     # The SDK aggregates per window of the plan's stratum (minutes).
                     "window_minutes": int(plan.stratum.total_seconds() // 60),

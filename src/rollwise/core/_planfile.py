@@ -164,10 +164,10 @@ def _parse_guard(node: Located) -> Guard:
     action = fields.get("on_regression")
     source = fields.get("source")
     fields.done()
-    if source is not None and by is not None:
+    if source is not None and by is not None and len(by.items("attribute")) > 1:
         raise by.error(
-            "a guard fed by Prometheus cannot be split by context attributes yet: judge each "
-            "segment with a guard of its own, its queries selecting it"
+            "a guard fed by Prometheus is split by one attribute (its queries' answer has one "
+            "series per value of it): write a guard per attribute"
         )
     if quantile_node is not None and kind is not GuardKind.LATENCY:
         raise quantile_node.error("only latency guards take a quantile")

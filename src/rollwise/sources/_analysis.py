@@ -106,20 +106,26 @@ class Analyses:
                 )
             self._analyses.move_to_end(analysis)
             error = self._read(plan, state, now)
-            verdicts = [
-                judge_guard(
-                    guard,
-                    state.table.observations(plan, 0),
-                    0,
-                    harm_alpha(plan, guard.on_regression),
-                    now,
-                    stages=1,
-                )[0]
-                for guard in plan.guards
-            ]
+            observations = state.table.observations(plan, 0)
+            verdicts, segments = [], []
+            for guard in plan.guards:
+                whole, parts = judge_guard(
+                    guard, observations, 0, harm_alpha(plan, guard.on_regression), now, stages=1
+                )
+                verdicts.append(whole)
+                segments.extend(parts)
+        # A segment (a tenant, with ``by``) judged harm is harm for the canary.
+        harmed = [v for v in segments if v.verdict is Verdict.HARM]
         return Judged(
-            _overall(verdicts),
-            Decision(Move.HOLD, 0, now, tuple(v.sentence for v in verdicts), tuple(verdicts)),
+            Verdict.HARM if harmed else _overall(verdicts),
+            Decision(
+                Move.HOLD,
+                0,
+                now,
+                tuple(v.sentence for v in [*verdicts, *harmed]),
+                tuple(verdicts),
+                tuple(segments),
+            ),
             state.windows,
             error,
             state.failures,
@@ -140,18 +146,18 @@ class Analyses:
                     url = source.url or self._feed.default_url
                     if url is None:
                         raise QueryError("no Prometheus URL: set the source's url")
+                    by = guard.by[0] if guard.by else None
                     for exposed, selector in ((True, state.canary), (False, state.stable)):
-                        counts = self._feed.counts(
-                            url, source, guard.kind, guard.metric, selector, start, end
+                        found = self._feed.counts(
+                            url, source, guard.kind, guard.metric, selector, start, end, by
                         )
-                        if counts is not None:
-                            requests, events, histogram = counts
+                        for segment, (requests, events, histogram) in found.items():
                             rows.append(
                                 Aggregate(
                                     0,
                                     window,
                                     exposed,
-                                    "",
+                                    segment,
                                     guard.metric,
                                     requests,
                                     events,

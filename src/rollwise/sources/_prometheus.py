@@ -162,17 +162,17 @@ class PrometheusFeed:
         for start, end, stage in ranges:
             rows: list[AggregateRow] = []
             window = int(start.timestamp() // 60) // _minutes(plan) * _minutes(plan)
+            by = guard.by[0] if guard.by else None
             for exposed, variant in variants.items():
-                row = self.counts(url, source, guard.kind, guard.metric, variant, start, end)
-                if row is not None:
-                    requests, events, histogram = row
+                found = self.counts(url, source, guard.kind, guard.metric, variant, start, end, by)
+                for segment, (requests, events, histogram) in found.items():
                     rows.append(
                         AggregateRow(
                             rollout.id,
                             stage,
                             window,
                             exposed,
-                            "",
+                            segment,
                             guard.metric,
                             requests,
                             events,
@@ -206,27 +206,34 @@ class PrometheusFeed:
         variant: str,
         start: datetime,
         end: datetime,
-    ) -> tuple[int, int, tuple[int, ...] | None] | None:
-        """One side's counts in [start, end): (requests, events, histogram), None for no data."""
+        by: str | None = None,
+    ) -> dict[str, Counts]:
+        """One side's counts in [start, end) per segment (``""``: the whole traffic); empty
+        for no data. With ``by`` (the guard's one ``by`` attribute) each series of the
+        queries' answer is that attribute's value (``sum by (tenant) (...)``): a segment
+        ``tenant=acme`` each, and the whole traffic their sum."""
         seconds = f"{max(1, round((end - start).total_seconds()))}s"
 
         def fill(query: str) -> str:
             return query.replace(VARIANT, variant).replace(WINDOW, seconds)
 
+        found: dict[str, Counts] = {}
         if kind is GuardKind.RATE:
-            requests = self._scalar(url, source, fill(source.requests or ""), end)
-            events = self._scalar(url, source, fill(source.events or ""), end)
-            if requests is None:
-                return None
-            total = max(0, round(requests))
-            # Two counters read apart may disagree by an extrapolated fraction.
-            failed = min(total, max(0, round(events or 0.0)))
-            return (total, failed, None) if total else None
-        histogram = self._histogram(url, source, fill(source.buckets or ""), end, metric)
-        if histogram is None:
-            return None
-        total = sum(histogram)
-        return (total, 0, histogram) if total else None
+            requests = self._values(url, source, fill(source.requests or ""), end, by)
+            events = self._values(url, source, fill(source.events or ""), end, by)
+            for segment, value in requests.items():
+                total = max(0, round(value))
+                # Two counters read apart may disagree by an extrapolated fraction.
+                failed = min(total, max(0, round(events.get(segment, 0.0))))
+                if total:
+                    found[segment] = (total, failed, None)
+            return _with_whole(found, by)
+        for segment, histogram in self._histograms(
+            url, source, fill(source.buckets or ""), end, metric, by
+        ).items():
+            if sum(histogram):
+                found[segment] = (sum(histogram), 0, histogram)
+        return _with_whole(found, by)
 
     # --- Prometheus' HTTP API ---------------------------------------------------------------
 
@@ -271,18 +278,37 @@ class PrometheusFeed:
         value = _value(result[0])
         return value if math.isfinite(value) else None
 
-    def _histogram(
-        self, url: str, source: PrometheusSource, query: str, at: datetime, metric: str
-    ) -> tuple[int, ...] | None:
-        """Cumulative ``le`` buckets → counts in the judge's buckets: each Prometheus bucket
-        (le_prev, le] goes to the judge's bucket holding ``le`` (quantiles read up to the
-        Prometheus bucket's edge, on both sides alike)."""
-        result = self._query(url, source, query, at)
-        if not result:
-            return None
+    def _values(
+        self, url: str, source: PrometheusSource, query: str, at: datetime, by: str | None
+    ) -> dict[str, float]:
+        """The query's values by segment (``""`` without ``by``); no data (an empty vector,
+        NaN or infinity) is left out."""
+        if by is None:
+            value = self._scalar(url, source, query, at)
+            return {} if value is None else {"": value}
+        values: dict[str, float] = {}
+        for series in self._query(url, source, query, at):
+            segment = _segment(series, by)
+            value = _value(series)
+            if math.isfinite(value):
+                values[segment] = values.get(segment, 0.0) + value
+        return values
+
+    def _histograms(
+        self,
+        url: str,
+        source: PrometheusSource,
+        query: str,
+        at: datetime,
+        metric: str,
+        by: str | None,
+    ) -> dict[str, tuple[int, ...]]:
+        """Cumulative ``le`` buckets → counts in the judge's buckets, by segment: each
+        Prometheus bucket (le_prev, le] goes to the judge's bucket holding ``le`` (quantiles
+        read up to the Prometheus bucket's edge, on both sides alike)."""
         scale = 1000.0 if source.le_unit == "s" else 1.0
-        cumulative: list[tuple[float, float]] = []
-        for series in result:
+        cumulative: dict[str, list[tuple[float, float]]] = {}
+        for series in self._query(url, source, query, at):
             labels = series.get("metric", {}) if isinstance(series, dict) else {}
             le = labels.get("le") if isinstance(labels, dict) else None
             if le is None:
@@ -291,18 +317,49 @@ class PrometheusFeed:
                 bound = float(le)
             except ValueError:
                 raise QueryError(f"{metric}: le={le!r} is not a number") from None
-            cumulative.append((bound, _value(series)))
-        cumulative.sort()
-        counts = [0] * LATENCY_BUCKETS
-        below = 0.0
-        for bound, total in cumulative:
-            if not math.isfinite(total):
-                return None
-            count = max(0.0, total - below)
-            below = max(below, total)
-            target = LATENCY_BUCKETS - 1 if math.isinf(bound) else latency_bucket(bound * scale)
-            counts[target] += round(count)
-        return tuple(counts)
+            segment = "" if by is None else _segment(series, by)
+            cumulative.setdefault(segment, []).append((bound, _value(series)))
+        histograms: dict[str, tuple[int, ...]] = {}
+        for segment, buckets in cumulative.items():
+            buckets.sort()
+            counts = [0] * LATENCY_BUCKETS
+            below = 0.0
+            finite = True
+            for bound, total in buckets:
+                if not math.isfinite(total):
+                    finite = False
+                    break
+                count = max(0.0, total - below)
+                below = max(below, total)
+                target = LATENCY_BUCKETS - 1 if math.isinf(bound) else latency_bucket(bound * scale)
+                counts[target] += round(count)
+            if finite:
+                histograms[segment] = tuple(counts)
+        return histograms
+
+
+#: A side's counts of one segment in a range: (requests, events, histogram or None).
+Counts = tuple[int, int, tuple[int, ...] | None]
+
+
+def _segment(series: Mapping[str, Any], by: str) -> str:
+    """``attribute=value`` of a series answered to a query split ``by`` an attribute."""
+    labels = series.get("metric", {})
+    value = labels.get(by) if isinstance(labels, dict) else None
+    if not isinstance(value, str) or not value:
+        raise QueryError(f"a series without a {by!r} label: group the query by ({by})")
+    return f"{by}={value}"
+
+
+def _with_whole(found: dict[str, Counts], by: str | None) -> dict[str, Counts]:
+    """With ``by``, the whole traffic (``""``) is the sum of the segments."""
+    if by is None or not found:
+        return found
+    requests = sum(counts[0] for counts in found.values())
+    events = sum(counts[1] for counts in found.values())
+    histograms = [counts[2] for counts in found.values() if counts[2] is not None]
+    histogram = tuple(map(sum, zip(*histograms, strict=True))) if histograms else None
+    return {"": (requests, events, histogram), **found}
 
 
 def _value(series: Mapping[str, Any]) -> float:
