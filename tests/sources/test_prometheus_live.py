@@ -157,8 +157,9 @@ def test_each_stage_and_window_holds_what_the_service_served(
     baseline = sum(row.requests for row in rows if not row.exposed)
     share = PER_TICK["on"] / (PER_TICK["on"] + PER_TICK["off"])
     assert exposed / (exposed + baseline) == pytest.approx(share, abs=0.02)
-    # About 60 exposed requests a second (fewer on a busy machine), from begun to end.
+    # About 60 exposed requests a second (fewer on a busy machine: the traffic is a Python
+    # thread), from begun to end; twice as many would be a range counted twice.
     seconds = (end - begun).total_seconds()
-    assert 20 * seconds < exposed < 70 * seconds
+    assert 5 * seconds < exposed < 70 * seconds
     events = sum(row.events for row in rows)
     assert events / (exposed + baseline) == pytest.approx(0.10, abs=0.015)
