@@ -205,6 +205,15 @@ def test_bad_questions_are_refused_and_change_nothing(judge: Judge) -> None:
     )
     assert moved.status_code == 409 and "name a new analysis" in moved.json()["message"]
     assert _flagger(judge, "rollback", judgement="").status_code == 422
+    # A selector cannot end the PromQL string it is pasted into.
+    escape = 'x"} or vector(1) #'
+    assert _flagger(judge, "rollback", canary=escape).status_code == 422
+    injected = judge.client.post(
+        "/judge/v1/judgements/podinfo",
+        headers={"Authorization": f"Bearer {judge.viewer}"},
+        json={"analysis": "b", "canary": escape, "stable": STABLE},
+    )
+    assert injected.status_code == 422
     assert _flagger(judge, "rollback", token="rw_wrong").status_code == 401
     assert _flagger(judge, "rollback", token=judge.sdk).status_code == 403
     assert (

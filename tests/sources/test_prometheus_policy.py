@@ -5,6 +5,7 @@ controller. The source against a real Prometheus: test_prometheus_live.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -174,8 +175,12 @@ def test_queries_that_fail_three_times_in_a_row_pause_the_rollout(
     feed = _feed(store, lambda q, v: answer, [])
     controller = Controller(store, sources=[feed])
     now = START + timedelta(minutes=1)
-    for tick in range(3):
-        controller.tick(now + timedelta(seconds=tick))
+    # Failures count at most once per lag (10 s here): a tick every second for 9 s is one.
+    for second in range(10):
+        controller.tick(now + timedelta(seconds=second))
+    assert store.rollout(rollout_id).status is RolloutStatus.RUNNING
+    for tick in (1, 2):
+        controller.tick(now + timedelta(seconds=10 * tick))
         status = store.rollout(rollout_id).status
         assert status is (RolloutStatus.PAUSED if tick == 2 else RolloutStatus.RUNNING)
     decision = store.decisions(rollout_id)[0]
@@ -245,7 +250,7 @@ def test_an_unreachable_prometheus_pauses_after_failures_in_a_row(tmp_path: Path
     now = START + timedelta(minutes=1)
     controller.tick(now)
     assert store.rollout(rollout_id).status is RolloutStatus.RUNNING
-    controller.tick(now + timedelta(seconds=1))
+    controller.tick(now + timedelta(seconds=10))
     assert store.rollout(rollout_id).status is RolloutStatus.PAUSED
     assert "ConnectError" in store.decisions(rollout_id)[0].reasons[0]
 
@@ -318,10 +323,54 @@ def test_a_query_without_its_placeholders_is_refused(edit: tuple[str, str], mess
     assert message in str(refused.value)
 
 
+def test_guards_on_one_metric_read_it_once_and_share_one_source(tmp_path: Path) -> None:
+    """A p95 and a p99 guard over the same histogram: one read per range, one row per side
+    (not two added together). Guards on one metric with different sources are refused."""
+    two = """
+flag: checkout-v2
+unit: user
+stratum: 1m
+guards:
+  - metric: checkout.latency
+    kind: latency
+    tolerance: 20%
+    source: &prom
+      prometheus:
+        url: http://prometheus.test
+        buckets: sum by (le) (increase(d_bucket{variant="{variant}"}[{window}]))
+  - metric: checkout.latency
+    kind: latency
+    quantile: 0.99
+    tolerance: 20%
+    source: *prom
+stages:
+  - {name: some, audience: {percent: 10}}
+  - {name: all, audience: {percent: 100}}
+"""
+    store, _ = _store(tmp_path, two)
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        result = [{"metric": {"le": "+Inf"}, "value": [0, "100"]}]
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return httpx.Response(200, json=body)
+
+    feed = PrometheusFeed(store, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    feed.poll(_running(store), store.parsed_plan, START + timedelta(minutes=1))
+    assert len(asked) == 2  # one query per side, for both guards
+    assert [row[3] for row in _aggregates(store)] == [100, 100]
+    mixed = two.replace("    source: *prom\n", "")
+    with pytest.raises(InputError, match="take its counts from different sources"):
+        load_plan(mixed)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
         (("requests:", "buckets:"), "takes requests and events, not buckets"),
+        (("url: http://prometheus.test", "url: http://prometheus.test:90o9"), "port must be"),
+        (("X-Scope-OrgID: team-a", "X-Scope-OrgID: équipe"), "not a valid header"),
         (("url: http://prometheus.test", "url: ftp://x"), "expected an http(s) URL"),
         (("lag: 10s", "lag: 2h"), "lag must be more than 0 and at most 1:00:00"),
         (("lag: 10s", "lag: 10s\n        failures: 0"), "failures: a whole number from 1 to 100"),
@@ -334,3 +383,30 @@ def test_bad_sources_are_refused_when_the_plan_is_read(edit: tuple[str, str], me
     with pytest.raises(InputError) as refused:
         load_plan(plan)
     assert message in str(refused.value)
+
+
+def test_a_restarted_feed_reads_what_the_last_one_missed_and_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """The stage changed while no feed ran (a restart): a new feed goes back a window and a
+    lag before the change, reads the previous stage's last range, and the ranges read before
+    the restart are the same batches, so they are not counted again."""
+    store, _ = _store(tmp_path, RATE.format(extra=""))
+    counts = {"on": (100.0, 1.0), "off": (900.0, 9.0)}
+    answer: Answer = lambda q, v: counts[v][1 if "500" in q else 0]  # noqa: E731
+    (record,) = _running(store)
+    before = _feed(store, answer, [])
+    before.poll([record], store.parsed_plan, START + timedelta(seconds=45))  # 09:00:30-09:01
+    changed = START + timedelta(seconds=50)  # 09:01:20, then the feed stopped
+    later = dataclasses.replace(record, stage=1, stage_entered_at=changed)
+    after = _feed(store, answer, [])
+    after.poll([later], store.parsed_plan, START + timedelta(minutes=2, seconds=10))
+    minute = int(START.timestamp() // 60)
+    assert _aggregates(store) == [
+        (0, minute, False, 900, 9),
+        (0, minute, True, 100, 1),
+        (0, minute + 1, False, 900, 9),  # 09:01:00-09:01:20: missed before the restart
+        (1, minute + 1, False, 900, 9),  # 09:01:20-09:02:00
+        (0, minute + 1, True, 100, 1),
+        (1, minute + 1, True, 100, 1),
+    ]

@@ -286,6 +286,19 @@ def _lines(node: Located, lines: dict[str, int]) -> None:
             _lines(child, lines)
 
 
+def _one_source_per_metric(guards: tuple[Guard, ...], items: list[Located]) -> None:
+    """Guards on one metric share its counts, so they must take them from one source (a p95
+    and a p99 guard over the same Prometheus histogram do; an SDK guard and a Prometheus one,
+    or two different queries, would add the same requests twice)."""
+    for index, guard in enumerate(guards):
+        for earlier in guards[:index]:
+            if earlier.metric == guard.metric and earlier.source != guard.source:
+                raise items[index].error(
+                    f"guards on metric {guard.metric!r} take its counts from different sources "
+                    "(the SDKs, or Prometheus queries that differ): give them one source"
+                )
+
+
 def parse_false_rollback_rate(node: Located) -> float:
     """``false_rollback_rate: 1%`` as a fraction."""
     try:
@@ -348,15 +361,16 @@ def load_plan(text: str, source: str | None = None) -> Plan:
         name: _parse_window(name, node)
         for name, node in (windows_node.mapping().items() if windows_node else [])
     }
+    items = guards_node.sequence("a list of guards") if guards_node else []
+    guards = tuple(_parse_guard(item) for item in items)
+    _one_source_per_metric(guards, items)
     lines: dict[str, int] = {}
     _lines(root, lines)
     return Plan(
         flag=flag,
         unit=unit,
         stages=stages,
-        guards=tuple(_parse_guard(item) for item in guards_node.sequence("a list of guards"))
-        if guards_node
-        else (),
+        guards=guards,
         variant=check_name(variant, "variant name") if variant else "on",
         rollback_to=rollback_to,
         max_stage_duration=_duration(max_duration) if max_duration else None,

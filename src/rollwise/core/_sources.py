@@ -125,7 +125,11 @@ def parse_source(node: Located, kind: str) -> PrometheusSource:
 def _url(node: Located) -> str:
     text = node.text("an http(s) URL").strip()
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018 (reading it checks it: a port that is not a number raises)
+    except ValueError:
+        raise node.error(f"{text!r}: the port must be a number from 0 to 65535") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not text.isascii():
         raise node.error(f"expected an http(s) URL like http://127.0.0.1:9090, got {text!r}")
     return text.rstrip("/")
 
@@ -135,7 +139,8 @@ def _headers(node: Located) -> dict[str, str]:
     headers = {}
     for name, value in fields.items():
         text = value.text("a header value")
-        if not name or any(c in name for c in " :\r\n") or any(c in text for c in "\r\n"):
+        printable = name.isascii() and text.isascii() and name.isprintable() and text.isprintable()
+        if not name or not printable or any(c in name for c in " :"):
             raise value.error(f"header {name!r}: not a valid header name and value")
         headers[name] = text
     return headers

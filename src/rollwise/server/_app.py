@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -184,6 +185,7 @@ def create_app(
             if feed is not None:
                 feed.close()
             judge_feed.close()
+            app.state.judge_pool.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(app.state.writer.close)
 
     app = FastAPI(
@@ -221,6 +223,7 @@ def create_app(
     # Argo Rollouts and Flagger analyses: their own reader of Prometheus, on request threads.
     judge_feed = PrometheusFeed(store, prometheus_url)
     app.state.analyses = Analyses(judgements or {}, judge_feed)
+    app.state.judge_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rollwise-judge")
     app.include_router(_management.router)
     app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)

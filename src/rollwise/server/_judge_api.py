@@ -33,14 +33,17 @@ router = APIRouter(prefix="/judge/v1", tags=["judge"])
 Viewer = Annotated[TokenRecord, Depends(requires(Role.VIEWER))]
 
 _Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+#: A selector is pasted into the judgement's PromQL (``{variant}``), inside a string literal: no
+#: quote or backslash can end it early, so a caller cannot write PromQL of its own.
+_Selector = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f\"\\`]*$")]
 
 
 class Question(BaseModel):
     """What an Argo web metric sends: the analysis, and the two sides' selectors."""
 
     analysis: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
-    canary: _Text
-    stable: _Text
+    canary: _Selector
+    stable: _Selector
 
 
 class FlaggerPayload(BaseModel):
@@ -60,14 +63,13 @@ def _analyses(request: Request) -> Analyses:
 
 
 async def _judged(request: Request, name: str, analysis: str, canary: str, stable: str) -> Judged:
+    # On the judge's own few threads: a slow Prometheus holds them, never the threads the
+    # controller's tick and the other routes run on.
+    pool = request.app.state.judge_pool
+    now = request.app.state.clock.now()
     try:
-        return await asyncio.to_thread(
-            _analyses(request).judge,
-            name,
-            analysis,
-            canary,
-            stable,
-            request.app.state.clock.now(),
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, _analyses(request).judge, name, analysis, canary, stable, now
         )
     except UnknownJudgement:
         known = ", ".join(sorted(_analyses(request).judgements)) or "none (see --judgements)"
@@ -127,10 +129,13 @@ async def flagger(
     """A Flagger webhook. ``metadata`` names the ``judgement`` and the ``canary`` and ``stable``
     selectors; the token comes as ``Authorization: Bearer`` or as ``metadata.token`` (Flagger's
     webhooks send no headers). The analysis is the canary's name, namespace and checksum."""
-    _flagger_token(request, payload)
+    await asyncio.to_thread(_flagger_token, request, payload)  # reads the store
     missing = [key for key in ("judgement", "canary", "stable") if not payload.metadata.get(key)]
     if missing:
         raise HTTPException(422, f"metadata needs {', '.join(missing)}")
+    for key in ("canary", "stable"):
+        if any(c in payload.metadata[key] for c in '"\\`'):
+            raise HTTPException(422, f"metadata.{key}: no quote, backquote or backslash")
     name = payload.metadata["judgement"]
     analysis = f"flagger:{payload.namespace}/{payload.name}:{payload.checksum}"
     judged = await _judged(

@@ -90,7 +90,9 @@ class RemoteExposures:
         self._dropped_logged = 0.0
 
     def add(self, exposing: Exposing, unit: str, exposed: bool, at: datetime) -> None:
-        key = (exposing.rollout, unit, exposing.stage, exposed)
+        # Remembered by the ledger's hash of the unit: a long unit costs no more memory.
+        hashed = ledger_unit(exposing.rollout, unit, hashed=True)
+        key = (exposing.rollout, hashed, exposing.stage, exposed)
         if key in self._seen:
             return
         if len(self._pending) >= self._max_pending:
@@ -105,8 +107,7 @@ class RemoteExposures:
         while len(self._seen) >= self._max_remembered:
             del self._seen[next(iter(self._seen))]
         self._seen[key] = None
-        unit_text = ledger_unit(exposing.rollout, unit, hashed=True)
-        self._pending.append(ExposureRow(exposing.rollout, unit_text, exposing.stage, exposed, at))
+        self._pending.append(ExposureRow(exposing.rollout, hashed, exposing.stage, exposed, at))
 
     @property
     def pending(self) -> int:
@@ -132,13 +133,19 @@ class RemoteExposures:
         for row in rows:
             by_rollout.setdefault(row.rollout_id, []).append(row)
         kept: list[ExposureRow] = []
+        refused: set[int] = set()
         for rollout, group in by_rollout.items():
             try:
                 await asyncio.to_thread(store.check_batch, (), group, (), now)
             except StoreError as exc:
                 self.dropped += len(group)
+                refused.add(rollout)
                 logger.warning("OFREP exposures of rollout %d dropped: %s", rollout, exc)
                 continue
+            except Exception:  # the database, not the rows: they wait for the next write
+                logger.exception("OFREP exposures: cannot check them now; tried again later")
+                self.put_back([row for row in rows if row.rollout_id not in refused])
+                return
             kept.extend(group)
         if not kept:
             return

@@ -35,7 +35,7 @@ from rollwise.core.judgement import (
     harm_alpha,
     judge_guard,
 )
-from rollwise.sources._prometheus import PrometheusFeed, QueryError, _ranges
+from rollwise.sources._prometheus import PrometheusFeed, QueryError, _ranges, first_of_metric
 
 #: Analyses kept at once.
 MAX_ANALYSES = 1_000
@@ -58,6 +58,8 @@ class _Analysis:
     table: AggregateTable = field(default_factory=AggregateTable)
     windows: int = 0
     failures: int = 0
+    #: Held while the analysis is read and judged: two questions about it at once take turns.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class Analyses:
         plan = self.judgements.get(name)
         if plan is None:
             raise UnknownJudgement(name)
-        with self._lock:
+        with self._lock:  # the table of analyses only: reads happen under each one's own lock
             state = self._analyses.get(analysis)
             if state is None:
                 state = self._analyses[analysis] = _Analysis(name, canary, stable, now)
@@ -105,6 +107,7 @@ class Analyses:
                     f"{state.canary!r} and stable {state.stable!r}: name a new analysis"
                 )
             self._analyses.move_to_end(analysis)
+        with state.lock:
             error = self._read(plan, state, now)
             observations = state.table.observations(plan, 0)
             verdicts, segments = [], []
@@ -139,10 +142,12 @@ class Analyses:
             rows: list[Aggregate] = []
             window = int(start.timestamp() // 60) // _minutes(plan) * _minutes(plan)
             try:
-                for guard in plan.guards:
+                for index, guard in enumerate(plan.guards):
                     source = guard.source
                     if source is None or guard.kind is GuardKind.GAUGE:
                         continue  # load_judgements refuses both
+                    if first_of_metric(plan, index) != index:
+                        continue  # a p95 and a p99 guard share their metric's counts
                     url = source.url or self._feed.default_url
                     if url is None:
                         raise QueryError("no Prometheus URL: set the source's url")

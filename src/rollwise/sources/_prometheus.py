@@ -53,6 +53,26 @@ class _Cursor:
     until: datetime
     failures: int = 0
     error: str = ""
+    failed_at: datetime | None = None
+
+
+def first_of_metric(plan: Plan, index: int) -> int:
+    """The first guard of ``plan`` on guard ``index``'s metric: it alone reads the metric's
+    counts (a p95 and a p99 guard share them; the plan refuses guards on one metric whose
+    sources differ)."""
+    metric = plan.guards[index].metric
+    return next(i for i, guard in enumerate(plan.guards) if guard.metric == metric)
+
+
+def _resume(rollout: RolloutRecord, plan: Plan) -> datetime:
+    """Where a guard is read from when this feed first sees the rollout (a start, a restart, a
+    failover): the window before the current stage's start, so that the previous stage's last
+    ranges (read a window and a lag late) are not lost; aligned to the windows as the first
+    reads were, so that ranges read before are the same batches and counted once."""
+    lag = max((g.source.lag for g in plan.guards if g.source is not None), default=timedelta())
+    step = plan.stratum.total_seconds()
+    back = (rollout.stage_entered_at - lag - plan.stratum).timestamp() // step * step
+    return max(rollout.started_at, datetime.fromtimestamp(back, UTC))
 
 
 class PrometheusFeed:
@@ -68,6 +88,7 @@ class PrometheusFeed:
         self.store = store
         self.default_url = default_url.rstrip("/") if default_url else None
         self._client = client or httpx.Client()
+        self._down: set[str] = set()
         self._cursors: dict[tuple[int, int], _Cursor] = {}
         #: Queries made and failed, over the feed's life.
         self.queries = 0
@@ -85,6 +106,7 @@ class PrometheusFeed:
         live = {rollout.id for rollout in running}
         for key in [key for key in self._cursors if key[0] not in live]:
             del self._cursors[key]
+        self._down = set()  # a Prometheus that failed this tick is not asked again in it
         pause: dict[int, str] = {}
         for rollout in running:
             try:
@@ -93,37 +115,55 @@ class PrometheusFeed:
                 continue  # the controller says why it cannot judge this rollout
             for index, guard in enumerate(plan.guards):
                 source = guard.source
-                if source is None:
-                    continue
+                if source is None or first_of_metric(plan, index) != index:
+                    continue  # a later guard on the same metric shares the first one's counts
                 cursor = self._cursors.get((rollout.id, index))
                 if cursor is None:
-                    # Earlier stages were read while they ran (before a restart, by this
-                    # replica or another); the current one is read from its start.
-                    cursor = _Cursor(max(rollout.stage_entered_at, rollout.started_at))
-                    self._cursors[rollout.id, index] = cursor
+                    cursor = self._cursors[rollout.id, index] = _Cursor(_resume(rollout, plan))
                 try:
                     self._read(rollout, plan, index, source, cursor, now)
-                except QueryError as error:
-                    self.failed += 1
-                    cursor.failures += 1
-                    cursor.error = str(error)
-                    logger.warning(
-                        "rollout %s, guard %s: Prometheus query failed (%d in a row): %s",
-                        rollout.id,
-                        guard.metric,
-                        cursor.failures,
-                        error,
-                    )
-                    if cursor.failures >= source.failures:
-                        pause[rollout.id] = (
-                            f"guard {guard.metric}: its Prometheus queries failed "
-                            f"{cursor.failures} times in a row ({error}); paused until a "
-                            "person looks at it"
-                        )
-                        cursor.failures = 0
+                except Exception as error:  # never out of a tick: a failure of this guard
+                    reason = self._failed(rollout, guard.metric, source, cursor, error, now)
+                    if reason:
+                        pause[rollout.id] = reason
                 else:
                     cursor.failures = 0
         return pause
+
+    def _failed(
+        self,
+        rollout: RolloutRecord,
+        metric: str,
+        source: PrometheusSource,
+        cursor: _Cursor,
+        error: Exception,
+        now: datetime,
+    ) -> str:
+        """Count a failed read; the pause's reason once ``failures`` in a row were counted.
+        Failures count at most once per ``lag`` (at least 10 s), so that a Prometheus
+        restarting for a few seconds does not pause every rollout it feeds."""
+        self.failed += 1
+        text = str(error) if isinstance(error, QueryError) else f"{type(error).__name__}: {error}"
+        cursor.error = text
+        spacing = max(source.lag, timedelta(seconds=10))
+        if cursor.failed_at is not None and now - cursor.failed_at < spacing:
+            return ""
+        cursor.failures += 1
+        cursor.failed_at = now
+        logger.warning(
+            "rollout %s, guard %s: Prometheus read failed (%d in a row): %s",
+            rollout.id,
+            metric,
+            cursor.failures,
+            text,
+        )
+        if cursor.failures < source.failures:
+            return ""
+        cursor.failures = 0
+        return (
+            f"guard {metric}: its Prometheus queries failed {source.failures} times in a row "
+            f"({text}); paused until a person looks at it"
+        )
 
     # --- one guard -----------------------------------------------------------------------
 
@@ -239,6 +279,8 @@ class PrometheusFeed:
 
     def _query(self, url: str, source: PrometheusSource, query: str, at: datetime) -> list[Any]:
         """An instant query's result vector. Raises QueryError for anything but an answer."""
+        if url in self._down:
+            raise QueryError(f"{url}: unreachable earlier in this tick")
         self.queries += 1
         try:
             answer = self._client.get(
@@ -247,7 +289,9 @@ class PrometheusFeed:
                 headers=dict(source.headers),
                 timeout=source.timeout.total_seconds(),
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # One timeout per Prometheus per tick, however many rollouts it feeds.
+            self._down.add(url)
             raise QueryError(f"{url}: {type(exc).__name__}: {exc}") from None
         try:
             body = answer.json()
@@ -344,7 +388,7 @@ Counts = tuple[int, int, tuple[int, ...] | None]
 
 def _segment(series: Mapping[str, Any], by: str) -> str:
     """``attribute=value`` of a series answered to a query split ``by`` an attribute."""
-    labels = series.get("metric", {})
+    labels = series.get("metric", {}) if isinstance(series, dict) else None
     value = labels.get(by) if isinstance(labels, dict) else None
     if not isinstance(value, str) or not value:
         raise QueryError(f"a series without a {by!r} label: group the query by ({by})")
