@@ -35,7 +35,8 @@ from rollwise.core.judgement import (
     harm_alpha,
     judge_guard,
 )
-from rollwise.sources._prometheus import PrometheusFeed, QueryError, _ranges, first_of_metric
+from rollwise.sources._prometheus import PrometheusFeed, _ranges, first_of_metric
+from rollwise.sources._promql import QueryError
 
 #: Analyses kept at once.
 MAX_ANALYSES = 1_000
@@ -137,6 +138,7 @@ class Analyses:
     def _read(self, plan: Plan, state: _Analysis, now: datetime) -> str:
         """Add the windows that ended since ``state.until``; the error of a failed query ("" if
         none failed). A range is added only once every guard's queries answered for it."""
+        self._feed.api.reset()  # a Prometheus down at the last question is asked again
         lag = max(guard.source.lag for guard in plan.guards if guard.source is not None)
         for start, end, _ in _ranges(plan.stratum, state.until, now - lag, 0, state.until):
             rows: list[Aggregate] = []

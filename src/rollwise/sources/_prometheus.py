@@ -20,17 +20,15 @@ answer). Nothing raised here reaches the controller's tick.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
 from rollwise.core import GuardKind, Plan
 from rollwise.core._sources import VARIANT, WINDOW, PrometheusSource
-from rollwise.core.judgement import LATENCY_BUCKETS, latency_bucket
+from rollwise.sources._promql import PrometheusApi, QueryError
 from rollwise.store import AggregateRow, EventBatch, GaugeRow, RolloutRecord, Store
 
 logger = logging.getLogger("rollwise.sources.prometheus")
@@ -40,10 +38,6 @@ SOURCE = "prometheus"
 GAUGE_EVERY = timedelta(seconds=15)
 #: The most ranges one guard reads in one tick (a rollout seen late catches up over ticks).
 MAX_RANGES_PER_TICK = 60
-
-
-class QueryError(Exception):
-    """A Prometheus query that did not give an answer to use."""
 
 
 @dataclass
@@ -87,15 +81,13 @@ class PrometheusFeed:
     ) -> None:
         self.store = store
         self.default_url = default_url.rstrip("/") if default_url else None
-        self._client = client or httpx.Client()
-        self._down: set[str] = set()
+        self.api = PrometheusApi(client)
         self._cursors: dict[tuple[int, int], _Cursor] = {}
-        #: Queries made and failed, over the feed's life.
-        self.queries = 0
+        #: Reads failed, over the feed's life (queries made: ``api.queries``).
         self.failed = 0
 
     def close(self) -> None:
-        self._client.close()
+        self.api.close()
 
     def poll(
         self, running: Sequence[RolloutRecord], plan_of: Callable[[int], Plan], now: datetime
@@ -106,7 +98,7 @@ class PrometheusFeed:
         live = {rollout.id for rollout in running}
         for key in [key for key in self._cursors if key[0] not in live]:
             del self._cursors[key]
-        self._down = set()  # a Prometheus that failed this tick is not asked again in it
+        self.api.reset()  # a Prometheus that failed this tick is not asked again in it
         pause: dict[int, str] = {}
         for rollout in running:
             try:
@@ -182,7 +174,7 @@ class PrometheusFeed:
             raise QueryError("no Prometheus URL: set the source's url or --prometheus-url")
         if guard.kind is GuardKind.GAUGE:
             if now - cursor.until >= GAUGE_EVERY:
-                value = self._scalar(url, source, source.query or "", now)
+                value = self.api.scalar(url, source, source.query or "", now)
                 if value is not None:
                     batch = EventBatch(
                         f"{SOURCE}:{rollout.id}:{index}:gauge:{int(now.timestamp())}",
@@ -259,8 +251,8 @@ class PrometheusFeed:
 
         found: dict[str, Counts] = {}
         if kind is GuardKind.RATE:
-            requests = self._values(url, source, fill(source.requests or ""), end, by)
-            events = self._values(url, source, fill(source.events or ""), end, by)
+            requests = self.api.values(url, source, fill(source.requests or ""), end, by)
+            events = self.api.values(url, source, fill(source.events or ""), end, by)
             for segment, value in requests.items():
                 total = max(0, round(value))
                 # Two counters read apart may disagree by an extrapolated fraction.
@@ -268,131 +260,16 @@ class PrometheusFeed:
                 if total:
                     found[segment] = (total, failed, None)
             return _with_whole(found, by)
-        for segment, histogram in self._histograms(
+        for segment, histogram in self.api.histograms(
             url, source, fill(source.buckets or ""), end, metric, by
         ).items():
             if sum(histogram):
                 found[segment] = (sum(histogram), 0, histogram)
         return _with_whole(found, by)
 
-    # --- Prometheus' HTTP API ---------------------------------------------------------------
-
-    def _query(self, url: str, source: PrometheusSource, query: str, at: datetime) -> list[Any]:
-        """An instant query's result vector. Raises QueryError for anything but an answer."""
-        if url in self._down:
-            raise QueryError(f"{url}: unreachable earlier in this tick")
-        self.queries += 1
-        try:
-            answer = self._client.get(
-                f"{url}/api/v1/query",
-                params={"query": query, "time": f"{at.timestamp():.3f}"},
-                headers=dict(source.headers),
-                timeout=source.timeout.total_seconds(),
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            # One timeout per Prometheus per tick, however many rollouts it feeds.
-            self._down.add(url)
-            raise QueryError(f"{url}: {type(exc).__name__}: {exc}") from None
-        try:
-            body = answer.json()
-        except ValueError:
-            raise QueryError(f"{url}: HTTP {answer.status_code}, not JSON") from None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else None
-            raise QueryError(f"{url}: HTTP {answer.status_code}: {error or 'not a success'}")
-        data = body.get("data")
-        if not isinstance(data, dict) or data.get("resultType") not in ("vector", "scalar"):
-            raise QueryError(f"{url}: expected an instant vector, got {data!r:.200}")
-        result = data.get("result")
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": result}]
-        if not isinstance(result, list):
-            raise QueryError(f"{url}: the result is not a list")
-        return result
-
-    def _scalar(self, url: str, source: PrometheusSource, query: str, at: datetime) -> float | None:
-        """The query's one value; None for no data (an empty vector, NaN or infinity)."""
-        result = self._query(url, source, query, at)
-        if not result:
-            return None
-        if len(result) > 1:
-            raise QueryError(
-                f"{len(result)} series: the query must give one value (wrap it in sum(...))"
-            )
-        value = _value(result[0])
-        return value if math.isfinite(value) else None
-
-    def _values(
-        self, url: str, source: PrometheusSource, query: str, at: datetime, by: str | None
-    ) -> dict[str, float]:
-        """The query's values by segment (``""`` without ``by``); no data (an empty vector,
-        NaN or infinity) is left out."""
-        if by is None:
-            value = self._scalar(url, source, query, at)
-            return {} if value is None else {"": value}
-        values: dict[str, float] = {}
-        for series in self._query(url, source, query, at):
-            segment = _segment(series, by)
-            value = _value(series)
-            if math.isfinite(value):
-                values[segment] = values.get(segment, 0.0) + value
-        return values
-
-    def _histograms(
-        self,
-        url: str,
-        source: PrometheusSource,
-        query: str,
-        at: datetime,
-        metric: str,
-        by: str | None,
-    ) -> dict[str, tuple[int, ...]]:
-        """Cumulative ``le`` buckets → counts in the judge's buckets, by segment: each
-        Prometheus bucket (le_prev, le] goes to the judge's bucket holding ``le`` (quantiles
-        read up to the Prometheus bucket's edge, on both sides alike)."""
-        scale = 1000.0 if source.le_unit == "s" else 1.0
-        cumulative: dict[str, list[tuple[float, float]]] = {}
-        for series in self._query(url, source, query, at):
-            labels = series.get("metric", {}) if isinstance(series, dict) else {}
-            le = labels.get("le") if isinstance(labels, dict) else None
-            if le is None:
-                raise QueryError(f"{metric}: a series without an 'le' label: use sum by (le)")
-            try:
-                bound = float(le)
-            except ValueError:
-                raise QueryError(f"{metric}: le={le!r} is not a number") from None
-            segment = "" if by is None else _segment(series, by)
-            cumulative.setdefault(segment, []).append((bound, _value(series)))
-        histograms: dict[str, tuple[int, ...]] = {}
-        for segment, buckets in cumulative.items():
-            buckets.sort()
-            counts = [0] * LATENCY_BUCKETS
-            below = 0.0
-            finite = True
-            for bound, total in buckets:
-                if not math.isfinite(total):
-                    finite = False
-                    break
-                count = max(0.0, total - below)
-                below = max(below, total)
-                target = LATENCY_BUCKETS - 1 if math.isinf(bound) else latency_bucket(bound * scale)
-                counts[target] += round(count)
-            if finite:
-                histograms[segment] = tuple(counts)
-        return histograms
-
 
 #: A side's counts of one segment in a range: (requests, events, histogram or None).
 Counts = tuple[int, int, tuple[int, ...] | None]
-
-
-def _segment(series: Mapping[str, Any], by: str) -> str:
-    """``attribute=value`` of a series answered to a query split ``by`` an attribute."""
-    labels = series.get("metric", {}) if isinstance(series, dict) else None
-    value = labels.get(by) if isinstance(labels, dict) else None
-    if not isinstance(value, str) or not value:
-        raise QueryError(f"a series without a {by!r} label: group the query by ({by})")
-    return f"{by}={value}"
 
 
 def _with_whole(found: dict[str, Counts], by: str | None) -> dict[str, Counts]:
@@ -404,13 +281,6 @@ def _with_whole(found: dict[str, Counts], by: str | None) -> dict[str, Counts]:
     histograms = [counts[2] for counts in found.values() if counts[2] is not None]
     histogram = tuple(map(sum, zip(*histograms, strict=True))) if histograms else None
     return {"": (requests, events, histogram), **found}
-
-
-def _value(series: Mapping[str, Any]) -> float:
-    try:
-        return float(series["value"][1])
-    except (KeyError, IndexError, TypeError, ValueError):
-        raise QueryError(f"not a sample: {series!r:.200}") from None
 
 
 def _minutes(plan: Plan) -> int:
