@@ -56,8 +56,8 @@ class Fake:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.asked += 1
-        if self.down:
-            return httpx.Response(503, text="unavailable")
+        if self.down:  # nothing listens
+            raise httpx.ConnectError("connection refused", request=request)
         query = parse_qs(urlsplit(str(request.url)).query)["query"][0]
         side = CANARY if CANARY in query else STABLE
         requests, failing = self.rates[side]
@@ -182,7 +182,7 @@ def test_failing_queries_are_an_error_after_failures_in_a_row(judge: Judge) -> N
     judge.prometheus.down = True
     judge.clock.advance(timedelta(minutes=1, seconds=5))
     once = _argo(judge)
-    assert once.status_code == 200 and "HTTP 503" in once.json()["error"]
+    assert once.status_code == 200 and "ConnectError" in once.json()["error"]
     twice = _argo(judge)
     assert twice.status_code == 502  # failures: 2 in a row; Argo counts it as an Error
     judge.prometheus.down = False
