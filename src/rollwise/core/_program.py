@@ -7,7 +7,7 @@ percentage or split, hashes the unit once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from hashlib import sha256 as _sha256
 from struct import Struct
 from typing import TYPE_CHECKING
@@ -47,16 +47,42 @@ class Program:
         "_prefix",
         "_reads_user",
         "_rules",
+        "_source",
         "_version_cache",
         "below_minimum",
         "fallthrough",
         "flag",
         "killed",
+        "run",
         "unit_missing",
     )
 
     def __init__(self, flag: Flag) -> None:
+        """Check the flag (every variant a rule or the default names exists: the same
+        ValueError as ever, when the flag is made); the rest is compiled at the first
+        evaluation (``_compile``), so that a process reading a thousand-flag snapshot pays
+        for the flags it evaluates, when it evaluates them."""
         self.flag = flag.key
+        names = {variant.name for variant in flag.variants}
+        for name in _served_names(flag):
+            if name not in names:
+                raise ValueError(f"flag {flag.key!r} has no variant {name!r}")
+        self._prefix = salt_prefix(flag.bucket_salt)
+        self._source: Flag | None = flag
+        # ``run`` is an attribute: the first call compiles and puts the compiled ``_run`` in
+        # its place, so every later call costs what a method call costs, and no check.
+        self.run: Callable[[Mapping[str, object]], Resolution] = self._first_run
+
+    def _first_run(self, values: Mapping[str, object]) -> Resolution:
+        self._compile()
+        return self._run(values)
+
+    def _compile(self) -> None:
+        """Build every resolution and rule of the flag. Two threads may compile the same
+        flag at once: each builds the same values, and ``run`` moves to ``_run`` last."""
+        flag = self._source
+        if flag is None:
+            return  # compiled already
         safe = flag.safe_default
 
         def resolution(
@@ -124,8 +150,10 @@ class Program:
                 )
             rules.append((predicate, unit, limits, served))
         self._rules = tuple(rules)
+        self._source = None  # no cycle flag → program → flag once compiled
+        self.run = self._run
 
-    def run(self, values: Mapping[str, object]) -> Resolution:
+    def _run(self, values: Mapping[str, object]) -> Resolution:
         """Evaluate against what ``context_values`` returns: a context's values, or a plain
         dict read in place (whose user may be its key). May raise on a broken predicate;
         ``evaluate`` is the never-raising entry point."""
@@ -179,6 +207,17 @@ class Program:
                 cache.clear()
             cache[value] = result
         return result
+
+
+def _served_names(flag: Flag) -> list[str]:
+    """Every variant name the flag's default and rules serve."""
+    names = [flag.fallthrough]
+    for rule in flag.rules:
+        if isinstance(rule.serve, str):
+            names.append(rule.serve)
+        else:
+            names.extend(name for name, _ in rule.serve.weights)
+    return names
 
 
 def compile_program(flag: Flag) -> Program:
