@@ -12,16 +12,24 @@ from rollwise.store import Role, TokenRecord
 _RANKS = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 
-def _token(request: Request) -> TokenRecord:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret:
+def bearer(request: Request) -> str | None:
+    """The secret of ``Authorization: Bearer <secret>``, or None."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() or None if scheme.lower() == "bearer" else None
+
+
+def authenticated(request: Request, secret: str | None, how: str) -> TokenRecord:
+    """The live token with ``secret``. Reads the store: call it off the event loop.
+
+    Raises:
+        HTTPException: 401 without a secret (saying ``how`` to send one) or with an unknown,
+            revoked or expired one.
+    """
+    if not secret:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, f"send {how}", headers={"WWW-Authenticate": "Bearer"}
         )
-    token = request.app.state.store.authenticate(secret.strip(), request.app.state.clock.now())
+    token = request.app.state.store.authenticate(secret, request.app.state.clock.now())
     if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -31,22 +39,35 @@ def _token(request: Request) -> TokenRecord:
     return token  # type: ignore[no-any-return]
 
 
+def admitted(token: TokenRecord, role: Role) -> TokenRecord:
+    """``token`` if it may act as ``role``: that role or above, and an SDK key only as an SDK.
+
+    Raises:
+        HTTPException: 403, saying which role is needed.
+    """
+    if role is Role.SDK:
+        if token.role is not Role.SDK:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint is for SDK keys")
+        return token
+    if _RANKS.get(token.role, 0) < _RANKS[role]:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"needs {_article(role.value)} {role.value} token, "
+            f"this is {_article(token.role.value)} {token.role.value} token",
+        )
+    return token
+
+
+def _token(request: Request) -> TokenRecord:
+    return authenticated(request, bearer(request), "'Authorization: Bearer <token>'")
+
+
 def requires(role: Role) -> Callable[..., Awaitable[TokenRecord]]:
     """A dependency admitting tokens of ``role`` or above (SDK keys: only ``Role.SDK``)."""
 
     # No I/O here: on the event loop, not a worker thread (``_token`` reads the store).
     async def check(token: TokenRecord = Depends(_token)) -> TokenRecord:  # noqa: B008
-        if role is Role.SDK:
-            if token.role is not Role.SDK:
-                raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint is for SDK keys")
-            return token
-        if _RANKS.get(token.role, 0) < _RANKS[role]:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"needs {_article(role.value)} {role.value} token, "
-                f"this is {_article(token.role.value)} {token.role.value} token",
-            )
-        return token
+        return admitted(token, role)
 
     return check
 

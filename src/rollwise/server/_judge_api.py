@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from rollwise.core.judgement import Decision, Move, Verdict
-from rollwise.server._auth import _RANKS, requires
+from rollwise.server._auth import admitted, authenticated, bearer, requires
 from rollwise.sources import Analyses, Judged, SelectorsChanged, UnknownJudgement
 from rollwise.store import Role, TokenRecord
 from rollwise.store._evidence import decision_evidence
@@ -148,22 +148,9 @@ async def flagger(
 
 
 def _flagger_token(request: Request, payload: FlaggerPayload) -> TokenRecord:
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-    secret = secret.strip() if scheme.lower() == "bearer" else payload.metadata.get("token", "")
-    token = (
-        request.app.state.store.authenticate(secret, request.app.state.clock.now())
-        if secret
-        else None
-    )
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "send a viewer token as 'Authorization: Bearer <token>' or as metadata.token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if _RANKS.get(token.role, 0) < _RANKS[Role.VIEWER]:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "needs a viewer token")
-    return token  # type: ignore[no-any-return]
+    secret = bearer(request) or payload.metadata.get("token")
+    how = "a viewer token as 'Authorization: Bearer <token>' or as metadata.token"
+    return admitted(authenticated(request, secret, how), Role.VIEWER)
 
 
 @router.get("/flags/{flag}")

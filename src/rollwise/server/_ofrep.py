@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from rollwise.core import Context, Flag, Reason, evaluate, unit_text
 from rollwise.core._remote import OPENFEATURE_REASONS, openfeature_context, openfeature_error
+from rollwise.server._auth import admitted, authenticated, bearer
 from rollwise.server._ofrep_state import OfrepState, RateLimit, RemoteExposures, Served
 from rollwise.store import Role, TokenRecord
 
@@ -61,32 +62,11 @@ class OfrepError(Exception):
         return JSONResponse(body, status_code=self.status_code)
 
 
-def _secret(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() == "bearer" and secret.strip():
-        return secret.strip()
-    key = request.headers.get("x-api-key", "").strip()
-    if key:
-        return key
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        "send 'Authorization: Bearer <sdk key>' or 'X-API-Key: <sdk key>'",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
 def _sdk_key(request: Request) -> TokenRecord:
-    token = request.app.state.store.authenticate(_secret(request), request.app.state.clock.now())
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "unknown, revoked or expired token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if token.role is not Role.SDK:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "OFREP evaluation is for SDK keys")
-    return token  # type: ignore[no-any-return]
+    """An SDK key, as the spec's two schemes send it: bearer, or ``X-API-Key``."""
+    secret = bearer(request) or request.headers.get("x-api-key", "").strip()
+    how = "'Authorization: Bearer <sdk key>' or 'X-API-Key: <sdk key>'"
+    return admitted(authenticated(request, secret, how), Role.SDK)
 
 
 SdkKey = Annotated[TokenRecord, Depends(_sdk_key)]
