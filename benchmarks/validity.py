@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from _latency_users import latency_user_world
 from rollwise.core import load_plan
 from rollwise.core._plan import Plan
 from rollwise.core.judgement import (
@@ -701,6 +702,28 @@ def scenarios() -> list[Scenario]:
             heavy=True,
         )
     )
+    for name, what, scale, replicates in (
+        ("latency_users", "A/A", 1.0, True),
+        ("latency_users_no_replicates", "A/A, the SDK shipping no replicates", 1.0, False),
+        ("latency_users_x1.3", "the exposed users' latencies × 1.3", 1.3, True),
+    ):
+        result.append(
+            Scenario(
+                name,
+                "(6) latency p95, tolerance 2 %, unit: user: 20,000 users (about 1,000 "
+                "exposed), Pareto(1.5) requests per user, 2 % of clients 3× slower on both "
+                f"sides; {what}",
+                _plan("2%", kind="latency"),
+                latency_user_world(
+                    Tick if replicates else _without_replicates,
+                    **LATENCY_USERS,
+                    exposed_scale=scale,
+                ),
+                null=scale == 1.0,
+                latency=True,
+                heavy=True,
+            )
+        )
     result.append(
         Scenario(
             "tenants_own_base_rates",
@@ -721,6 +744,26 @@ def scenarios() -> list[Scenario]:
         )
     )
     return result
+
+
+#: Issue 9's users for a latency guard: about 1,000 of 20,000 exposed, Pareto(1.5) requests per
+#: user, 2 % of clients 3× slower (they make about 2 % of requests, 40 % of those beyond p95).
+LATENCY_USERS: dict[str, Any] = {
+    "users": 20_000,
+    "share": 0.05,
+    "per_tick": 2000,
+    "p95": 120.0,
+    "slow_clients": 0.02,
+    "slow_scale": 3.0,
+    "tail": 1.5,
+    "ticks": 1000,
+}
+
+
+def _without_replicates(stage: int, requests: Any, **fields: Any) -> Tick:
+    """A ``Tick`` as from an SDK that ships no replicates."""
+    fields.pop("replicates", None)
+    return Tick(stage, requests, **fields)
 
 
 # --- running ---------------------------------------------------------------------------------

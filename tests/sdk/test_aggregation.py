@@ -24,7 +24,8 @@ from rollwise.core.judgement import (
     replicate_segment,
 )
 from rollwise.sdk import Reply
-from rollwise.sdk._aggregation import Aggregates, segment_value
+from rollwise.sdk._aggregation import Aggregates
+from rollwise.sdk._cut import segment_value
 from rollwise.sdk._exposures import UNATTRIBUTABLE
 from rollwise.sdk._outbox import Outbox, encode_batches
 from rollwise.sdk._snapshot import LiveRollout, Snapshot, parse_snapshot

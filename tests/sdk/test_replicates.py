@@ -20,14 +20,9 @@ from rollwise.core.judgement import (
     replicate_of,
     replicate_segment,
 )
-from rollwise.sdk._aggregation import (
-    UNATTRIBUTABLE,
-    AggregateKey,
-    Aggregates,
-    Outcome,
-    Tally,
-    segment_value,
-)
+from rollwise.sdk._aggregation import Aggregates, Outcome
+from rollwise.sdk._cut import AggregateKey, Tally, segment_value
+from rollwise.sdk._exposures import UNATTRIBUTABLE
 from rollwise.sdk._outbox import encode_batches
 from rollwise.sdk._snapshot import LiveRollout, parse_snapshot
 

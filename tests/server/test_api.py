@@ -122,6 +122,24 @@ def test_snapshot_carries_the_plans_window_minutes(
     assert live.window_minutes == minutes
 
 
+def test_snapshot_tells_sdks_the_tail_quantile_of_each_latency_guard(client: TestClient) -> None:
+    """A latency guard with a tolerance names its metric's quantile (the highest of its
+    guards), where the SDK's replicates count requests beyond."""
+    guards = (
+        "  - {metric: checkout.error, kind: rate, tolerance: 10%}\n"
+        "  - {metric: checkout.latency, kind: latency, quantile: 0.9, tolerance: 10%}\n"
+        "  - {metric: checkout.latency, kind: latency, quantile: 0.99, tolerance: 50ms}\n"
+    )
+    _start(
+        client, PLAN.replace("  - {metric: checkout.error, kind: rate, tolerance: 10%}\n", guards)
+    )
+    response = client.get("/sdk/v1/snapshot", headers=_token(client, Role.SDK))
+    (served,) = response.json()["rollouts"]
+    assert served["tails"] == {"checkout.latency": 0.99}
+    (live,) = parse_snapshot(response.content).rollouts
+    assert live.tails == {"checkout.latency": 0.99}
+
+
 def test_rollout_lifecycle_and_audit_names_the_actor(client: TestClient) -> None:
     """Start, a second start (409), pause, resume, approve, roll back; the audit log says who."""
     operator = _token(client, Role.OPERATOR)

@@ -126,6 +126,16 @@ def test_replicate_rows_are_taken_and_add_up_across_batches(server: Server) -> N
     assert stored[("batches",)] == (2, 0)
 
 
+def test_a_latency_guards_tail_replicates_are_taken(server: Server) -> None:
+    """The plan's latency guard has a tolerance: its replicate rows (requests, and those beyond
+    the SDK's tail point) are taken like a rate's, with no histogram."""
+    reply = server.post(
+        server.traffic(), server.replicate(9, metric="checkout.latency", requests=50, events=4)
+    )
+    assert reply.status_code == 202, reply.text
+    assert server.stored()[(0, 0, True, "~replicate=9", "checkout.latency")] == (50, 4)
+
+
 #: (what, the replicate row's changes, the status, the first bad field, what the message says)
 BAD: list[tuple[str, dict[str, Any], int, str, str]] = [
     (
@@ -190,21 +200,14 @@ BAD: list[tuple[str, dict[str, Any], int, str, str]] = [
         {"metric": "made.up"},
         422,
         "aggregates[1].metric",
-        "plan has no rate guard on 'made.up'",
-    ),
-    (
-        "a latency guard's metric",
-        {"metric": "checkout.latency"},
-        422,
-        "aggregates[1].metric",
-        "plan has no rate guard on 'checkout.latency'",
+        "plan has no rate guard and no latency guard with a tolerance on 'made.up'",
     ),
     (
         "a rate only the flags file declares",
         {"metric": "checkout.abandoned"},
         422,
         "aggregates[1].metric",
-        "plan has no rate guard on 'checkout.abandoned'",
+        "plan has no rate guard and no latency guard with a tolerance on 'checkout.abandoned'",
     ),
     ("a stage the plan does not have", {"stage": 7}, 422, "aggregates[1].stage", "no stage 7"),
     ("a stage not exposed yet", {"stage": 1}, 409, "aggregates[1].stage", "not being exposed"),

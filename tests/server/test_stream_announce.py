@@ -163,6 +163,7 @@ def test_a_kill_applied_from_the_event_is_the_servers_snapshot_of_that_version(
 
         def fields(item: object) -> tuple[object, ...]:
             names = ("id", "flag", "stage", "variant", "unit", "segments", "window_minutes")
-            return (*(getattr(item, name) for name in names), dict(item.metrics))  # type: ignore[attr-defined]
+            maps = (dict(item.metrics), dict(item.tails))  # type: ignore[attr-defined]
+            return (*(getattr(item, name) for name in names), *maps)
 
         assert [fields(r) for r in served.rollouts] == [fields(r) for r in fetched.rollouts]

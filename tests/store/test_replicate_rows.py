@@ -72,14 +72,16 @@ def _stored(store: Store) -> dict[tuple[Any, ...], tuple[int, int]]:
     }
 
 
-def test_a_replicate_row_of_a_rate_guard_is_taken(store: Store) -> None:
-    """A replicate row of the plan's rate guard, on either side, next to traffic: no refusal."""
+def test_a_replicate_row_of_a_rate_guard_or_a_latency_tail_is_taken(store: Store) -> None:
+    """A replicate row of the plan's rate guard, on either side, next to traffic, and one of its
+    latency guard with a tolerance (requests beyond the tail point): no refusal."""
     rollout = _started(store)
     store.check_batch(
         [
             _traffic(rollout.id),
             _replicate(rollout.id, 0),
             _replicate(rollout.id, 63, exposed=False),
+            _replicate(rollout.id, 5, metric="checkout.latency"),
         ],
         [],
         [],
@@ -109,14 +111,13 @@ def test_replicate_rows_are_checked_like_traffic_rows(store: Store) -> None:
 @pytest.mark.parametrize(
     "metric",
     [
-        "checkout.latency",  # guarded, but as a latency
         "checkout.abandoned",  # a rate in the flags file, not guarded by the plan
         "made.up",  # declared nowhere
     ],
 )
 def test_a_replicate_row_must_be_of_a_rate_guard(store: Store, metric: str) -> None:
-    """Replicates are a rate guard's dispersion: any other metric is invalid (422), naming the
-    row's metric, even one a traffic row may carry."""
+    """Replicates are a rate guard's (or a latency tail's) dispersion: any other metric is
+    invalid (422), naming the row's metric, even one a traffic row may carry."""
     rollout = _started(store)
     with pytest.raises(InvalidBatch) as refused:
         store.check_batch(
@@ -124,7 +125,8 @@ def test_a_replicate_row_must_be_of_a_rate_guard(store: Store, metric: str) -> N
         )
     assert refused.value.details["path"] == "aggregates[1].metric"
     assert str(refused.value).startswith(
-        f"aggregates[1].metric: rollout {rollout.id}'s plan has no rate guard on {metric!r}"
+        f"aggregates[1].metric: rollout {rollout.id}'s plan has no rate guard and no latency "
+        f"guard with a tolerance on {metric!r}"
     )
 
 

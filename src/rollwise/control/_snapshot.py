@@ -8,7 +8,7 @@ from typing import Any
 
 from rollwise.core import Flag, FlagSet, GuardKind, InputError, served_flag
 from rollwise.core._flagdump import flags_document
-from rollwise.core.judgement import RolloutStatus
+from rollwise.core.judgement import RolloutStatus, tail_quantiles
 from rollwise.store import RolloutRecord, Store
 
 logger = logging.getLogger("rollwise.control")
@@ -63,6 +63,10 @@ def served_flags(store: Store) -> tuple[FlagSet, list[dict[str, Any]]]:
                         if g.kind is not GuardKind.GAUGE and g.source is None
                     },
                     "segments": sorted({a for g in plan.guards if g.source is None for a in g.by}),
+                    # Per latency metric judged against the baseline, the quantile its tail
+                    # point is at: the SDK counts, per replicate of units, the requests slower
+                    # than its own baseline's quantile there (the judge's dispersion).
+                    "tails": tail_quantiles(plan),
                     "samples_per": plan.stages[rollout.stage].min_samples_per,
                     # The SDK aggregates per window of the plan's stratum (minutes).
                     "window_minutes": int(plan.stratum.total_seconds() // 60),

@@ -483,10 +483,10 @@ def _coarse_unit(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]
     yield (
         "unit",
         f"a whole {plan.unit} is exposed or not, so the whole-traffic "
-        f"comparison sets the few exposed {plan.unit}s against the others: rate guards discount "
-        f"it by how much {plan.unit}s differ, an estimate that is rough with few of them, and "
-        f"latency guards assume they share a level; {plan.unit}s with rates of their own can "
-        f"then be rolled back for what they are, not for the change "
+        f"comparison sets the few exposed {plan.unit}s against the others: rate and latency "
+        f"guards discount it by how much {plan.unit}s differ, an estimate that is rough with "
+        f"few of them; {plan.unit}s with rates or latencies of their own can then be rolled "
+        f"back for what they are, not for the change "
         f"(docs/judgement.md#clustered-units){advice}",
     )
 

@@ -24,12 +24,12 @@ texts of the attributes the rollout splits by, metric). The row knows the keys i
 whole traffic's and one per segment), and a cut adds each row into them: the same sums as
 counting each outcome into each key, which cost about three times as much per outcome.
 
-A rate guard's outcome is also counted into its unit's *replicate* (one of ``REPLICATES``, by
-``replicate_of`` the unit): per (rollout, stage, side, metric, replicate), shipped as aggregates
-with window ``REPLICATE_WINDOW`` and segment ``~replicate=k``, at most ``REPLICATES`` per rollout,
-side and metric. Their spread is how the judge measures how far a unit's requests move together
-(docs/judgement.md, "Clustered units"). They are cut once every ``REPLICATE_INTERVAL`` seconds
-(or at ``cut(everything=True)``), and at once when their stage no longer records outcomes.
+A rate guard's outcome (a latency's, once ``_tails.py`` has its tail point) is also counted
+into its unit's *replicate* (``replicate_of`` the unit), per (rollout, stage, side, metric,
+replicate): aggregates with window ``REPLICATE_WINDOW`` and segment ``~replicate=k``, whose
+spread is how the judge measures how far a unit's requests move together (docs/judgement.md,
+"Clustered units"). They are cut every ``REPLICATE_INTERVAL`` seconds (or at
+``cut(everything=True)``), and at once when their stage no longer records outcomes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from rollwise.core import folded_user, unit_text
 from rollwise.core.judgement import (
@@ -50,12 +49,12 @@ from rollwise.core.judgement import (
     replicate_of,
     replicate_segment,
 )
-from rollwise.sdk._exposures import UNATTRIBUTABLE, ExposureKey, ExposureMemory
+from rollwise.sdk._cut import AggregateKey, Cut, Tally, add_tally, segment_value
+from rollwise.sdk._exposures import UNATTRIBUTABLE, ExposureMemory
 from rollwise.sdk._snapshot import LiveRollout
+from rollwise.sdk._tails import TailPoints
 from rollwise.sdk._throttle import Throttle
 
-#: (rollout, stage, window start in minutes since the epoch, exposed, segment, metric)
-AggregateKey = tuple[int, int, int, bool, str, str]
 #: An outcome as the client hands it over: (metric, milliseconds or None, failed or None).
 Outcome = tuple[str, float | None, bool | None]
 
@@ -63,48 +62,10 @@ _EDGES = LATENCY_BOUNDARIES_MS
 _bucket = bisect_left
 
 
-class Tally:
-    """The counts of one key: requests, events (failures, conversions) and, for latencies, a
-    histogram over ``LATENCY_BUCKETS`` fixed buckets."""
-
-    __slots__ = ("events", "histogram", "requests")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.events = 0
-        self.histogram: list[int] | None = None
-
-
 #: Gauge readings kept between two batches, at most.
 MAX_GAUGE_READINGS = 1_000
 #: Seconds between two cuts that take the replicates' counts.
 REPLICATE_INTERVAL = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Cut:
-    """What was aggregated since the previous cut; owned by the caller once cut."""
-
-    tallies: dict[AggregateKey, Tally]
-    #: Each new exposure with when it was first seen (seconds since the epoch).
-    exposures: list[tuple[ExposureKey, float]]
-    #: System-wide gauge readings (metric, value, seconds since the epoch), oldest first.
-    gauges: list[tuple[str, float, float]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.tallies or self.exposures or self.gauges)
-
-
-def segment_value(value: object) -> str | None:
-    """An attribute value as segment text (``acme``, ``42``, ``true``); None when it has none
-    (missing, empty, a list)."""
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return None
 
 
 class _Row(Tally):
@@ -156,16 +117,6 @@ def _replicate(rollout: LiveRollout, values: Mapping[str, object]) -> int:
     return -1 if unit is None else replicate_of(unit)
 
 
-def _add_tally(into: Tally, other: Tally) -> None:
-    into.requests += other.requests
-    into.events += other.events
-    if other.histogram is not None:
-        if into.histogram is None:
-            into.histogram = list(other.histogram)
-        else:
-            into.histogram = [a + b for a, b in zip(into.histogram, other.histogram, strict=True)]
-
-
 class Aggregates:
     """The in-memory aggregates of one live client. Thread-safe: each recording thread holds
     its own shard's lock, which only a cut also takes; a cut swaps every shard out."""
@@ -194,6 +145,7 @@ class Aggregates:
         self._new_keys = itertools.count()
         self._dropped_by_gone_threads = 0
         self._exposures = ExposureMemory(max_exposures=max_exposures, clock=clock, log=log)
+        self._tails = TailPoints()
         # The exposures' own methods, bound once: ``expose`` runs at every evaluation.
         self.expose = self._exposures.expose
         self.acknowledged = self._exposures.acknowledged
@@ -223,6 +175,7 @@ class Aggregates:
         except AttributeError:
             shard = self._register()
         # Only this thread and a cut take this lock, so working under it blocks no one.
+        tail_points = self._tails.points
         with shard.lock:
             rows, replicates = shard.rows, shard.replicates
             for rollout in rollouts:
@@ -256,13 +209,24 @@ class Aggregates:
                     row.requests += 1
                     if failed:
                         row.events += 1
+                    bucket = -1
                     if milliseconds is not None:
                         # latency_bucket(), inlined: this runs for every latency.
                         if row.histogram is None:
                             row.histogram = [0] * LATENCY_BUCKETS
-                        row.histogram[_bucket(_EDGES, milliseconds)] += 1
-                    if failed is None or guarded[metric] != "rate":
-                        continue  # replicates are for rate guards (the server refuses others)
+                        bucket = _bucket(_EDGES, milliseconds)
+                        row.histogram[bucket] += 1
+                    # The replicate counts: a rate's failures, or a latency's requests beyond
+                    # the tail point (none before the client has one: ``_tails.py``).
+                    if guarded[metric] == "rate":
+                        if failed is None:
+                            continue
+                        beyond = failed
+                    else:
+                        point = tail_points.get((rollout.id, rollout.stage, metric), -1)
+                        if point < 0 or bucket < 0:
+                            continue
+                        beyond = bucket > point
                     if replicate is None:
                         replicate = _replicate(rollout, values)
                     if replicate < 0:
@@ -273,7 +237,7 @@ class Aggregates:
                     if row.missing:
                         shard.dropped += row.missing
                     row.requests += 1
-                    if failed:
+                    if beyond:
                         row.events += 1
 
     def _row(
@@ -360,6 +324,7 @@ class Aggregates:
                 rows, shard.rows, shard.keys = shard.rows, {}, set()
             taken.append(rows.values())
             active.update((rollout.id, rollout.stage) for rollout, *_ in rows)
+            self._tails.add(rows.items())
         for shard in shards:
             with shard.lock:
                 if replicates_now or shard in gone:
@@ -382,7 +347,8 @@ class Aggregates:
                 into = merged.get(key)
                 if into is None:
                     into = merged[key] = Tally()
-                _add_tally(into, row)
+                add_tally(into, row)
+        self._tails.refresh(active)
         if gone:
             with self._lock:
                 self._dropped_by_gone_threads += sum(shard.dropped for shard in gone)

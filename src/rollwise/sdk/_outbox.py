@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from rollwise.core import ledger_unit
-from rollwise.sdk._aggregation import Aggregates, Cut
+from rollwise.sdk._aggregation import Aggregates
+from rollwise.sdk._cut import Cut
 from rollwise.sdk._exposures import ExposureKey
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import Transport

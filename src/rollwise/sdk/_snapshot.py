@@ -38,6 +38,9 @@ class LiveRollout:
     #: Length of the aggregation windows in minutes: the plan's stratum, a divisor of 60.
     #: 60 only for a snapshot from an older server that does not send it (it aggregated hourly).
     window_minutes: int = 60
+    #: Per latency metric judged against the baseline, the quantile of the tail point the SDK
+    #: counts replicates beyond (``tail_quantiles``); empty from an older server.
+    tails: Mapping[str, float] = field(default_factory=dict)
     #: The attributes an outcome is also counted by: ``segments`` then ``samples_per``, once each.
     split_by: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -205,6 +208,19 @@ def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollo
             path=f"{path}.window_minutes",
             source=source,
         )
+    tails = entry.get("tails") or {}
+    if not isinstance(tails, dict) or not all(
+        isinstance(name, str)
+        and isinstance(quantile, float)
+        and 0 < quantile < 1
+        and metrics.get(name) == "latency"
+        for name, quantile in tails.items()
+    ):
+        raise InputError(
+            "must map latency metrics to quantiles between 0 and 1",
+            path=f"{path}.tails",
+            source=source,
+        )
     return LiveRollout(
         id=_integer(entry.get("id"), f"{path}.id", source),
         flag=flag,
@@ -215,6 +231,7 @@ def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollo
         segments=tuple(segments),
         samples_per=samples_per,
         window_minutes=window_minutes,
+        tails=MappingProxyType(dict(tails)),
     )
 
 

@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from rollwise.core import LIVE_STATUSES, FlagSet, GuardKind, Plan
-from rollwise.core.judgement import RolloutStatus
+from rollwise.core import LIVE_STATUSES, FlagSet, Plan
+from rollwise.core.judgement import RolloutStatus, replicated_metrics
 from rollwise.store import _schema as t
 from rollwise.store._control import ControlStore, rollout_record
 from rollwise.store._errors import ConflictError, NotFoundError, RefusedError
@@ -55,7 +55,7 @@ class _Target:
     #: The stages taken now: the current one, and the one it left within the grace.
     stages: frozenset[int]
     guarded: frozenset[str]
-    #: The metrics a rate guard of the plan judges: the only ones with replicate aggregates.
+    #: The metrics with replicate aggregates (``replicated_metrics``).
     rates: frozenset[str]
     grace: timedelta
 
@@ -110,9 +110,9 @@ class BatchChecks(ControlStore):
                 _check_stage(path, target, stage)
                 if replicate is not None and metric not in target.rates:
                     raise InvalidBatch(
-                        f"{path}.metric: rollout {rollout_id}'s plan has no rate guard on "
-                        f"{metric!r}: replicate aggregates (segment {replicate}) are kept for "
-                        "rate guards only",
+                        f"{path}.metric: rollout {rollout_id}'s plan has no rate guard and no "
+                        f"latency guard with a tolerance on {metric!r}: replicate aggregates "
+                        f"(segment {replicate}) are kept for those only",
                         details={"path": f"{path}.metric", "rollout": rollout_id},
                     )
                 if metric is None or metric in target.guarded:
@@ -139,7 +139,7 @@ class BatchChecks(ControlStore):
             plan,
             frozenset(stages),
             frozenset(guard.metric for guard in plan.guards),
-            frozenset(guard.metric for guard in plan.guards if guard.kind is GuardKind.RATE),
+            replicated_metrics(plan),
             self.late_batch_grace,
         )
 

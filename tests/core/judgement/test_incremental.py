@@ -110,7 +110,7 @@ def _aggregate(
     """The aggregate's row after the batch: the store adds counts and histograms."""
     key = (stage, window, batch.exposed, batch.segment, batch.metric)
     old = rows.get(key)
-    if batch.metric == "lat":
+    if batch.metric == "lat" and not batch.segment.startswith("~"):
         histogram = [round(p * batch.requests) for p in SHAPES[batch.shape if batch.exposed else 0]]
         if old is not None and old.histogram is not None:
             histogram = [a + b for a, b in zip(old.histogram, histogram, strict=True)]
@@ -160,8 +160,7 @@ def test_incremental_judgement_equals_the_full_recomputation(
         for item in batch:
             at_stage = max(stage - 1, 0) if item.earlier_stage else stage
             replicate = item.segment.startswith("~")
-            if replicate and item.metric == "lat":
-                continue  # the SDK ships replicates of rate outcomes only
+            # A latency's replicates count the requests beyond the tail point: rate-shaped.
             window = REPLICATE_WINDOW if replicate else current - 15 * item.late
             row = _aggregate(rows, at_stage, window, item)
             table.put(row)
@@ -198,6 +197,9 @@ def test_incremental_judgement_equals_the_full_recomputation(
         RUN["dispersed harm"] += any(
             v.dispersion > 1 and v.verdict.value == "harm" for v in full.verdicts
         )
+        RUN["dispersed latency"] += any(
+            v.dispersion > 1 and v.metric == "lat" for v in full.verdicts
+        )
         assert not any(math.isnan(v.harm_evidence) for v in full.verdicts)
 
 
@@ -220,6 +222,7 @@ def test_the_property_saw_every_case(capsys: pytest.CaptureFixture[str]) -> None
     # Harm while φ > 1 is printed, not required: 0 to 57 such ticks in 500 random examples.
     needed_cases = (
         "late batches", "rebuilds", "stage changes", "harm", "safe", "bounds", "dispersed",
+        "dispersed latency",
     )  # fmt: skip
     for needed in needed_cases:
         assert RUN[needed] > 0, needed

@@ -124,7 +124,7 @@ class AggregateTable:
             dispersion={
                 guard.metric: self._replicates.of(guard.metric)
                 for guard in plan.guards
-                if guard.kind is GuardKind.RATE
+                if guard.kind is not GuardKind.GAUGE
             },
         )
 

@@ -37,6 +37,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from rollwise.core._plan import GuardKind, Plan
+
 #: Replicates: up to 63 degrees of freedom per side for φ̂.
 REPLICATES = 64
 #: The segment attribute of replicate aggregates (``~replicate=17``); "~" starts no attribute a
@@ -89,6 +91,28 @@ class Dispersion:
 
 
 NO_DISPERSION = Dispersion()
+
+
+def tail_quantiles(plan: Plan) -> dict[str, float]:
+    """Per latency metric a guard of ``plan`` compares with the baseline (a tolerance; counts
+    from the SDK, not another source), the quantile of the tail point its test counts beyond:
+    the highest, if several guards name the metric. The SDK counts, per replicate of units,
+    the requests slower than its own baseline's quantile there, and φ of those counts discounts
+    the tail test as a rate's φ discounts a rate test: the indicator "beyond the tail point"
+    of a unit's requests moves together as its failures do."""
+    found: dict[str, float] = {}
+    for guard in plan.guards:
+        if guard.kind is GuardKind.LATENCY and guard.tolerance is not None and guard.source is None:
+            quantile = guard.quantile or 0.95
+            found[guard.metric] = max(quantile, found.get(guard.metric, 0.0))
+    return found
+
+
+def replicated_metrics(plan: Plan) -> frozenset[str]:
+    """The metrics of ``plan`` whose replicate aggregates the judge reads: every rate guard's,
+    and the latency metrics of ``tail_quantiles``."""
+    rates = {guard.metric for guard in plan.guards if guard.kind is GuardKind.RATE}
+    return frozenset(rates | set(tail_quantiles(plan)))
 
 
 def side_dispersion(counts: list[tuple[int, int]]) -> tuple[float, int, int] | None:

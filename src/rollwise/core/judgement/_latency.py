@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rollwise.core._plan import Guard, Worse
+from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
@@ -53,7 +54,8 @@ def latency_levels(guard: Guard, harm_alpha: float) -> tuple[float, float, int]:
 class LatencyFacts:
     """A latency series up to a stage: the tail tests' e-values and tail ratio (None without a
     tolerance), and the histograms pooled over all stages so far and over the current one
-    (empty unless bounds or a ``max`` need them)."""
+    (empty unless bounds or a ``max`` need them); the dispersion between units the tail
+    tests' evidence was divided by."""
 
     harm_evidence: float | None
     safe_evidence: float | None
@@ -62,6 +64,7 @@ class LatencyFacts:
     baseline_all: Sequence[int] = ()
     stage_exposed: Sequence[int] = ()
     stage_baseline: Sequence[int] = ()
+    dispersion: Dispersion = field(default=NO_DISPERSION, kw_only=True)
 
 
 def latency_harmed(guard: Guard, harm_alpha: float, facts: LatencyFacts) -> bool:
@@ -111,6 +114,8 @@ def latency_verdict(
         if exposed_q is not None and baseline_q is not None
         else (tail_note[2:] if tail_note else "no data yet")
     )
+    if facts.dispersion.applied and tolerance is not None:
+        shown += f", {facts.dispersion.describe()}"
     if harm:
         verdict, sentence = Verdict.HARM, f"{label} is worse than tolerated: {shown}"
     elif safe:
@@ -139,6 +144,7 @@ def latency_verdict(
         baseline_q,
         harm_evidence=harm_e,
         safe_evidence=safe_e,
+        dispersion=facts.dispersion.phi if tolerance is not None else 1.0,
     )
 
 
@@ -150,6 +156,7 @@ def judge_latency(
     segment: SegmentKey = None,
     stages: int = 1,
     bounds: bool = True,
+    dispersion: Dispersion = NO_DISPERSION,
 ) -> GuardVerdict:
     """Judge a latency guard stratum by stratum, as tail counts (``tail_strata``).
 
@@ -159,7 +166,10 @@ def judge_latency(
     the current stage. A ``max`` adds a test of the exposed quantile against it (α split).
     The quantiles and the interval shown are read from the histograms pooled over the rollout
     and over the current stage: they describe, the tail test decides. ``bounds=False`` skips
-    them unless a ``max`` needs them (the simulator's hot loop).
+    them unless a ``max`` needs them (the simulator's hot loop). ``dispersion``: how far the
+    tail counts of one unit move together (``_dispersion.py``, from the replicates' counts of
+    requests beyond the tail point the SDK ships); the tail tests' summed log ratios are
+    divided by it, as a rate's are.
     """
     history = [sample for sample in samples if sample.stage <= stage]
     pooled: list[tuple[int, ...]] = [(), (), (), ()]
@@ -176,8 +186,9 @@ def judge_latency(
         higher = guard.worse is Worse.HIGHER
         tails = tail_strata(history, quantile, tolerated_latency(guard), higher)
         current = [s for s in tails.safe if s.stage == stage]
-        harm_e = harm_log_evidence(tails.harm, 1.0, HARM_ALTERNATIVES, stages)
-        safe_e = rate_log_evidence(current, 1.0, SAFE_ALTERNATIVES)
+        phi = dispersion.phi
+        harm_e = harm_log_evidence(tails.harm, 1.0, HARM_ALTERNATIVES, stages, phi)
+        safe_e = rate_log_evidence(current, 1.0, SAFE_ALTERNATIVES, phi)
         ratio = rate_ratio(tails.harm)
-    facts = LatencyFacts(harm_e, safe_e, ratio, *pooled)
+    facts = LatencyFacts(harm_e, safe_e, ratio, *pooled, dispersion=dispersion)
     return latency_verdict(guard, harm_alpha, facts, segment)

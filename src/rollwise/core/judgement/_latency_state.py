@@ -23,11 +23,14 @@ from bisect import insort
 from collections.abc import Sequence
 
 from rollwise.core._plan import Guard, Worse
+from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
     _log_mean_exp,
     _stratum_log_ratios,
+    discounted,
+    discounted_stages,
     mantel_haenszel,
     restarted_log_evidence,
     restarted_upper_bound,
@@ -113,6 +116,13 @@ class FoldedLatency:
         self._chain_bucket: tuple[int | None] | None = None  # the chain's reference point
         # Per open window, what its tail counts were last made from, and them.
         self._converted: dict[int, tuple[tuple[int | None, int], Baseline, list[_Tails]]] = {}
+        #: What the tail tests' summed log ratios are divided by (``_dispersion.py``).
+        self.dispersion: Dispersion = NO_DISPERSION
+
+    def disperse(self, dispersion: Dispersion) -> None:
+        """Divide the tail tests' e-values by this dispersion from now on: the sums are kept
+        undivided, so the division applies to all of them alike, as ``judge_latency`` does."""
+        self.dispersion = dispersion
 
     def set(
         self, stage: int, window: int, exposed: tuple[int, ...], baseline: tuple[int, ...]
@@ -259,7 +269,8 @@ class FoldedLatency:
         """``self.verdict(...).verdict is Verdict.HARM``, computing no more than it needs."""
         if self.guard.tolerance is None or self.guard.maximum is not None:
             return latency_harmed(self.guard, self.alpha, self.facts(current, boundary, True))
-        harm, _, _, _ = self._evaluate(current, boundary, False)
+        sums, _, _, _ = self._evaluate(current, boundary, False)
+        harm = discounted_stages(sums, self.dispersion.phi)
         evidence = restarted_upper_bound(harm) + 1e-9
         if evidence >= latency_levels(self.guard, self.alpha)[0]:
             evidence = restarted_log_evidence(harm, self.stages)
@@ -287,11 +298,13 @@ class FoldedLatency:
                         sides[3] = add_histograms(sides[3], base)
         if self.guard.tolerance is None:
             return LatencyFacts(None, None, None, *sides)
+        phi = self.dispersion.phi
         return LatencyFacts(
-            restarted_log_evidence(harm, self.stages),
-            _log_mean_exp(safe),
+            restarted_log_evidence(discounted_stages(harm, phi), self.stages),
+            _log_mean_exp(discounted(safe, phi)),
             mantel_haenszel(terms),
             *sides,
+            dispersion=self.dispersion,
         )
 
     def verdict(
