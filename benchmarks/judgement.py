@@ -14,8 +14,10 @@ Judges
 rollwise
     The real code, not a reimplementation: ``judge_rate`` / ``judge_guard`` / ``judge_latency``
     from ``rollwise.core.judgement``, on a ``Plan`` parsed with ``load_plan``, at
-    ``harm_alpha(plan)`` (the plan's false_rollback_rate of 1 %, Bonferroni over guards and
-    segments), with cumulative counts of one stage. A HARM verdict is a rollback.
+    ``harm_alpha(plan)`` (the plan's false_rollback_rate of 1 %, shared by the guard's tests in
+    order of appearance: the whole traffic at α / H, the p-th test at α / (p·H), H = H(21) ≈
+    3.65 for 20 tenants; ``segment_alpha``), with cumulative counts of one stage. A HARM verdict
+    is a rollback.
 argo-style (Argo Rollouts / Flagger)
     At each check (every tick), the exposed side's metric over the last interval only (that
     tick's counts) against an absolute threshold: error rate > 1.5 % (1.5 × the expected 1 %),
@@ -171,6 +173,7 @@ from rollwise.core.judgement import (
     judge_guard,
     judge_latency,
     judge_rate,
+    segment_alpha,
 )
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
 
@@ -441,7 +444,9 @@ def sprt_exposed_requests(alpha: float, share: float = EXPOSED_SHARE) -> dict[st
 
 def sprt_references() -> dict[str, dict[str, float]]:
     whole = sprt_exposed_requests(FALSE_ROLLBACK_RATE)
-    segment = sprt_exposed_requests(FALSE_ROLLBACK_RATE / 20)
+    # At globex's level: the largest tenant, first to appear (position 2 of 21).
+    tenant = plans()["tenant"]
+    segment = sprt_exposed_requests(segment_alpha(harm_alpha(tenant), tenant.guards[0], 0, 0))
     # Exposed requests of the one tenant, scaled to exposed requests over all tenants.
     segment["globex_exposed_requests"] = segment["exposed_requests"]
     segment["exposed_requests"] = segment["exposed_requests"] / GLOBEX_SHARE

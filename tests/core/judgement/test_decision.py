@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from rollwise.core import load_plan
+import pytest
+
+from rollwise.core import Action, load_plan
 from rollwise.core.judgement import (
     Exposure,
     GaugeReading,
@@ -16,7 +18,7 @@ from rollwise.core.judgement import (
     RolloutStatus,
     Tally,
     decide,
-    harm_tests,
+    harm_budget,
 )
 
 PLAN = load_plan(
@@ -181,8 +183,10 @@ def test_pending_guards_hold_and_never_expand_by_default() -> None:
 
 
 def test_alpha_is_shared_across_guards_and_segments() -> None:
-    """errors (1 + 5 segments) + abandoned (1) = 7 harm tests; gauges take no share."""
-    assert harm_tests(PLAN) == 7
+    """errors (1 + 5 segments: H(6) = 2.45) rolls back alone; abandoned (H(1) = 1) pauses, in
+    a budget of its own; gauges take no share."""
+    assert harm_budget(PLAN) == pytest.approx(1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 + 1 / 6)
+    assert harm_budget(PLAN, Action.PAUSE) == 1.0
 
 
 def test_a_plan_without_guards_never_leaves_its_stage() -> None:

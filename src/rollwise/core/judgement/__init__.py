@@ -14,9 +14,10 @@ from rollwise.core.judgement._decision import (
     RolloutStatus,
     decide,
     harm_alpha,
-    harm_tests,
+    harm_budget,
     judge_guard,
     judge_guards,
+    segment_alpha,
 )
 from rollwise.core.judgement._dispersion import (
     REPLICATE_ATTRIBUTE,
@@ -27,6 +28,8 @@ from rollwise.core.judgement._dispersion import (
     parse_replicate,
     replicate_of,
     replicate_segment,
+    replicated_metrics,
+    tail_quantiles,
 )
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
@@ -90,8 +93,8 @@ __all__ = [
     "Verdict",
     "decide",
     "harm_alpha",
+    "harm_budget",
     "harm_log_evidence",
-    "harm_tests",
     "histogram_quantile",
     "judge_gauge",
     "judge_guard",
@@ -104,7 +107,10 @@ __all__ = [
     "rate_log_evidence",
     "replicate_of",
     "replicate_segment",
+    "replicated_metrics",
     "restarted_log_evidence",
     "sample_ratio_log_evidence",
+    "segment_alpha",
     "stratum_log_ratios",
+    "tail_quantiles",
 ]

@@ -7,6 +7,7 @@ a stage with no conclusion by its maximum duration pauses for a person; anything
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,21 +75,57 @@ class Decision:
         return self.stage + 1 if self.move is Move.EXPAND else None
 
 
-def harm_tests(plan: Plan, action: Action | None = None) -> int:
-    """How many harm tests share a budget (Bonferroni): one per variant-split guard, plus one
-    per judged segment value; only the guards whose regression triggers ``action``, if given."""
-    return sum(
-        1 + len(guard.by) * guard.max_segments
+def harmonic(n: int) -> float:
+    """H(n) = 1 + 1/2 + … + 1/n, the harmonic number (0 for n = 0)."""
+    return math.fsum(1 / position for position in range(1, n + 1))
+
+
+def guard_positions(guard: Guard) -> int:
+    """T_g, the harm tests a guard may run: the whole traffic, then ``max_segments`` values of
+    each attribute it splits by (the tests beyond them are never run)."""
+    return 1 + len(guard.by) * guard.max_segments
+
+
+def harm_budget(plan: Plan, action: Action = Action.ROLLBACK) -> float:
+    """H = Σ H(T_g) over the guards whose regression triggers ``action`` (gauges test nothing):
+    what the false-rollback rate is divided by (``harm_alpha``)."""
+    return math.fsum(
+        harmonic(guard_positions(guard))
         for guard in plan.guards
-        if guard.kind is not GuardKind.GAUGE and (action is None or guard.on_regression is action)
+        if guard.kind is not GuardKind.GAUGE and guard.on_regression is action
     )
 
 
 def harm_alpha(plan: Plan, action: Action = Action.ROLLBACK) -> float:
-    """Each harm test's level. Rollback guards share the plan's false-rollback rate; pause
-    guards share a budget of the same size of their own (a false pause stops the rollout for a
-    person, it rolls nothing back), so a pause-only guard costs the rollback guards nothing."""
-    return plan.false_rollback_rate / max(harm_tests(plan, action), 1)
+    """The level of each guard's whole-traffic harm test: α / H (``harm_budget``).
+
+    The harm tests of a guard take the positions p = 1, 2, …, T_g — the whole traffic first,
+    then its segments in order of appearance (``segment_alpha``) — and the test at position p
+    runs at α / (p·H). Over all the guards, Σ_g Σ_p α / (p·H) = α: a union bound over
+    e-processes (Ville's inequality for each: P(sup_t E_t ≥ 1/α_p) ≤ α_p), with the levels a
+    summable sequence rather than equal shares (Bonferroni with weights, as for e-values in
+    Vovk & Wang, "E-values: calibration, combination and applications", Ann. Statist. 49,
+    2021). Positions that never fill are unspent: reserving them costs each test log H nats
+    of evidence (H(21) ≈ 3.65 for ``by: [tenant]``, 20 segments), where equal shares cost
+    log T (T = 21) whether the segments exist or not.
+
+    Rollback guards share the plan's false-rollback rate; pause guards share a budget of the
+    same size of their own (a false pause stops the rollout for a person, it rolls nothing
+    back), so a pause-only guard costs the rollback guards nothing. Without any such guard the
+    level is α itself.
+    """
+    budget = harm_budget(plan, action)
+    return plan.false_rollback_rate / budget if budget else plan.false_rollback_rate
+
+
+def segment_alpha(alpha: float, guard: Guard, attribute: int, rank: int) -> float:
+    """The level of a segment's harm test, given its guard's whole-traffic level ``alpha``
+    (``harm_alpha``): ``alpha / p`` at position p = 2 + rank·A + attribute, where ``attribute``
+    is the index of its attribute in ``guard.by`` (A of them) and ``rank`` its value's place in
+    order of first appearance (``Observations.segments``, 0 first). The attributes take turns,
+    so a second attribute's first value is not pushed behind all of the first's.
+    """
+    return alpha / (2 + rank * len(guard.by) + attribute)
 
 
 def judge_guard(
@@ -102,10 +139,14 @@ def judge_guard(
     unit: str | None = None,
     pending_segment_bounds: bool = True,
 ) -> tuple[GuardVerdict, list[GuardVerdict]]:
-    """The guard's verdict on the whole traffic, and one per judged segment. ``unit`` is the
-    plan's: a segment split by it is a whole unit, judged against its own history
-    (``unit_segment``). ``pending_segment_bounds=False`` finds no bounds for the rate segments
-    that are pending (what a decision keeps does not include them)."""
+    """The guard's verdict on the whole traffic, and one per judged segment: the first
+    ``max_segments`` values of each attribute of ``by`` in order of appearance.
+
+    ``alpha`` is the whole traffic's level (``harm_alpha``); each segment is judged at its
+    position's (``segment_alpha``). ``unit`` is the plan's: a segment split by it is a whole
+    unit, judged against its own history (``unit_segment``, which splits the segment's level).
+    ``pending_segment_bounds=False`` finds no bounds for the rate segments that are pending
+    (what a decision keeps does not include them)."""
     if guard.kind is GuardKind.GAUGE:
         return judge_gauge(guard, observations.gauges.get(guard.metric, ()), now), []
     whole_key: tuple[str, SegmentKey] = (guard.metric, None)
@@ -116,13 +157,15 @@ def judge_guard(
         overall = judge_rate(
             guard, whole, stage, alpha, bounds=bounds, stages=stages, dispersion=dispersion
         )
-        for attribute in guard.by:
-            for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
+        for index, attribute in enumerate(guard.by):
+            values = observations.segments(guard.metric, attribute)[: guard.max_segments]
+            for rank, value in enumerate(values):
                 key = (attribute, value)
+                level = segment_alpha(alpha, guard, index, rank)
                 raw = observations.rates.get((guard.metric, key), ())
                 own = None
                 if attribute == unit:
-                    series, own = unit_segment(raw, whole, alpha, guard.worse is Worse.HIGHER)
+                    series, own = unit_segment(raw, whole, level, guard.worse is Worse.HIGHER)
                 else:
                     series = paired_rates(raw, whole)
                 segments.append(
@@ -130,7 +173,7 @@ def judge_guard(
                         guard,
                         series,
                         stage,
-                        alpha,
+                        level,
                         key,
                         bounds=bounds,
                         stages=stages,
@@ -142,15 +185,20 @@ def judge_guard(
                 )
         return overall, segments
     latency_whole: Sequence[LatencySample] = observations.latencies.get(whole_key, ())
-    overall = judge_latency(guard, latency_whole, stage, alpha, stages=stages, bounds=bounds)
-    for attribute in guard.by:
-        for value in observations.segments(guard.metric, attribute)[: guard.max_segments]:
+    tails = observations.dispersion.get(guard.metric, NO_DISPERSION)
+    overall = judge_latency(
+        guard, latency_whole, stage, alpha, stages=stages, bounds=bounds, dispersion=tails
+    )
+    for index, attribute in enumerate(guard.by):
+        values = observations.segments(guard.metric, attribute)[: guard.max_segments]
+        for rank, value in enumerate(values):
             key = (attribute, value)
+            level = segment_alpha(alpha, guard, index, rank)
             series_l = paired_latencies(
                 observations.latencies.get((guard.metric, key), ()), latency_whole
             )
             segments.append(
-                judge_latency(guard, series_l, stage, alpha, key, stages=stages, bounds=bounds)
+                judge_latency(guard, series_l, stage, level, key, stages, bounds, dispersion=tails)
             )
     return overall, segments
 

@@ -22,7 +22,9 @@ _JUDGED, _COUNTED, _IGNORED = 1, 2, 3
 
 
 class _Judged:
-    """One guard's series: the whole traffic and the segments judged now (``segments`` order)."""
+    """One guard's series: the whole traffic and the segments judged now (``segments`` order).
+    ``alpha`` is the whole traffic's level (``harm_alpha``); each segment's evidence keeps its
+    position's (``segment_alpha``)."""
 
     __slots__ = ("alpha", "guard", "heads", "segments", "whole")
 

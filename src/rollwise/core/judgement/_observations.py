@@ -102,9 +102,10 @@ class Observations:
         """The values of ``attribute`` seen for ``metric``, in the order they first appeared
         (by stratum; within one, largest first, then by name).
 
-        The judgement gives each of the first ``max_segments`` values a fixed share of α, so
-        which values are judged must not depend on how the data turn out later: an order by
-        size *now* would let a segment leave and re-enter the judged set as it grows.
+        The judgement judges the first ``max_segments`` values, each at a level by its place in
+        this order (``segment_alpha``), so which values are judged, and at which level, must
+        not depend on how the data turn out later: an order by size *now* would let a segment
+        leave and re-enter the judged set as it grows.
         """
         first: dict[str, tuple[int, int, int]] = {}
         for (name, key), series in self.rates.items():

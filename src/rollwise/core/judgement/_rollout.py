@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from rollwise.core._plan import Guard, GuardKind, Worse
-from rollwise.core.judgement._decision import Judged
+from rollwise.core.judgement._decision import Judged, segment_alpha
 from rollwise.core.judgement._folding import FoldedRates
 from rollwise.core.judgement._gauges import judge_gauge
 from rollwise.core.judgement._intake import EvidenceIntake, _Judged, _Key
@@ -67,29 +67,38 @@ class RolloutEvidence(EvidenceIntake):
                 judged.whole = FoldedRates(guard, judged.alpha, self.stages, whole, whole)
         elif judged.whole is None:
             judged.whole = self._latency_evidence(guard, judged.alpha, (metric, None))
-        wanted = [
-            (attribute, value)
-            for attribute in guard.by
-            for value in self._segments(metric, attribute)[: guard.max_segments]
-        ]
-        if list(judged.segments) == wanted:
+        # Each segment at its position's level, as ``judge_guard`` judges it (``segment_alpha``).
+        wanted = {
+            (attribute, value): segment_alpha(judged.alpha, guard, index, rank)
+            for index, attribute in enumerate(guard.by)
+            for rank, value in enumerate(self._segments(metric, attribute)[: guard.max_segments])
+        }
+        if list(judged.segments) == list(wanted):
             return
         kept = {}
-        for key in wanted:
+        for key, alpha in wanted.items():
             evidence = judged.segments.get(key)
+            if evidence is not None and evidence.alpha != alpha:
+                # Its rank moved (a value first seen earlier arrived late, or the first
+                # stratum's sizes reordered): latency reads its level only when judging; rate
+                # sums (and a unit's own history) are found again from the series kept whole.
+                if isinstance(evidence, FoldedLatency):
+                    evidence.alpha = alpha
+                else:
+                    evidence = None
             if evidence is None:
                 if guard.kind is GuardKind.RATE:
                     series = self._rates.setdefault((metric, key), RateSeries())
                     evidence = FoldedRates(
                         guard,
-                        judged.alpha,
+                        alpha,
                         self.stages,
                         series,
                         self._rates[(metric, None)],
                         unit=key[0] == self.plan.unit,
                     )
                 else:
-                    evidence = self._latency_evidence(guard, judged.alpha, (metric, key))
+                    evidence = self._latency_evidence(guard, alpha, (metric, key))
             kept[key] = evidence
         judged.segments = kept
 
@@ -124,10 +133,10 @@ class RolloutEvidence(EvidenceIntake):
         for judged in self._guards:
             if judged.guard.kind is not GuardKind.GAUGE:
                 self._prepare(judged)
-            if judged.guard.kind is GuardKind.RATE:
+            if judged.guard.kind is not GuardKind.GAUGE:
                 dispersion = self._replicates.of(judged.guard.metric)
                 for evidence in (judged.whole, *judged.segments.values()):
-                    if isinstance(evidence, FoldedRates):
+                    if evidence is not None:
                         evidence.disperse(dispersion)
         self._evaluated()
 

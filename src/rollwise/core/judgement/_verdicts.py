@@ -123,8 +123,10 @@ class RateTests:
 
 
 def rate_tests(guard: Guard, harm_alpha: float, own: OwnRatio | None = None) -> RateTests:
-    """A guard with both a tolerance and an absolute limit splits its α between the two tests;
-    a segment judged against its own history (``own``) spends half of it on that history."""
+    """``harm_alpha`` is this test's level: the guard's whole-traffic one (``harm_alpha``) or
+    a segment's, by its position (``segment_alpha``). A guard with both a tolerance and an
+    absolute limit splits it between the two tests; a segment judged against its own history
+    (``own``) spends half of it on that history."""
     higher = guard.worse is Worse.HIGHER
     tolerance = guard.tolerance
     limit = guard.maximum if guard.maximum is not None else guard.minimum
