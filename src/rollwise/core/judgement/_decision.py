@@ -8,7 +8,7 @@ a stage with no conclusion by its maximum duration pauses for a person; anything
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -128,6 +128,17 @@ def segment_alpha(alpha: float, guard: Guard, attribute: int, rank: int) -> floa
     return alpha / (2 + rank * len(guard.by) + attribute)
 
 
+def judged_segments(
+    guard: Guard, observations: Observations, alpha: float
+) -> Iterator[tuple[tuple[str, str], float]]:
+    """Each segment of ``guard`` judged now, with its level (``segment_alpha``): per attribute,
+    the first ``max_segments`` values in order of appearance."""
+    for index, attribute in enumerate(guard.by):
+        values = observations.segments(guard.metric, attribute)[: guard.max_segments]
+        for rank, value in enumerate(values):
+            yield (attribute, value), segment_alpha(alpha, guard, index, rank)
+
+
 def judge_guard(
     guard: Guard,
     observations: Observations,
@@ -157,49 +168,42 @@ def judge_guard(
         overall = judge_rate(
             guard, whole, stage, alpha, bounds=bounds, stages=stages, dispersion=dispersion
         )
-        for index, attribute in enumerate(guard.by):
-            values = observations.segments(guard.metric, attribute)[: guard.max_segments]
-            for rank, value in enumerate(values):
-                key = (attribute, value)
-                level = segment_alpha(alpha, guard, index, rank)
-                raw = observations.rates.get((guard.metric, key), ())
-                own = None
-                if attribute == unit:
-                    series, own = unit_segment(raw, whole, level, guard.worse is Worse.HIGHER)
-                else:
-                    series = paired_rates(raw, whole)
-                segments.append(
-                    judge_rate(
-                        guard,
-                        series,
-                        stage,
-                        level,
-                        key,
-                        bounds=bounds,
-                        stages=stages,
-                        own=own,
-                        pending_bounds=pending_segment_bounds,
-                        # A whole unit's own history is not a sample of units.
-                        dispersion=NO_DISPERSION if attribute == unit else dispersion,
-                    )
+        for key, level in judged_segments(guard, observations, alpha):
+            raw = observations.rates.get((guard.metric, key), ())
+            own = None
+            whole_unit = key[0] == unit
+            if whole_unit:
+                series, own = unit_segment(raw, whole, level, guard.worse is Worse.HIGHER)
+            else:
+                series = paired_rates(raw, whole)
+            segments.append(
+                judge_rate(
+                    guard,
+                    series,
+                    stage,
+                    level,
+                    key,
+                    bounds=bounds,
+                    stages=stages,
+                    own=own,
+                    pending_bounds=pending_segment_bounds,
+                    # A whole unit's own history is not a sample of units.
+                    dispersion=NO_DISPERSION if whole_unit else dispersion,
                 )
+            )
         return overall, segments
     latency_whole: Sequence[LatencySample] = observations.latencies.get(whole_key, ())
     tails = observations.dispersion.get(guard.metric, NO_DISPERSION)
     overall = judge_latency(
         guard, latency_whole, stage, alpha, stages=stages, bounds=bounds, dispersion=tails
     )
-    for index, attribute in enumerate(guard.by):
-        values = observations.segments(guard.metric, attribute)[: guard.max_segments]
-        for rank, value in enumerate(values):
-            key = (attribute, value)
-            level = segment_alpha(alpha, guard, index, rank)
-            series_l = paired_latencies(
-                observations.latencies.get((guard.metric, key), ()), latency_whole
-            )
-            segments.append(
-                judge_latency(guard, series_l, stage, level, key, stages, bounds, dispersion=tails)
-            )
+    for key, level in judged_segments(guard, observations, alpha):
+        series_l = paired_latencies(
+            observations.latencies.get((guard.metric, key), ()), latency_whole
+        )
+        segments.append(
+            judge_latency(guard, series_l, stage, level, key, stages, bounds, dispersion=tails)
+        )
     return overall, segments
 
 
