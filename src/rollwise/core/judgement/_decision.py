@@ -8,7 +8,7 @@ a stage with no conclusion by its maximum duration pauses for a person; anything
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -129,12 +129,13 @@ def segment_alpha(alpha: float, guard: Guard, attribute: int, rank: int) -> floa
 
 
 def judged_segments(
-    guard: Guard, observations: Observations, alpha: float
+    guard: Guard, segments: Callable[[str, str], Sequence[str]], alpha: float
 ) -> Iterator[tuple[tuple[str, str], float]]:
     """Each segment of ``guard`` judged now, with its level (``segment_alpha``): per attribute,
-    the first ``max_segments`` values in order of appearance."""
+    the first ``max_segments`` values in order of appearance, as ``segments(metric,
+    attribute)`` lists them (``Observations.segments``, or the incremental evidence's)."""
     for index, attribute in enumerate(guard.by):
-        values = observations.segments(guard.metric, attribute)[: guard.max_segments]
+        values = segments(guard.metric, attribute)[: guard.max_segments]
         for rank, value in enumerate(values):
             yield (attribute, value), segment_alpha(alpha, guard, index, rank)
 
@@ -168,7 +169,7 @@ def judge_guard(
         overall = judge_rate(
             guard, whole, stage, alpha, bounds=bounds, stages=stages, dispersion=dispersion
         )
-        for key, level in judged_segments(guard, observations, alpha):
+        for key, level in judged_segments(guard, observations.segments, alpha):
             raw = observations.rates.get((guard.metric, key), ())
             own = None
             whole_unit = key[0] == unit
@@ -197,7 +198,7 @@ def judge_guard(
     overall = judge_latency(
         guard, latency_whole, stage, alpha, stages=stages, bounds=bounds, dispersion=tails
     )
-    for key, level in judged_segments(guard, observations, alpha):
+    for key, level in judged_segments(guard, observations.segments, alpha):
         series_l = paired_latencies(
             observations.latencies.get((guard.metric, key), ()), latency_whole
         )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from rollwise.core._plan import Guard, GuardKind, Worse
-from rollwise.core.judgement._decision import Judged, segment_alpha
+from rollwise.core.judgement._decision import Judged, judged_segments
 from rollwise.core.judgement._folding import FoldedRates
 from rollwise.core.judgement._gauges import judge_gauge
 from rollwise.core.judgement._intake import EvidenceIntake, _Judged, _Key
@@ -67,12 +67,8 @@ class RolloutEvidence(EvidenceIntake):
                 judged.whole = FoldedRates(guard, judged.alpha, self.stages, whole, whole)
         elif judged.whole is None:
             judged.whole = self._latency_evidence(guard, judged.alpha, (metric, None))
-        # Each segment at its position's level, as ``judge_guard`` judges it (``segment_alpha``).
-        wanted = {
-            (attribute, value): segment_alpha(judged.alpha, guard, index, rank)
-            for index, attribute in enumerate(guard.by)
-            for rank, value in enumerate(self._segments(metric, attribute)[: guard.max_segments])
-        }
+        # Each segment at its position's level, as ``judge_guard`` judges it (``judged_segments``).
+        wanted = dict(judged_segments(guard, self._segments, judged.alpha))
         if list(judged.segments) == list(wanted):
             return
         kept = {}
