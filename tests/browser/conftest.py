@@ -61,6 +61,12 @@ class BrowserPage:
             self.errors.append(f"console: {message.text}")
 
 
+#: How long an expectation waits for the page. The rollout page draws from ``/series``, which
+#: reads the rollout's aggregates (0.4 to 0.7 s on a quiet machine beside 2,000 checkouts a
+#: second); two test runs and two busy loops on two cores made it miss Playwright's 5 s.
+EXPECT_TIMEOUT_MS = 20_000
+
+
 @pytest.fixture
 def browser_page(browser: Browser) -> Iterator[BrowserPage]:
     """A fresh page (its own session storage), 1280 px wide. The test fails if a script
@@ -68,6 +74,9 @@ def browser_page(browser: Browser) -> Iterator[BrowserPage]:
     context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
     page = context.new_page()
     page.set_default_timeout(10_000)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     watched = BrowserPage(page)
     page.on("console", watched.on_console)
     page.on("pageerror", lambda error: watched.errors.append(f"script: {error}"))
