@@ -92,8 +92,13 @@ def test_the_blast_radius_agrees_with_the_ledger_aggregates_and_service(
     assert {k: v for k, v in sdk.items() if k != "sent"} == dict.fromkeys(
         ("rejected", "dropped", "pending", "outcomes_dropped", "exposures_dropped"), 0
     ), sdk
-    assert service["requests_served_new"] == requests
-    assert service["failed_requests_served_new"] == failed
+    # A checkout during which the SDK's snapshot changed (the rollback) is attributed when its
+    # outcomes are recorded, on the snapshot then: it may be stored on the other side. Each of
+    # the two instances serves one checkout at a time, so at most one per snapshot change.
+    straddled = service["straddled"]
+    assert straddled <= 2 * 25, straddled
+    assert abs(service["requests_served_new"] - requests) <= straddled
+    assert abs(service["failed_requests_served_new"] - failed) <= straddled
 
 
 def test_the_irreversible_stage_ledger_names_who_needs_follow_up(

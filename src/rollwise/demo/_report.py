@@ -93,6 +93,7 @@ def build_report(
             "requests_served_new": traffic.exposed,
             "failed_requests_served_new": traffic.exposed_failed,
             "skipped": traffic.skipped,
+            "straddled": traffic.straddled,
             "sdk_batches": traffic.sdk,
             "tenants_served_new": sorted(n for n, s in traffic.tenants.items() if s.exposed),
             "last_served_new_at": _iso(

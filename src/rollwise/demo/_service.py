@@ -43,6 +43,9 @@ class Traffic:
     tenants: dict[str, Served] = field(default_factory=dict)
     #: Checkouts the service could not serve in time (the machine was too busy).
     skipped: int = 0
+    #: Checkouts during which the SDK's snapshot changed, between the flag's evaluation and
+    #: the outcomes' recording: each may be stored on the other side than it was served.
+    straddled: int = 0
     #: The SDKs' batch counters, summed over the instances, once they are closed: ``sent``,
     #: ``rejected`` (refused for good by the server), ``dropped`` (over the queue's bound),
     #: ``pending`` (still unsent at the end), ``outcomes_dropped``, ``exposures_dropped``.
@@ -139,6 +142,7 @@ class CheckoutService:
             return Traffic(
                 {name: replace(s) for name, s in self.traffic.tenants.items()},
                 self.traffic.skipped,
+                self.traffic.straddled,
                 dict(self.traffic.sdk),
             )
 
@@ -172,15 +176,22 @@ class CheckoutService:
             client = clients[index % len(clients)]
             checkout = world.draw(rng, population)
             context = checkout.context()
+            flags = client.flags
             new = client.enabled(FLAG, context)
             result = world.serve(rng, checkout, new)
             client.record("checkout.error", context, failed=result.failed)
             client.record("checkout.latency", context, value=result.latency_ms)
             client.track("checkout.abandoned", context, happened=result.abandoned)
-            served.append((checkout.tenant.name, new, result.failed))
+            # The SDK attributes an outcome by evaluating the flag again when it is recorded:
+            # a snapshot that changed in between (a stage, a rollback) may count it on the
+            # other side, or not at all. Such checkouts are counted, so that the agreement
+            # with the stored aggregates can be checked to within them.
+            straddled = client.flags is not flags
+            served.append((checkout.tenant.name, new, result.failed, straddled))
         with self._lock:
             tenants = self.traffic.tenants
-            for name, new, failed in served:
+            for name, new, failed, straddled in served:
+                self.traffic.straddled += straddled
                 tally = tenants.get(name)
                 if tally is None:
                     tally = tenants[name] = Served()
