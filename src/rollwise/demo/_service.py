@@ -171,7 +171,7 @@ class CheckoutService:
 
     def _serve(self, count: int, now: datetime) -> None:
         rng, world, population, clients = self._rng, self.world, self._population, self.clients
-        served: list[tuple[str, bool, bool]] = []
+        served: list[tuple[str, bool, bool, bool]] = []
         for index in range(count):
             client = clients[index % len(clients)]
             checkout = world.draw(rng, population)
