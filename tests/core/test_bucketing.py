@@ -6,11 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from rollwise.core import BUCKETS, Context, Flag, Rule, Variant, bucket, evaluate, unit_text
+from rollwise.core._bucketing import SHA256
 
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "bucketing-vectors.json"
 ON_OFF = (Variant("off", False), Variant("on", True))
@@ -114,3 +115,12 @@ def test_exposure_at_25_percent_is_close_to_25_percent_of_units() -> None:
     flag = _percent_flag(25)
     exposed = sum(evaluate(flag, Context(f"user-{i}")).enabled for i in range(20_000))
     assert abs(exposed / 20_000 - 0.25) < 4 * (0.25 * 0.75 / 20_000) ** 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_hash_bucketing_uses_is_sha256(data: bytes) -> None:
+    """Bucketing hashes with CPython's own SHA-256 where it has one (it is cheaper than
+    OpenSSL's for short texts): its digests are hashlib's, for any input."""
+    assert SHA256(data).digest() == hashlib.sha256(data).digest()
+    assert SHA256(data).hexdigest() == hashlib.sha256(data).hexdigest()

@@ -1,4 +1,5 @@
-"""A plain dict context read in place evaluates exactly as the ``Context`` it would make."""
+"""A plain dict context read in place evaluates exactly as the ``Context`` made of the
+attributes the flag reads; what no rule reads is never looked at."""
 
 from __future__ import annotations
 
@@ -135,10 +136,29 @@ CONTEXTS = st.one_of(
 )
 
 
+def _read_by(flag: Flag) -> set[str]:
+    """The attributes an evaluation of ``flag`` reads: its conditions', the units its
+    percentages and splits bucket by, ``app_version`` under a minimum, and the key whenever
+    the user is read (a dict's user may be its key)."""
+    read = {name for rule in flag.rules if rule.when for name in rule.when.attributes()}
+    read.update(
+        rule.unit or flag.unit
+        for rule in flag.rules
+        if rule.percent is not None or not isinstance(rule.serve, str)
+    )
+    if flag.min_app_version is not None:
+        read.add("app_version")
+    if "user" in read:
+        read.add("key")
+    return read
+
+
 def _reference(flag: Flag, context: Mapping[str, object]) -> Resolution:
-    """Today's evaluation of a plain dict: ``Context.of`` first, then the pre-built path."""
+    """A plain dict's evaluation by definition: ``Context.of`` of the attributes the flag
+    reads (the others are never looked at), then the pre-built path."""
+    read = _read_by(flag)
     try:
-        built = Context.of(context)
+        built = Context.of({name: value for name, value in context.items() if name in read})
     except InputError as exc:
         safe = flag.safe_default
         return Resolution(
@@ -151,7 +171,8 @@ def _reference(flag: Flag, context: Mapping[str, object]) -> Resolution:
 @settings(max_examples=400, deadline=None)
 @given(CONTEXTS)
 def test_a_plain_dict_evaluates_as_its_context(context: dict[str, object]) -> None:
-    """For every flag, evaluate, resolve and enabled on a dict give what Context.of gives."""
+    """For every flag, evaluate, resolve and enabled on a dict give what Context.of gives
+    for the attributes the flag reads."""
     client = Client(load_flags(OPERATORS, "operators"))
     for flag in FLAGS:
         expected = _reference(flag, context)
@@ -185,10 +206,14 @@ def test_a_plain_dict_is_read_in_place_and_never_changed() -> None:
     assert numbered == {"key": 7, "tenant": "acme"}
 
 
-def test_an_unread_attribute_that_cannot_be_read_still_fails() -> None:
-    """As before, an attribute of a type no condition can use fails the whole context, even
-    when no rule reads it: the safe default, with reason error."""
+def test_an_unread_attribute_is_never_looked_at() -> None:
+    """An attribute no rule reads is not checked, whatever it holds: the flag is evaluated on
+    what it reads. One it reads that cannot be read fails the context, as ever."""
     flag = load_flags(OPERATORS, "operators").flags["by-user"]
-    resolution = evaluate(flag, {"key": "u-1", "unused": {"a": 1}})
+    plain = evaluate(flag, {"key": "u-1"})
+    odd = evaluate(flag, {"key": "u-1", "unused": {"a": 1}, 3: object()})
+    assert odd == plain
+    assert plain.error is None
+    resolution = evaluate(flag, {"key": ["u-1"], "unused": "x"})
     assert (resolution.reason, resolution.error) == (Reason.ERROR, ErrorCode.INVALID_CONTEXT)
-    assert "context.unused" in resolution.message
+    assert "context.key" in resolution.message

@@ -99,8 +99,9 @@ def context_values(context: Context | Mapping[str, object]) -> Mapping[str, obje
     ``Context.of`` would make of it. Its ``user``, when it has a text ``key`` and no ``user``,
     is read from the key by ``folded_user``, as a ``Context`` would have it. An integer key
     is copied in as text. Anything else (another mapping, subclasses, values of other types)
-    goes through ``Context.of``, so a context that cannot be read — even in an attribute no
-    rule reads — fails with the same error as it always did.
+    goes through ``Context.of``, so a context that cannot be read fails with the same error
+    as it always did. (An evaluation reads a plain dict through ``Program.run``, which checks
+    only the attributes its flag reads, and hands just those here when one is not plain.)
 
     Raises:
         InputError: as ``Context.of``.

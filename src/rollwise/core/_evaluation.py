@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rollwise.core._bucketing import BUCKETS, percent_to_buckets, unit_text
-from rollwise.core._context import Context, context_values
+from rollwise.core._context import Context
 from rollwise.core._errors import InputError
 from rollwise.core._flag import Flag, Rule, Split
 from rollwise.core._resolution import ErrorCode, Reason, Resolution
@@ -19,8 +19,7 @@ def evaluate(flag: Flag, context: Context | Mapping[str, object]) -> Resolution:
     default with reason ``error`` and an error code.
     """
     try:
-        values = context_values(context)
-        return flag.program.run(values)
+        return flag.program.run(context)
     except InputError as exc:
         return _failed(flag, ErrorCode.INVALID_CONTEXT, str(exc))
     except Exception as exc:  # the evaluation path must never raise into the application

@@ -8,9 +8,8 @@ percentage or split, hashes the unit once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from hashlib import sha256 as _sha256
 from struct import Struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rollwise.core._bucketing import (
     BUCKETS,
@@ -19,8 +18,18 @@ from rollwise.core._bucketing import (
     salt_prefix,
     unit_text,
 )
+from rollwise.core._bucketing import SHA256 as _sha256
 from rollwise.core._conditions import Predicate
-from rollwise.core._context import KEY, USER, folded_user
+from rollwise.core._context import (
+    _AS_IS,
+    _TEXT,
+    KEY,
+    USER,
+    Context,
+    ContextValues,
+    context_values,
+    folded_user,
+)
 from rollwise.core._resolution import ErrorCode, Reason, Resolution
 from rollwise.core._semver import parse_version
 
@@ -45,6 +54,8 @@ class Program:
         "_killed",
         "_min_version",
         "_prefix",
+        "_reads",
+        "_reads_key",
         "_reads_user",
         "_rules",
         "_source",
@@ -69,13 +80,17 @@ class Program:
                 raise ValueError(f"flag {flag.key!r} has no variant {name!r}")
         self._prefix = salt_prefix(flag.bucket_salt)
         self._source: Flag | None = flag
+        #: The attributes an evaluation reads (set by ``_compile``): a plain dict is checked
+        #: in these only (``_run``).
+        self._reads: tuple[str, ...] | None = None
+        self._reads_key = False
         # ``run`` is an attribute: the first call compiles and puts the compiled ``_run`` in
         # its place, so every later call costs what a method call costs, and no check.
-        self.run: Callable[[Mapping[str, object]], Resolution] = self._first_run
+        self.run: Callable[[Context | Mapping[str, object]], Resolution] = self._first_run
 
-    def _first_run(self, values: Mapping[str, object]) -> Resolution:
+    def _first_run(self, context: Context | Mapping[str, object]) -> Resolution:
         self._compile()
-        return self._run(values)
+        return self._run(context)
 
     def _compile(self) -> None:
         """Build every resolution and rule of the flag. Two threads may compile the same
@@ -150,13 +165,65 @@ class Program:
                 )
             rules.append((predicate, unit, limits, served))
         self._rules = tuple(rules)
+        read = {name for rule in flag.rules if rule.when for name in rule.when.attributes()}
+        read.update(unit for _, unit, _, _ in rules if unit is not None)
+        if flag.min_app_version is not None:
+            read.add(_VERSION_ATTRIBUTE)
+        # A plain dict's user may be its key (folded_user): then the key is read too.
+        self._reads_key = USER in read or KEY in read
+        read.discard(KEY)
+        self._reads = tuple(sorted(read))
         self._source = None  # no cycle flag → program → flag once compiled
         self.run = self._run
 
-    def _run(self, values: Mapping[str, object]) -> Resolution:
-        """Evaluate against what ``context_values`` returns: a context's values, or a plain
-        dict read in place (whose user may be its key). May raise on a broken predicate;
-        ``evaluate`` is the never-raising entry point."""
+    def _converted(self, context: Mapping[str, object]) -> Mapping[str, object]:
+        """The values of a dict that holds something other than plain values in what this
+        flag reads: those attributes alone, through ``context_values``, which converts them
+        (an integer key to text) or raises saying which cannot be read."""
+        wanted = set(self._reads or ())
+        if self._reads_key:
+            wanted.add(KEY)
+        # In the dict's order, so the error names its first unreadable attribute, as ever.
+        return context_values({name: v for name, v in context.items() if name in wanted})
+
+    def _run(self, context: Context | Mapping[str, object]) -> Resolution:
+        """Evaluate a context as the application passes it. May raise on a broken predicate,
+        or ``InputError`` for a context that cannot be read; ``evaluate`` is the never-raising
+        entry point.
+
+        A ``Context`` (or its values) is evaluated as it is. A plain dict is read in place,
+        checked in the attributes this flag reads only (``_reads``): each must hold text, a
+        number, a boolean, None or a list of text, and its key, when the user is read, text
+        or None. Otherwise those attributes alone go through ``context_values``, which
+        converts them or says which cannot be read (``_converted``); any other mapping goes
+        through it whole. What no rule reads is never looked at, and a dict is never copied
+        or written to on its way here.
+        """
+        kind: type = context.__class__
+        if kind is ContextValues:
+            values = cast("Mapping[str, object]", context)
+        elif kind is Context:
+            values = cast(Context, context).values
+        elif kind is dict:
+            values = cast("Mapping[str, object]", context)
+            for name in self._reads or ():
+                value: object = values.get(name)
+                held: type = value.__class__
+                if held is str or held in _AS_IS:
+                    continue
+                if (held is list or held is tuple) and _TEXT.issuperset(
+                    map(type, cast("list[object]", value))
+                ):
+                    continue
+                values = self._converted(values)
+                break
+            else:
+                if self._reads_key:
+                    key = values.get(KEY)
+                    if key is not None and key.__class__ is not str:
+                        values = self._converted(values)
+        else:
+            values = context_values(context)
         if self._killed:
             return self.killed
         if self._min_version is not None and not self._version_ok(values.get(_VERSION_ATTRIBUTE)):
