@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from rollwise.core._errors import InputError
 
@@ -126,6 +127,19 @@ def context_values(context: Context | Mapping[str, object]) -> Mapping[str, obje
         text = str(key)
         return {**context, KEY: text, USER: context.get(USER, text)}
     return Context.of(context).values  # a key of another type: Context.of says why
+
+
+def read_in_place(context: Context | Mapping[str, object]) -> Mapping[str, object]:
+    """What the SDK's exposures and outcomes read a context through: a ``Context``'s values,
+    a plain dict as it is (each rollout's flag checks what it reads, in ``Program.run``; the
+    unit and segments are read by readers that take any value), any other mapping through
+    ``context_values``."""
+    kind: type = context.__class__
+    if kind is Context:
+        return cast(Context, context).values
+    if kind is dict:
+        return cast("Mapping[str, object]", context)
+    return context_values(context)
 
 
 def folded_user(values: Mapping[str, object]) -> object:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, cast, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from rollwise.core import (
     Context,
@@ -16,10 +16,10 @@ from rollwise.core import (
     FlagSet,
     Reason,
     Resolution,
-    context_values,
     evaluate,
     load_flags,
 )
+from rollwise.core._context import read_in_place
 from rollwise.sdk._observation import Observation
 from rollwise.sdk._snapshot import EMPTY, LiveRollout, Served, Snapshot
 from rollwise.sdk._stats import ClientStats
@@ -35,19 +35,6 @@ if TYPE_CHECKING:
 _MAX_OBSERVED_NAMES = 1024
 #: What observe() returns when no rollout is live: stateless, so one serves every thread.
 _UNOBSERVED: AbstractContextManager[None] = nullcontext()
-
-
-def _in_place(context: Context | Mapping[str, object]) -> Mapping[str, object]:
-    """What the exposures and the outcomes read a context through: a ``Context``'s values, a
-    plain dict as it is (each rollout's flag checks what it reads: ``Program.run``;
-    the unit and segments are read by readers that take any value), any other mapping
-    through ``context_values``."""
-    kind: type = context.__class__
-    if kind is Context:
-        return cast(Context, context).values
-    if kind is dict:
-        return cast("Mapping[str, object]", context)
-    return context_values(context)
 
 
 def _not_found(flag: str, default: object) -> Resolution:
@@ -215,7 +202,7 @@ class Client:
             )
         elif flag in served.exposing:
             try:  # evaluate() read the context, so this cannot fail; but never raise
-                values = _in_place(context)
+                values = read_in_place(context)
             except Exception:
                 return resolution
             self._expose(flag, served.exposing[flag], values, resolution)
@@ -253,7 +240,7 @@ class Client:
             return False
         rollouts = served.exposing.get(flag)
         if rollouts is not None:
-            self._expose(flag, rollouts, _in_place(context), resolution)
+            self._expose(flag, rollouts, read_in_place(context), resolution)
         if self._events is not None:
             self._events.emit(resolution, context, served.flags.version)
         return resolution.enabled
@@ -361,7 +348,7 @@ class Client:
         if aggregates is None:
             return
         try:
-            aggregates.add(rollouts, _in_place(context), outcomes)
+            aggregates.add(rollouts, read_in_place(context), outcomes)
         except Exception:
             self._log.warning(
                 f"record:{outcomes[0][0]}",
