@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from rollwise.control import Controller
-from rollwise.control._controller import _signature
+from rollwise.control._controller import _signature, _state
 from rollwise.core.judgement import (
     LATENCY_BUCKETS,
     Move,
@@ -154,3 +154,50 @@ def test_the_controller_decides_like_a_full_recomputation(store: Store) -> None:
     assert rebuilds + controller.rebuilds > 2 * len(ids) + 3
     assert compared > 150 and kept > 30 and reused > 10
     assert controller.judge_failures == 0
+
+
+def test_a_restarted_controller_reads_rollouts_a_chunk_at_a_time(store: Store) -> None:
+    """After a restart, a tick reads rollouts whole for ``read_seconds`` at most (here none:
+    one chunk of two a tick), a killed flag's first, then the oldest. Those not read yet are
+    not judged (``waiting`` counts them); from the tick that reads them they are judged as
+    the store's observations judge them."""
+    names = [f"f{n}" for n in range(5)]
+    store.apply_flags(
+        "flags:\n"
+        + "".join(f"  {name}:\n    variants: [off, on]\n    unit: tenant\n" for name in names),
+        "flags.yaml",
+        "alice",
+        START,
+    )
+    ids = [
+        store.start_rollout(None, "alice", START, text=PLAN.format(flag=name)).id for name in names
+    ]
+    rng = np.random.default_rng(7)
+    now = START
+    for tick in range(1, 13):  # an hour of batches from every rollout
+        now = START + timedelta(minutes=5 * tick)
+        window = int((now - timedelta(minutes=5)).timestamp() // 60) // 15 * 15
+        rows = [row for rollout in ids for row in _batch(rollout, 0, window, 1.0, rng)]
+        store.ingest(f"hour-{tick}", "sdk", rows, [], now)
+    store.set_killed("f3", True, "alice", now)
+    killed = store.kill_switches()
+    controller = Controller(store, read_seconds=0.0, read_chunk=2)
+    judged: list[set[int]] = []
+    waiting: list[int] = []
+    for tick in range(1, 5):
+        now += timedelta(minutes=1)
+        live = {record.id: record for record in store.rollouts(live=True)}
+        outcomes = controller.tick(now)
+        judged.append({outcome.rollout_id for outcome in outcomes})
+        waiting.append(controller.waiting)
+        for outcome in outcomes:
+            record = live[outcome.rollout_id]
+            plan = store.parsed_plan(record.plan_id)
+            state = _state(record, killed.get(record.flag, False))
+            full = decide(plan, state, store.observations(record, plan), now, record.approvals)
+            assert outcome.decision.move is full.move, (tick, record.flag)
+    assert judged[0] == {ids[3], ids[0]}
+    assert {ids[1], ids[2]} <= judged[1] <= {ids[0], ids[1], ids[2], ids[3]}
+    assert ids[4] in judged[2]
+    assert waiting == [3, 1, 0, 0]
+    assert controller.rebuilds == 5

@@ -127,3 +127,5 @@ def test_the_server_counts_unjudgeable_rollouts_in_its_metrics(store: Store) -> 
             text = client.get("/metrics").text
             time.sleep(0.05)
     assert store.rollout(ids["good"]).status is RolloutStatus.RUNNING
+    # Both rollouts were read in the first tick: none waits to be judged.
+    assert "rollwise_rollouts_waiting 0.0" in text

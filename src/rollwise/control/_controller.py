@@ -19,7 +19,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from rollwise.control._tracking import Tracked, Tracker
+from rollwise.control._tracking import READ_CHUNK, READ_SECONDS, Tracked, Tracker
 from rollwise.core import GuardKind, Plan, RolloutAction, next_status
 from rollwise.core.judgement import (
     Decision,
@@ -100,7 +100,9 @@ class Controller:
 
     ``judge_failures`` counts the rollouts paused because their data could not be judged (see
     ``tick``); ``rebuilds`` how often a rollout's aggregates were read whole (at start, for a
-    rollout it starts judging, and after a batch more than ``open_minutes`` late).
+    rollout it starts judging, and after a batch more than ``open_minutes`` late); ``waiting``
+    how many running rollouts the last tick had not read yet, and so did not judge: a tick
+    reads rollouts whole for ``read_seconds`` at most (``_tracking.py``; None: all at once).
     """
 
     def __init__(
@@ -111,6 +113,8 @@ class Controller:
         *,
         open_minutes: int | None = None,
         sources: Sequence[Source] = (),
+        read_seconds: float | None = READ_SECONDS,
+        read_chunk: int = READ_CHUNK,
     ) -> None:
         self.store = store
         self.sources = list(sources)
@@ -120,13 +124,19 @@ class Controller:
         # Stored plans never change (a new version is a new plan), so parse each once.
         self._plans: dict[int, Plan] = {}
         # Each running rollout's evidence, kept up to date from what changed in the store.
-        self._tracker = Tracker(store, open_minutes)
+        self._tracker = Tracker(
+            store, open_minutes, read_seconds=read_seconds, read_chunk=read_chunk
+        )
         self._running = RunningRollouts()
         self.judge_failures = 0
 
     @property
     def rebuilds(self) -> int:
         return self._tracker.rebuilds
+
+    @property
+    def waiting(self) -> int:
+        return self._tracker.waiting
 
     def tick(self, now: datetime) -> list[Outcome]:
         """Judge every running rollout once. Returns what was decided and applied.
@@ -145,7 +155,10 @@ class Controller:
             if rollout.id in unreadable:
                 pause = Decision(Move.PAUSE, rollout.stage, now, (unreadable[rollout.id],))
                 outcomes.append(self._apply(rollout, pause, now))
-        failed = self._tracker.refresh(running, self._plan)
+        # Rollouts not read yet (after a restart) are read in this order, as time allows:
+        # a killed flag's first, then the later stages (more exposed), then the oldest.
+        first = sorted(running, key=lambda r: (not killed.get(r.flag, False), -r.stage, r.id))
+        failed = self._tracker.refresh(first, self._plan)
         for rollout, error in failed:
             outcomes.append(self._unjudgeable(rollout, error, now))
         unjudged = {rollout.id for rollout, _ in failed} | set(unreadable)

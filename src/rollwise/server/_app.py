@@ -135,6 +135,12 @@ class Metrics:
             "judging, a batch later than a folded window)",
             registry=self.registry,
         )
+        self.waiting = Gauge(
+            "rollwise_rollouts_waiting",
+            "Running rollouts the last controller tick had not read yet, so did not judge "
+            "(after a restart, a tick reads rollouts whole for about 2 s)",
+            registry=self.registry,
+        )
 
 
 def create_app(
@@ -328,6 +334,7 @@ async def _control(app: FastAPI, tick: timedelta) -> None:
             logger.exception("controller tick failed")
         metrics.unjudgeable.inc(controller.judge_failures - failures)
         metrics.rebuilds.inc(controller.rebuilds - rebuilds)
+        metrics.waiting.set(controller.waiting)
         failures, rebuilds = controller.judge_failures, controller.rebuilds
         metrics.tick_seconds.set(loop.time() - started)
         await asyncio.sleep(max(0.0, tick.total_seconds() - (loop.time() - started)))
