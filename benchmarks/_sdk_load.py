@@ -78,7 +78,7 @@ def _template(shape: Shape, rng: random.Random) -> tuple[bytes, int]:
                     "metric": "checkout.latency",
                     "requests": served,
                     "events": 0,
-                    "histogram": _histogram(rng, served),
+                    "buckets": [[i, n] for i, n in enumerate(_histogram(rng, served)) if n],
                 }
             )
             requests += 2 * served

@@ -7,7 +7,8 @@ starts real ``rollwise server`` processes on loopback with a running ``by: [tena
 then 1,000 simulated SDK clients (``_sdk_load.py``: asyncio over real HTTP, each with its own
 connection, flushing every ``--flush`` s ± 20 % like the SDK, retrying what was not taken under
 the same id). A batch is what such an SDK sends: 84 aggregates (error counts and latency
-histograms of 432 buckets, both sides, the whole and 20 tenants), 20 exposures, a gauge reading.
+histograms of 432 buckets, sent sparse as the SDK sends them; both sides, the whole and 20
+tenants), 20 exposures, a gauge reading.
 
 After ``--seconds`` of steady load the first replica gets ``kill -9`` and is started again; the
 clients go on for ``--after`` seconds, then send what they still hold. Then the store is read:

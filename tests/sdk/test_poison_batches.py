@@ -116,6 +116,19 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 Poison = Callable[[Server], dict[str, Any]]
+
+
+def sparse(server: Server, buckets: Any, **changes: Any) -> dict[str, Any]:
+    """A good batch whose latency histogram is sent sparse (as the SDK sends it) as ``buckets``,
+    with ``changes`` to the latency aggregate."""
+    batch = server.batch(**changes)
+    latency = batch["aggregates"][1]
+    if "histogram" not in changes:
+        del latency["histogram"]
+    latency["buckets"] = buckets
+    return batch
+
+
 #: (what, the batch, the status, what the message must say)
 POISON: list[tuple[str, Poison, int, str]] = [
     (
@@ -123,6 +136,42 @@ POISON: list[tuple[str, Poison, int, str]] = [
         lambda s: s.batch(histogram=[1, 2, 3]),
         422,
         f"aggregates[1].histogram: List should have at least {LATENCY_BUCKETS} items",
+    ),
+    (
+        "sparse buckets out of order",
+        lambda s: sparse(s, [[5, 1], [3, 1]]),
+        422,
+        "aggregates[1].buckets: indices must increase, but [1] has index 3 after 5",
+    ),
+    (
+        "a sparse bucket twice",
+        lambda s: sparse(s, [[5, 1], [5, 1]]),
+        422,
+        "aggregates[1].buckets: indices must increase, but [1] has index 5 after 5",
+    ),
+    (
+        "a sparse bucket past the last",
+        lambda s: sparse(s, [[3, 1], [LATENCY_BUCKETS, 1]]),
+        422,
+        f"aggregates[1].buckets[1][0]: Input should be less than {LATENCY_BUCKETS}",
+    ),
+    (
+        "a negative sparse count",
+        lambda s: sparse(s, [[3, -1]]),
+        422,
+        "aggregates[1].buckets[0][1]: Input should be greater than or equal to 0",
+    ),
+    (
+        "a sparse bucket as text",
+        lambda s: sparse(s, [["3", 1]]),
+        422,
+        "aggregates[1].buckets[0][0]: Input should be a valid integer",
+    ),
+    (
+        "histogram and buckets both",
+        lambda s: sparse(s, [[3, 1]], histogram=[1] * 10 + [0] * (LATENCY_BUCKETS - 10)),
+        422,
+        "aggregates[1].buckets: an aggregate has histogram or buckets",
     ),
     (
         "more events than requests",
@@ -202,3 +251,24 @@ def test_a_batch_for_a_rollout_that_ended_is_refused_after_the_grace(server: Ser
     assert body["error"] == "conflict"
     assert body["message"].startswith("aggregates[0].rollout: rollout 1 was rolled back at")
     assert server.stored() == before
+
+
+def test_sparse_buckets_and_a_dense_histogram_add_up_to_the_same_counts(server: Server) -> None:
+    """The SDK sends latencies sparse; an older client sends 432 counts. Into one key, both are
+    added bucket by bucket, in one group or in separate transactions."""
+    dense = [0] * LATENCY_BUCKETS
+    dense[7], dense[200], dense[LATENCY_BUCKETS - 1] = 4, 5, 1
+    for body in (
+        server.batch(histogram=dense),
+        sparse(server, [[0, 2], [7, 1], [LATENCY_BUCKETS - 1, 7]]),
+        sparse(server, []),
+    ):
+        reply = server.sdk.post_events(json.dumps(body).encode())
+        assert reply.status == 202, reply.body
+    with server.store.engine.connect() as connection:
+        (histogram,) = connection.execute(
+            sa.select(t.aggregates.c.histogram).where(t.aggregates.c.metric == "checkout.latency")
+        ).one()
+    expected = [0] * LATENCY_BUCKETS
+    expected[0], expected[7], expected[200], expected[LATENCY_BUCKETS - 1] = 2, 5, 5, 8
+    assert histogram == expected

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.store import (
     AggregateRow,
     EventBatch,
@@ -211,6 +212,61 @@ def test_a_bad_batch_stores_nothing_of_its_group(store: Store) -> None:
         0,
         [1, 2, 0],
     )
+
+
+def test_sparse_and_dense_histograms_add_up_alike(store: Store) -> None:
+    """Latency rows sent dense (432 counts) or sparse (non-zero buckets), mixed on the same keys
+    and written in random groups: every stored histogram is the bucket-wise sum of all."""
+    rollout = _started(store)
+    rng = random.Random(20261201)
+    expected: dict[tuple[Any, ...], list[int]] = {}
+    batches = []
+    for number in range(40):
+        rows = []
+        for _ in range(rng.randint(1, 6)):
+            key = (rollout.id, 0, 100 + rng.randint(0, 1), rng.random() < 0.5, "")
+            counts = [0] * LATENCY_BUCKETS
+            for _ in range(rng.randint(0, 30)):
+                counts[rng.choice([0, LATENCY_BUCKETS - 1, rng.randrange(LATENCY_BUCKETS)])] += 1
+            total = expected.setdefault((*key, "checkout.latency"), [0] * LATENCY_BUCKETS)
+            total[:] = [a + b for a, b in zip(total, counts, strict=True)]
+            if rng.random() < 0.5:
+                rows.append(
+                    AggregateRow(*key, "checkout.latency", sum(counts), 0, histogram=tuple(counts))
+                )
+            else:
+                pairs = tuple((i, n) for i, n in enumerate(counts) if n)
+                rows.append(AggregateRow(*key, "checkout.latency", sum(counts), 0, buckets=pairs))
+        batches.append(EventBatch(f"mixed-{number}", "sdk", NOW, tuple(rows)))
+    while batches:
+        size = rng.randint(1, 8)
+        assert store.ingest_many(batches[:size]) == [True] * len(batches[:size])
+        del batches[:size]
+    stored = _aggregates(store)
+    assert {key: histogram for key, (_, _, histogram) in stored.items()} == expected
+    assert all(requests == sum(expected[key]) for key, (requests, _, _) in stored.items())
+
+
+@pytest.mark.parametrize("index", [-1, LATENCY_BUCKETS])
+def test_a_sparse_bucket_outside_the_histogram_stores_nothing(store: Store, index: int) -> None:
+    """A caller of the store that skipped the HTTP checks: an index outside 0 … 431 (a negative
+    one would add to a bucket counted from the end) refuses the group; nothing is stored."""
+    rollout = _started(store)
+    good = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=((3, 1),))
+    bad = AggregateRow(
+        rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=((index, 1),)
+    )
+    with pytest.raises(RefusedError, match=f"bucket {index} is not one of the {LATENCY_BUCKETS}"):
+        store.ingest_many(
+            [EventBatch("good", "sdk", NOW, (good,)), EventBatch("bad", "sdk", NOW, (bad,))]
+        )
+    assert _aggregates(store) == {}
+    dense = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, (1, 0, 0))
+    with pytest.raises(RefusedError, match=f"a histogram of {LATENCY_BUCKETS} buckets cannot"):
+        store.ingest_many(
+            [EventBatch("dense", "sdk", NOW, (dense,)), EventBatch("good", "sdk", NOW, (good,))]
+        )
+    assert _aggregates(store) == {}
 
 
 @pytest.fixture

@@ -61,6 +61,9 @@ Text = Annotated[
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Stage = Annotated[int, Field(ge=0, le=MAX_ID)]
+BucketIndex = Annotated[int, Field(ge=0, lt=LATENCY_BUCKETS)]
+#: A latency histogram's non-zero buckets, [index, count] pairs (indices checked increasing).
+SparseHistogram = Annotated[list[tuple[BucketIndex, Count]], Field(max_length=LATENCY_BUCKETS)]
 
 
 def _now(info: ValidationInfo) -> datetime | None:
@@ -130,7 +133,13 @@ class Aggregate(BaseModel):
     events: Count = Field(default=0, description="at most requests")
     histogram: (
         Annotated[list[Count], Field(min_length=LATENCY_BUCKETS, max_length=LATENCY_BUCKETS)] | None
-    ) = None
+    ) = Field(default=None, description=f"a latency's {LATENCY_BUCKETS} bucket counts")
+    buckets: SparseHistogram | None = Field(
+        default=None,
+        description="the same histogram sparse: its non-zero buckets as [index, count] pairs, "
+        "indices increasing (what the Python SDK sends: a latency spans a few dozen of the "
+        "buckets); at most one of histogram and buckets",
+    )
 
     @field_validator("window")
     @classmethod
@@ -155,10 +164,40 @@ class Aggregate(BaseModel):
             )
         return events
 
+    @field_validator("buckets")
+    @classmethod
+    def _buckets_increase(
+        cls, buckets: list[tuple[int, int]] | None
+    ) -> list[tuple[int, int]] | None:
+        if not buckets:
+            return buckets
+        indices = [index for index, _ in buckets]
+        if len(set(indices)) != len(indices) or indices != sorted(indices):
+            previous = -1
+            for position, index in enumerate(indices):
+                if index <= previous:
+                    raise PydanticCustomError(
+                        "buckets_order",
+                        "indices must increase, but [{position}] has index {index} after "
+                        "{previous}",
+                        {"position": position, "index": index, "previous": previous},
+                    )
+                previous = index
+        return buckets
+
     @model_validator(mode="after")
     def _replicate_fits(self, info: ValidationInfo) -> Aggregate:
         """A replicate aggregate has window 0 and no histogram; window 0 is a replicate's
         only; "~" starts no segment but a replicate's."""
+        if self.histogram is not None and self.buckets is not None:
+            raise _refused(
+                "buckets",
+                self.buckets,
+                PydanticCustomError(
+                    "histogram_twice",
+                    "an aggregate has histogram or buckets (the same counts sparse), not both",
+                ),
+            )
         segment = self.segment
         # parse_replicate takes one spelling per replicate (ASCII digits, no leading zero).
         replicate = parse_replicate(segment) if segment.startswith("~") else None
@@ -175,9 +214,10 @@ class Aggregate(BaseModel):
             )
         if replicate is None:
             now = _now(info)
-            error = _window_error(self.window, now) if now is not None else None
-            if self.window == REPLICATE_WINDOW and error is not None:
-                raise _refused("window", self.window, error)
+            if self.window == REPLICATE_WINDOW and now is not None:
+                error = _window_error(self.window, now)
+                if error is not None:
+                    raise _refused("window", self.window, error)
             return self
         if self.window != REPLICATE_WINDOW:
             raise _refused(
@@ -189,10 +229,11 @@ class Aggregate(BaseModel):
                     {"zero": REPLICATE_WINDOW, "segment": segment, "window": self.window},
                 ),
             )
-        if self.histogram is not None:
+        if self.histogram is not None or self.buckets is not None:
+            field = "histogram" if self.histogram is not None else "buckets"
             raise _refused(
-                "histogram",
-                self.histogram,
+                field,
+                getattr(self, field),
                 PydanticCustomError(
                     "replicate_histogram",
                     "a replicate aggregate (segment {segment}) counts requests and events of a "

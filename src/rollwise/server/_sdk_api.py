@@ -180,6 +180,7 @@ async def events(request: Request, _place: Admitted, key: SdkKey) -> JSONRespons
                 a.requests,
                 a.events,
                 tuple(a.histogram) if a.histogram is not None else None,
+                tuple(a.buckets) if a.buckets is not None else None,
             )
             for a in batch.aggregates
         ),
