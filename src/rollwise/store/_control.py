@@ -115,17 +115,18 @@ class ControlStore:
             return self._version(connection)
 
     def _flags_in(self, connection: sa.Connection) -> FlagSet:
-        """The latest applied flags file, parsed once per version (files never change)."""
-        row = connection.execute(
-            sa.select(t.flag_files.c.version, t.flag_files.c.text)
-            .order_by(t.flag_files.c.version.desc())
-            .limit(1)
-        ).one_or_none()
-        if row is None:
+        """The latest applied flags file, read and parsed once per version (files never
+        change): every SDK batch with a gauge reading asks, and a file may hold a thousand
+        flags."""
+        version = connection.execute(sa.select(sa.func.max(t.flag_files.c.version))).scalar()
+        if version is None:
             return FlagSet()
         cached = self._parsed_flags
-        if cached is None or cached[0] != row.version:
-            cached = self._parsed_flags = (row.version, load_flags(row.text, "stored flags"))
+        if cached is None or cached[0] != version:
+            text = connection.execute(
+                sa.select(t.flag_files.c.text).where(t.flag_files.c.version == version)
+            ).scalar_one()
+            cached = self._parsed_flags = (version, load_flags(text, "stored flags"))
         return cached[1]
 
     def _plan_in(self, connection: sa.Connection, plan_id: int) -> tuple[PlanRecord, Plan]:

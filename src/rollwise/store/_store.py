@@ -75,7 +75,9 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         try:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            # A pooled PostgreSQL connection can die with its server; an SQLite file cannot,
+            # and a ping per checkout is a statement per SDK batch.
+            engine = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise InputError(f"cannot use database URL {url!r}: {exc}", path="--db") from None
         if engine.dialect.name == "sqlite":
