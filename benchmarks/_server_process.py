@@ -19,7 +19,14 @@ class ServerProcess:
     """One replica: ``rollwise server --db <url> --port <port> [--no-controller]``."""
 
     def __init__(
-        self, db: str, port: int, admin_token: str, log: Path, *, controller: bool = True
+        self,
+        db: str,
+        port: int,
+        admin_token: str,
+        log: Path,
+        *,
+        controller: bool = True,
+        workers: int = 1,
     ) -> None:
         self.db = db
         self.port = port
@@ -27,6 +34,7 @@ class ServerProcess:
         self.admin_token = admin_token
         self.log = log
         self.controller = controller
+        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -36,6 +44,8 @@ class ServerProcess:
         command += ["--port", str(self.port)]
         if not self.controller:
             command.append("--no-controller")
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         self.starts += 1
         with self.log.open("ab") as log:
             log.write(f"\n=== start {self.starts} ===\n".encode())
@@ -61,8 +71,27 @@ class ServerProcess:
     def kill9(self) -> None:
         """``kill -9``: no shutdown, no flush, no goodbye."""
         if self.process is not None:
+            workers = self._children()
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            # Its --workers processes die with it (SIGKILL from the kernel): wait until they
+            # no longer hold the port.
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in workers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"workers {workers} outlived the server's kill -9")
+                time.sleep(0.01)
+
+    def _children(self) -> list[int]:
+        if self.process is None:
+            return []
+        found = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+            try:  # the processes it started, from any of its threads
+                found += [int(pid) for pid in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return found
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -73,11 +102,17 @@ class ServerProcess:
                 self.kill9()
 
     def cpu_seconds(self) -> float:
-        """User and system CPU time the process used so far (Linux /proc)."""
+        """User and system CPU time the process and its workers used so far (Linux /proc)."""
         if self.process is None:
             return 0.0
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in [self.process.pid, *self._children()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def count_in_log(self, text: str) -> int:
         return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0

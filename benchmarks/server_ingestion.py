@@ -2,8 +2,9 @@
 """Does the server take the batches of 1,000 SDKs without locking errors, 5xx or slow
 acknowledgements — and does a batch it acknowledged survive a ``kill -9``?
 
-For each database (SQLite: one server; PostgreSQL: two replicas, one with ``--no-controller``),
-starts real ``rollwise server`` processes on loopback with a running ``by: [tenant]`` rollout,
+For each database (SQLite: one server; PostgreSQL: two replicas, one with ``--no-controller``;
+each with ``--workers 2`` processes unless told otherwise), starts real ``rollwise server``
+processes on loopback with a running ``by: [tenant]`` rollout,
 then 1,000 simulated SDK clients (``_sdk_load.py``: asyncio over real HTTP, each with its own
 connection, flushing every ``--flush`` s ± 20 % like the SDK, retrying what was not taken under
 the same id). A batch is what such an SDK sends: 84 aggregates (error counts and latency
@@ -19,7 +20,7 @@ Server logs are searched for ``database is locked`` and deadlocks; PostgreSQL's 
 counter is read before and after. Prints a table, writes benchmarks/results/server_ingestion.json.
 
     python benchmarks/server_ingestion.py [--db sqlite,postgresql] [--clients 1000] [--flush 5]
-        [--seconds 60] [--after 30]
+        [--seconds 60] [--after 30] [--workers 2]
 """
 
 from __future__ import annotations
@@ -185,7 +186,14 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
     db = f"sqlite:///{directory}/bench.db" if kind == "sqlite" else _postgres_url()
     count = 1 if kind == "sqlite" else 2
     replicas = [
-        ServerProcess(db, free_port(), ADMIN, directory / f"{kind}-{i}.log", controller=i == 0)
+        ServerProcess(
+            db,
+            free_port(),
+            ADMIN,
+            directory / f"{kind}-{i}.log",
+            controller=i == 0,
+            workers=args.workers,
+        )
         for i in range(count)
     ]
     deadlocks_before = _pg_deadlocks() if kind == "postgresql" else 0
@@ -216,6 +224,7 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
     result = {
         "database": kind,
         "replicas": count,
+        "workers_per_replica": args.workers,
         "clients": args.clients,
         "flush_s": args.flush,
         "steady_s": args.seconds,
@@ -279,7 +288,7 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"{args.seconds:g} s steady, kill -9, {args.after:g} s more"
     )
     header = (
-        f"{'database':<11}{'replicas':>9}{'offered/s':>10}{'acked/s':>9}{'p50 ms':>8}"
+        f"{'database':<11}{'replicas':>9}{'workers':>8}{'offered/s':>10}{'acked/s':>9}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'max ms':>8}{'5xx':>7}{'503':>7}{'locked':>7}{'deadlk':>7}"
         f"{'lost':>6}{'sums':>6}{'kill p50/max ms':>17}{'10k exp ms':>11}"
     )
@@ -289,7 +298,8 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         sums = "ok" if r["stored_requests"] == r["expected_requests"] else "WRONG"
         kill = r["kill_switch_ms"]
         print(
-            f"{r['database']:<11}{r['replicas']:>9}{r['offered_per_s']:>10.1f}"
+            f"{r['database']:<11}{r['replicas']:>9}{r['workers_per_replica']:>8}"
+            f"{r['offered_per_s']:>10.1f}"
             f"{r['acked_per_s_steady']:>9.1f}{ack['p50']:>8.0f}{ack['p99']:>8.0f}{ack['max']:>8.0f}"
             f"{r['http_5xx']:>7}{r['http_503']:>7}{r['database_is_locked_in_logs']:>7}"
             f"{r['deadlocks_postgresql'] + r['deadlocks_in_logs']:>7}"
@@ -316,6 +326,12 @@ def main() -> int:
     parser.add_argument("--flush", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--after", type=float, default=30.0)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="rollwise server --workers of each replica (default 2: this machine's cores)",
+    )
     parser.add_argument("--logs", help="keep the database and the server logs here")
     parser.add_argument(
         "--output", default=str(Path(__file__).parent / "results/server_ingestion.json")

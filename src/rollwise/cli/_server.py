@@ -6,11 +6,16 @@ import argparse
 import logging
 import os
 import re
+import shutil
+import signal
+import socket
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollwise.cli._listen import address, bind, port
+from rollwise.cli._workers import Workers, die_with_parent
 from rollwise.core import InputError, parse_duration
 from rollwise.core._judgements import load_judgements
 
@@ -64,7 +69,29 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help="POST every applied decision here as JSON (repeatable; ROLLWISE_WEBHOOKS)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=os.environ.get("ROLLWISE_WORKERS", "1"),
+        metavar="N",
+        help="processes serving the port (1 to 64, default 1; ROLLWISE_WORKERS): one serves "
+        "on one core at most; the controller runs in the first",
+    )
+    # A worker of --workers: the socket it serves, its number, the process it dies with.
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--parent", type=int, default=0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of processes, got {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {value}")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -119,6 +146,21 @@ def _open_store(url: str) -> Store:
 
 
 def run(args: argparse.Namespace) -> int:
+    metrics = None
+    if args.workers > 1 and not args.worker and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics answers from whichever process took the connection: every process keeps
+        # its counts in files here, and each answer adds them up (set before prometheus_client
+        # is imported; the workers inherit it).
+        metrics = tempfile.mkdtemp(prefix="rollwise-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+    try:
+        return _run(args)
+    finally:
+        if metrics is not None:
+            shutil.rmtree(metrics, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rollwise.server import create_app
@@ -132,8 +174,13 @@ def run(args: argparse.Namespace) -> int:
     if args.judgements:  # a bad file is said (with its line) before anything starts
         path = Path(args.judgements)
         judgements = load_judgements(path.read_text(encoding="utf-8"), str(path))
-    # The port first: a busy one is said before a database file is created.
-    listener = bind(args.host, args.port)
+    if args.listen_fd is not None:  # a worker of --workers: its first process bound the port
+        die_with_parent(args.parent)
+        listener = socket.socket(fileno=args.listen_fd)
+    else:
+        # The port first: a busy one is said before a database file is created.
+        listener = bind(args.host, args.port)
+    workers: Workers | None = None
     try:
         store = _open_store(args.db)
         try:
@@ -151,12 +198,23 @@ def run(args: argparse.Namespace) -> int:
                 prometheus_url=args.prometheus_url,
                 judgements=judgements,
             )
+            who = f" (worker {args.worker})" if args.worker else ""
             logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                level=logging.INFO,
+                format=f"%(asctime)s %(levelname)s %(name)s{who}: %(message)s",
             )
-            logger.info("rollwise server on %s (Ctrl-C to stop)", address(listener))
-            logger.info("dashboard: %s/", address(listener))
-            if not store.has_admin_token(app.state.clock.now()):
+            if args.worker:
+                logger.info("serving %s too", address(listener))
+            else:
+                logger.info("rollwise server on %s (Ctrl-C to stop)", address(listener))
+                logger.info("dashboard: %s/", address(listener))
+            if args.workers > 1 and not args.worker:
+                workers = Workers(args.workers, listener, _worker_options(args), db=args.db)
+                workers.start()
+                # uvicorn raises the SIGTERM it caught again once it has stopped: exit through
+                # the ``finally`` below, so that the workers are stopped cleanly too.
+                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            if not args.worker and not store.has_admin_token(app.state.clock.now()):
                 logger.warning(
                     "no admin token exists: restart with ROLLWISE_ADMIN_TOKEN set to a secret "
                     "(e.g. ROLLWISE_ADMIN_TOKEN=$(openssl rand -hex 24)), then create stored "
@@ -169,7 +227,26 @@ def run(args: argparse.Namespace) -> int:
             # turns it into exit 130.
             server.run(sockets=[listener])
         finally:
+            if workers is not None:
+                workers.stop()
             store.close()
     finally:
         listener.close()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _worker_options(args: argparse.Namespace) -> list[str]:
+    """What a worker of ``--workers`` is told besides its socket (the database URL goes in its
+    environment, where other users cannot read a password)."""
+    options = []
+    if args.ofrep_rate is not None:
+        options += ["--ofrep-rate", repr(args.ofrep_rate)]
+    if args.prometheus_url:
+        options += ["--prometheus-url", args.prometheus_url]
+    if args.judgements:
+        options += ["--judgements", args.judgements]
+    return options

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel
 
 from rollwise import __version__
@@ -115,13 +117,19 @@ class Metrics:
             ["move"],
             registry=self.registry,
         )
+        # Gauges of a server with --workers: the largest over its live processes (the
+        # controller's own are zero in the other processes).
         self.snapshot = Gauge(
-            "rollwise_snapshot_version", "Snapshot version", registry=self.registry
+            "rollwise_snapshot_version",
+            "Snapshot version",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.tick_seconds = Gauge(
             "rollwise_controller_tick_seconds",
             "Duration of the last controller tick",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.unjudgeable = Counter(
             "rollwise_unjudgeable_rollouts",
@@ -140,6 +148,7 @@ class Metrics:
             "Running rollouts the last controller tick had not read yet, so did not judge "
             "(after a restart, a tick reads rollouts whole for about 2 s)",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
 
@@ -283,7 +292,11 @@ def create_app(
     def prometheus() -> Response:
         """Prometheus text format."""
         metrics.snapshot.set(app.state.versions.current)
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = metrics.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # --workers: every process's counts
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
