@@ -232,7 +232,7 @@ def test_observe_counts_a_failure_and_reraises_the_same_exception() -> None:
         1,
     )
     assert rows[("", "checkout.latency")]["requests"] == 2
-    assert sum(n for _, n in rows[("", "checkout.latency")]["buckets"]) == 2
+    assert sum(rows[("", "checkout.latency")]["buckets"][1::2]) == 2
     assert rows[("tenant=acme", "checkout.error")]["events"] == 1
 
 
@@ -249,7 +249,7 @@ def test_record_and_track_feed_histograms_and_rates() -> None:
         client.flush()
     rows = {row["metric"]: row for row in server.aggregates() if row["segment"] == ""}
     assert set(rows) == {"checkout.latency", "paid"}
-    assert rows["checkout.latency"]["buckets"] == [[latency_bucket(12.5), 1]]
+    assert rows["checkout.latency"]["buckets"] == [latency_bucket(12.5), 1]
     assert (rows["paid"]["requests"], rows["paid"]["events"]) == (2, 1)
 
 
@@ -360,7 +360,7 @@ def test_a_cut_encodes_to_the_protocols_batch() -> None:
         "events": 1,
     }
     assert replicate == {**error, "window": 0, "segment": ACME}
-    assert latency["buckets"] == [[latency_bucket(3.0), 1]]
+    assert latency["buckets"] == [latency_bucket(3.0), 1]
     assert document["exposures"] == [
         {"rollout": 3, "unit": "acme", "stage": 1, "exposed": True, "at": "2026-11-18T11:06:40Z"}
     ]

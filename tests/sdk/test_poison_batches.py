@@ -119,7 +119,8 @@ Poison = Callable[[Server], dict[str, Any]]
 
 
 def sparse(server: Server, buckets: Any, **changes: Any) -> dict[str, Any]:
-    """A good batch whose latency histogram is sent sparse (as the SDK sends it) as ``buckets``,
+    """A good batch whose latency histogram is sent sparse (as the SDK sends it) as ``buckets``
+    (index, count, index, count, …),
     with ``changes`` to the latency aggregate."""
     batch = server.batch(**changes)
     latency = batch["aggregates"][1]
@@ -139,37 +140,50 @@ POISON: list[tuple[str, Poison, int, str]] = [
     ),
     (
         "sparse buckets out of order",
-        lambda s: sparse(s, [[5, 1], [3, 1]]),
+        lambda s: sparse(s, [5, 1, 3, 1]),
         422,
-        "aggregates[1].buckets: indices must increase, but [1] has index 3 after 5",
+        "aggregates[1].buckets: indices must increase, but [2] is index 3 after 5",
     ),
     (
         "a sparse bucket twice",
-        lambda s: sparse(s, [[5, 1], [5, 1]]),
+        lambda s: sparse(s, [5, 1, 5, 1]),
         422,
-        "aggregates[1].buckets: indices must increase, but [1] has index 5 after 5",
+        "aggregates[1].buckets: indices must increase, but [2] is index 5 after 5",
     ),
     (
         "a sparse bucket past the last",
-        lambda s: sparse(s, [[3, 1], [LATENCY_BUCKETS, 1]]),
+        lambda s: sparse(s, [3, 1, LATENCY_BUCKETS, 1]),
         422,
-        f"aggregates[1].buckets[1][0]: Input should be less than {LATENCY_BUCKETS}",
+        f"aggregates[1].buckets: [2] is bucket index {LATENCY_BUCKETS}: there are "
+        f"{LATENCY_BUCKETS} buckets",
+    ),
+    (
+        "a sparse index without its count",
+        lambda s: sparse(s, [3, 1, 7]),
+        422,
+        "aggregates[1].buckets: must be index, count pairs: an even number of integers, got 3",
     ),
     (
         "a negative sparse count",
-        lambda s: sparse(s, [[3, -1]]),
+        lambda s: sparse(s, [3, -1]),
         422,
-        "aggregates[1].buckets[0][1]: Input should be greater than or equal to 0",
+        "aggregates[1].buckets[1]: Input should be greater than or equal to 0",
     ),
     (
         "a sparse bucket as text",
-        lambda s: sparse(s, [["3", 1]]),
+        lambda s: sparse(s, ["3", 1]),
         422,
-        "aggregates[1].buckets[0][0]: Input should be a valid integer",
+        "aggregates[1].buckets[0]: Input should be a valid integer",
+    ),
+    (
+        "sparse buckets as pairs",
+        lambda s: sparse(s, [[3, 1]]),
+        422,
+        "aggregates[1].buckets[0]: Input should be a valid integer",
     ),
     (
         "histogram and buckets both",
-        lambda s: sparse(s, [[3, 1]], histogram=[1] * 10 + [0] * (LATENCY_BUCKETS - 10)),
+        lambda s: sparse(s, [3, 1], histogram=[1] * 10 + [0] * (LATENCY_BUCKETS - 10)),
         422,
         "aggregates[1].buckets: an aggregate has histogram or buckets",
     ),
@@ -260,7 +274,7 @@ def test_sparse_buckets_and_a_dense_histogram_add_up_to_the_same_counts(server: 
     dense[7], dense[200], dense[LATENCY_BUCKETS - 1] = 4, 5, 1
     for body in (
         server.batch(histogram=dense),
-        sparse(server, [[0, 2], [7, 1], [LATENCY_BUCKETS - 1, 7]]),
+        sparse(server, [0, 2, 7, 1, LATENCY_BUCKETS - 1, 7]),
         sparse(server, []),
     ):
         reply = server.sdk.post_events(json.dumps(body).encode())

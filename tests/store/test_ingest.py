@@ -235,8 +235,8 @@ def test_sparse_and_dense_histograms_add_up_alike(store: Store) -> None:
                     AggregateRow(*key, "checkout.latency", sum(counts), 0, histogram=tuple(counts))
                 )
             else:
-                pairs = tuple((i, n) for i, n in enumerate(counts) if n)
-                rows.append(AggregateRow(*key, "checkout.latency", sum(counts), 0, buckets=pairs))
+                flat = tuple(x for i, n in enumerate(counts) if n for x in (i, n))
+                rows.append(AggregateRow(*key, "checkout.latency", sum(counts), 0, buckets=flat))
         batches.append(EventBatch(f"mixed-{number}", "sdk", NOW, tuple(rows)))
     while batches:
         size = rng.randint(1, 8)
@@ -252,10 +252,8 @@ def test_a_sparse_bucket_outside_the_histogram_stores_nothing(store: Store, inde
     """A caller of the store that skipped the HTTP checks: an index outside 0 … 431 (a negative
     one would add to a bucket counted from the end) refuses the group; nothing is stored."""
     rollout = _started(store)
-    good = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=((3, 1),))
-    bad = AggregateRow(
-        rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=((index, 1),)
-    )
+    good = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=(3, 1))
+    bad = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 1, 0, buckets=(index, 1))
     with pytest.raises(RefusedError, match=f"bucket {index} is not one of the {LATENCY_BUCKETS}"):
         store.ingest_many(
             [EventBatch("good", "sdk", NOW, (good,)), EventBatch("bad", "sdk", NOW, (bad,))]

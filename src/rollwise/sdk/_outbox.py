@@ -110,9 +110,9 @@ def encode_batches(
             "events": tally.events,
         }
         if tally.histogram is not None:
-            # Sparse: a latency fills a few dozen of the 432 buckets, and the server parses
-            # and adds a tenth of the numbers.
-            aggregate["buckets"] = [[i, n] for i, n in enumerate(tally.histogram) if n]
+            # Sparse, flat (index, count, …): a latency fills a few dozen of the 432 buckets,
+            # and the server parses and adds a tenth of the numbers.
+            aggregate["buckets"] = [x for i, n in enumerate(tally.histogram) if n for x in (i, n)]
         aggregates.append(aggregate)
     exposures = [
         {

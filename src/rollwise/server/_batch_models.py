@@ -3,6 +3,7 @@ wire models of ``POST /sdk/v1/events`` (the endpoints are ``_sdk_api.py``)."""
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -61,9 +62,9 @@ Text = Annotated[
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Stage = Annotated[int, Field(ge=0, le=MAX_ID)]
-BucketIndex = Annotated[int, Field(ge=0, lt=LATENCY_BUCKETS)]
-#: A latency histogram's non-zero buckets, [index, count] pairs (indices checked increasing).
-SparseHistogram = Annotated[list[tuple[BucketIndex, Count]], Field(max_length=LATENCY_BUCKETS)]
+#: A latency histogram's non-zero buckets, flat: index, count, index, count, … (the indices
+#: checked below). Flat rather than pairs: a tenth of the parsing, and no object per bucket.
+SparseHistogram = Annotated[list[Count], Field(max_length=2 * LATENCY_BUCKETS)]
 
 
 def _now(info: ValidationInfo) -> datetime | None:
@@ -136,9 +137,9 @@ class Aggregate(BaseModel):
     ) = Field(default=None, description=f"a latency's {LATENCY_BUCKETS} bucket counts")
     buckets: SparseHistogram | None = Field(
         default=None,
-        description="the same histogram sparse: its non-zero buckets as [index, count] pairs, "
-        "indices increasing (what the Python SDK sends: a latency spans a few dozen of the "
-        "buckets); at most one of histogram and buckets",
+        description="the same histogram sparse: its non-zero buckets as index, count, index, "
+        f"count, … (indices 0 … {LATENCY_BUCKETS - 1}, increasing; what the Python SDK sends: a "
+        "latency spans a few dozen of the buckets); at most one of histogram and buckets",
     )
 
     @field_validator("window")
@@ -166,23 +167,39 @@ class Aggregate(BaseModel):
 
     @field_validator("buckets")
     @classmethod
-    def _buckets_increase(
-        cls, buckets: list[tuple[int, int]] | None
-    ) -> list[tuple[int, int]] | None:
+    def _buckets_are_pairs(cls, buckets: list[int] | None) -> list[int] | None:
         if not buckets:
             return buckets
-        indices = [index for index, _ in buckets]
-        if len(set(indices)) != len(indices) or indices != sorted(indices):
-            previous = -1
-            for position, index in enumerate(indices):
-                if index <= previous:
-                    raise PydanticCustomError(
-                        "buckets_order",
-                        "indices must increase, but [{position}] has index {index} after "
-                        "{previous}",
-                        {"position": position, "index": index, "previous": previous},
-                    )
-                previous = index
+        if len(buckets) % 2:
+            raise PydanticCustomError(
+                "buckets_pairs",
+                "must be index, count pairs: an even number of integers, got {length}",
+                {"length": len(buckets)},
+            )
+        indices = buckets[::2]
+        if indices[-1] < LATENCY_BUCKETS and all(map(operator.lt, indices, indices[1:])):
+            return buckets  # the usual case, checked without a Python loop
+        previous = -1
+        for position in range(0, len(buckets), 2):
+            index = buckets[position]
+            if index >= LATENCY_BUCKETS:
+                raise PydanticCustomError(
+                    "buckets_index",
+                    "[{position}] is bucket index {index}: there are {count} buckets (0 … {last})",
+                    {
+                        "position": position,
+                        "index": index,
+                        "count": LATENCY_BUCKETS,
+                        "last": LATENCY_BUCKETS - 1,
+                    },
+                )
+            if index <= previous:
+                raise PydanticCustomError(
+                    "buckets_order",
+                    "indices must increase, but [{position}] is index {index} after {previous}",
+                    {"position": position, "index": index, "previous": previous},
+                )
+            previous = index
         return buckets
 
     @model_validator(mode="after")

@@ -113,7 +113,7 @@ def _sum_histograms(histograms: Sequence[Sequence[int]], what: str) -> list[int]
 def _histogram_of(
     key: AggregateKey,
     dense: Sequence[Sequence[int]] | None,
-    sparse: Sequence[Sequence[tuple[int, int]]] | None,
+    sparse: Sequence[Sequence[int]] | None,
 ) -> list[int]:
     """One key's histograms of a group added up, dense and sparse. Sparse ones are added a
     non-zero bucket at a time: a latency spans a few dozen of the 432 buckets, so this is
@@ -123,7 +123,14 @@ def _histogram_of(
         if len(total) != LATENCY_BUCKETS:
             raise _misfit(_describe(key), LATENCY_BUCKETS, len(total))
         for buckets in sparse:
-            for index, count in buckets:
+            if len(buckets) % 2:
+                raise RefusedError(
+                    f"{_describe(key)}: sparse buckets are index, count pairs, but there are "
+                    f"{len(buckets)} numbers",
+                    details={"numbers": len(buckets)},
+                )
+            pairs = iter(buckets)
+            for index, count in zip(pairs, pairs, strict=True):
                 if not 0 <= index < LATENCY_BUCKETS:
                     raise RefusedError(
                         f"{_describe(key)}: bucket {index} is not one of the {LATENCY_BUCKETS} "
@@ -161,7 +168,7 @@ class _Merged:
         """Raises RefusedError: histograms of one key differ in length."""
         counts: dict[AggregateKey, list[int]] = {}
         histograms: dict[AggregateKey, list[Sequence[int]]] = {}
-        sparse: dict[AggregateKey, list[Sequence[tuple[int, int]]]] = {}
+        sparse: dict[AggregateKey, list[Sequence[int]]] = {}
         for batch in batches:
             for row in batch.aggregates:
                 key = (row.rollout_id, row.stage, row.window, row.exposed, row.segment, row.metric)

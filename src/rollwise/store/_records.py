@@ -88,9 +88,9 @@ class AggregateRow:
     events: int = 0
     #: A latency's counts per bucket, dense ...
     histogram: tuple[int, ...] | None = None
-    #: ... or sparse: its non-zero buckets as (index, count) pairs over the judge's
-    #: ``LATENCY_BUCKETS`` (what the SDK sends). At most one of the two.
-    buckets: tuple[tuple[int, int], ...] | None = None
+    #: ... or sparse: its non-zero buckets, flat (index, count, index, count, …), over the
+    #: judge's ``LATENCY_BUCKETS`` (what the SDK sends). At most one of the two.
+    buckets: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
