@@ -46,6 +46,8 @@ class Tally:
     #: (time sent, milliseconds) of every acknowledged POST.
     latencies: list[tuple[float, float]] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    #: (time sent, status) of every answer 500 or above.
+    server_errors: list[tuple[float, int]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
 
@@ -78,7 +80,9 @@ def _template(shape: Shape, rng: random.Random) -> tuple[bytes, int]:
                     "metric": "checkout.latency",
                     "requests": served,
                     "events": 0,
-                    "buckets": [[i, n] for i, n in enumerate(_histogram(rng, served)) if n],
+                    "buckets": [
+                        x for i, n in enumerate(_histogram(rng, served)) if n for x in (i, n)
+                    ],
                 }
             )
             requests += 2 * served
@@ -170,6 +174,8 @@ class SimulatedSdk:
                 self._close()
                 return False
             self.tally.statuses[str(status)] += 1
+            if status >= 500:
+                self.tally.server_errors.append((sent, status))
             if 200 <= status < 300:
                 self.tally.acked.add(batch)
                 self.tally.latencies.append((sent, (time.monotonic() - sent) * 1000))

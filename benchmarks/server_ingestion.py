@@ -249,6 +249,9 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
         "statuses": statuses,
         "http_5xx": server_errors,
         "http_503": statuses.get("503", 0),
+        # Before the kill -9, and from the restart on (the clients' backlog arriving at once).
+        "http_5xx_steady": sum(1 for sent, _ in tally.server_errors if sent < outage[0]),
+        "http_5xx_after_restart": sum(1 for sent, _ in tally.server_errors if sent >= outage[0]),
         "restart_s": outage[1] - outage[0],
         "database_is_locked_in_logs": sum(r.count_in_log("database is locked") for r in replicas),
         "deadlocks_in_logs": sum(r.count_in_log("deadlock detected") for r in replicas),
@@ -289,7 +292,7 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     header = (
         f"{'database':<11}{'replicas':>9}{'workers':>8}{'offered/s':>10}{'acked/s':>9}{'p50 ms':>8}"
-        f"{'p99 ms':>8}{'max ms':>8}{'5xx':>7}{'503':>7}{'locked':>7}{'deadlk':>7}"
+        f"{'p99 ms':>8}{'max ms':>8}{'5xx steady/restart':>19}{'locked':>7}{'deadlk':>7}"
         f"{'lost':>6}{'sums':>6}{'kill p50/max ms':>17}{'10k exp ms':>11}"
     )
     print(header)
@@ -301,7 +304,8 @@ def _print(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['database']:<11}{r['replicas']:>9}{r['workers_per_replica']:>8}"
             f"{r['offered_per_s']:>10.1f}"
             f"{r['acked_per_s_steady']:>9.1f}{ack['p50']:>8.0f}{ack['p99']:>8.0f}{ack['max']:>8.0f}"
-            f"{r['http_5xx']:>7}{r['http_503']:>7}{r['database_is_locked_in_logs']:>7}"
+            f"{r['http_5xx_steady']:>11}/{r['http_5xx_after_restart']:<7}"
+            f"{r['database_is_locked_in_logs']:>7}"
             f"{r['deadlocks_postgresql'] + r['deadlocks_in_logs']:>7}"
             f"{r['acked_ids_missing_after_kill9']:>6}{sums:>6}"
             f"{kill['p50']:>9.0f}/{kill['max']:<7.0f}{r['exposures_10k_batch_ms']:>11.0f}"
