@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from rollwise.store import Role, TokenRecord
 
@@ -58,14 +59,22 @@ def admitted(token: TokenRecord, role: Role) -> TokenRecord:
     return token
 
 
-def _token(request: Request) -> TokenRecord:
-    return authenticated(request, bearer(request), "'Authorization: Bearer <token>'")
+async def _token(request: Request) -> TokenRecord:
+    """The request's token: on the event loop when the store knows it without reading (a
+    token seen in the last second: nearly every SDK request), else read in a worker thread."""
+    secret = bearer(request)
+    if secret:
+        kept = request.app.state.store.kept_token(secret, request.app.state.clock.now())
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
+    return await run_in_threadpool(
+        authenticated, request, secret, "'Authorization: Bearer <token>'"
+    )
 
 
 def requires(role: Role) -> Callable[..., Awaitable[TokenRecord]]:
     """A dependency admitting tokens of ``role`` or above (SDK keys: only ``Role.SDK``)."""
 
-    # No I/O here: on the event loop, not a worker thread (``_token`` reads the store).
     async def check(token: TokenRecord = Depends(_token)) -> TokenRecord:  # noqa: B008
         return admitted(token, role)
 

@@ -74,10 +74,16 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
         """
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            # A file cannot go away (no ping per checkout: a statement per SDK batch), and a
+            # connection costs little to keep: keep enough for every thread the server reads
+            # from (auth, batch checks, the writer, the controller) instead of opening and
+            # closing overflow connections, pragmas and all, under load.
+            options: dict[str, Any] = {"pool_size": 16, "max_overflow": 48}
+        else:  # a pooled PostgreSQL connection can die with its server
+            options = {"pool_pre_ping": url.startswith("postgresql")}
         try:
-            # A pooled PostgreSQL connection can die with its server; an SQLite file cannot,
-            # and a ping per checkout is a statement per SDK batch.
-            engine = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"))
+            engine = sa.create_engine(url, **options)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise InputError(f"cannot use database URL {url!r}: {exc}", path="--db") from None
         if engine.dialect.name == "sqlite":

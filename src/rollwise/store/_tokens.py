@@ -96,6 +96,19 @@ class TokenStore:
         self.bootstrap_secret = secret
         return TokenRecord(BOOTSTRAP_ID, name, role, now)
 
+    def kept_token(self, secret: str, now: datetime | None = None) -> TokenRecord | None:
+        """The live token with this secret if it is known without reading the database (the
+        configured admin secret, or a row ``authenticate`` kept); None when ``authenticate``
+        must be asked. No I/O: callable on an event loop."""
+        bootstrap = self.bootstrap_secret
+        if bootstrap and hmac.compare_digest(secret.encode(), bootstrap.encode()):
+            return TokenRecord(BOOTSTRAP_ID, "bootstrap", Role.ADMIN, datetime.min)
+        cache: dict[str, tuple[float, Any]] = self.__dict__.setdefault("_auth_cache", {})
+        kept = cache.get(self._hash(secret))
+        if kept is None or kept[0] <= time.monotonic():
+            return None
+        return self._live(kept[1], now)
+
     def authenticate(self, secret: str, now: datetime | None = None) -> TokenRecord | None:
         """The live token with this secret, or None (unknown, revoked or expired).
 
@@ -124,6 +137,10 @@ class TokenStore:
                 if len(cache) >= AUTH_CACHE_SIZE:
                     cache.clear()
                 cache[keyed] = (moment + AUTH_CACHE_SECONDS, row)
+        return self._live(row, now)
+
+    @staticmethod
+    def _live(row: Any, now: datetime | None) -> TokenRecord | None:
         if row is None or row.revoked_at is not None:
             return None
         expires = _utc(row.expires_at)
