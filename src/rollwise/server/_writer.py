@@ -8,8 +8,10 @@ acknowledged is a batch committed, so a ``kill -9`` loses nothing that was ackno
 retries what was not, under the same id, and the store counts it once).
 
 - **Bounded**: at most ``max_queued_rows`` rows wait (or one batch, however large, when nothing
-  else does), and at most ``max_in_flight`` batches are being received, checked or written at
-  once (``admitted``, taken before the body is read); past either a request is answered 503
+  else does), and at most ``max_in_flight`` batches (256) are being received, checked or
+  written at once (``admitted``, taken before the body is read: 256 places let a thousand
+  SDKs' backlog after a restart in at once, their batches being some 15 KB each, where 64 sent
+  a few hundred of them back with 503); past either a request is answered 503
   with ``Retry-After`` at once, so memory stays bounded, an overloaded server spends nothing on
   batches it cannot take (rather than parsing them for clients that time out), and the SDK keeps
   the batch for its next flush.
@@ -117,7 +119,7 @@ class BatchWriter:
         *,
         max_queued_rows: int = 100_000,
         max_group_rows: int = 20_000,
-        max_in_flight: int = 64,
+        max_in_flight: int = 256,
         rest_ratio: float = 0.5,
         min_rest: float = 0.05,
     ) -> None:
