@@ -2,12 +2,12 @@
 """Does the server take the batches of 1,000 SDKs without locking errors, 5xx or slow
 acknowledgements — and does a batch it acknowledged survive a ``kill -9``?
 
-For each database (SQLite: one server; PostgreSQL: two replicas, one with ``--no-controller``;
-each with ``--workers 2`` processes unless told otherwise), starts real ``rollwise server``
-processes on loopback with a running ``by: [tenant]`` rollout,
-then 1,000 simulated SDK clients (``_sdk_load.py``: asyncio over real HTTP, each with its own
-connection, flushing every ``--flush`` s ± 20 % like the SDK, retrying what was not taken under
-the same id). A batch is what such an SDK sends: 84 aggregates (error counts and latency
+For each database (SQLite: one server with ``--workers 2``; PostgreSQL: two replicas, one with
+``--no-controller``: as many processes as the machine's cores either way), starts real
+``rollwise server`` processes on loopback with a running ``by: [tenant]`` rollout, then 1,000
+simulated SDK clients (``_sdk_load.py``: asyncio over real HTTP, each with its own connection,
+flushing every ``--flush`` s ± 20 % like the SDK, retrying what was not taken under the same
+id). A batch is what such an SDK sends: 84 aggregates (error counts and latency
 histograms of 432 buckets, sent sparse as the SDK sends them; both sides, the whole and 20
 tenants), 20 exposures, a gauge reading.
 
@@ -185,6 +185,7 @@ def _exposure_batch_ms(db: str, rollout: int) -> float:
 def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     db = f"sqlite:///{directory}/bench.db" if kind == "sqlite" else _postgres_url()
     count = 1 if kind == "sqlite" else 2
+    workers = args.workers or (2 if kind == "sqlite" else 1)
     replicas = [
         ServerProcess(
             db,
@@ -192,7 +193,7 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
             ADMIN,
             directory / f"{kind}-{i}.log",
             controller=i == 0,
-            workers=args.workers,
+            workers=workers,
         )
         for i in range(count)
     ]
@@ -224,7 +225,7 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
     result = {
         "database": kind,
         "replicas": count,
-        "workers_per_replica": args.workers,
+        "workers_per_replica": workers,
         "clients": args.clients,
         "flush_s": args.flush,
         "steady_s": args.seconds,
@@ -333,8 +334,9 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=2,
-        help="rollwise server --workers of each replica (default 2: this machine's cores)",
+        default=None,
+        help="rollwise server --workers of each replica (default: as many processes as this "
+        "machine's 2 cores: 2 on SQLite's one server, 1 on each PostgreSQL replica)",
     )
     parser.add_argument("--logs", help="keep the database and the server logs here")
     parser.add_argument(
