@@ -41,7 +41,8 @@ from rollwise.store._changes import (
 logger = logging.getLogger("rollwise.control")
 
 #: Seconds a tick spends at most reading rollouts whole (once one chunk is read), and how many
-#: rollouts a chunk reads together.
+#: rollouts a chunk reads together. This bounds the reading only: the tick then judges what it
+#: holds, the rollouts just read included, so a tick after a restart lasts longer than this.
 READ_SECONDS = 2.0
 READ_CHUNK = 20
 

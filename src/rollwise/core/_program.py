@@ -82,7 +82,7 @@ class Program:
         self._source: Flag | None = flag
         #: The attributes an evaluation reads (set by ``_compile``): a plain dict is checked
         #: in these only (``_run``).
-        self._reads: tuple[str, ...] | None = None
+        self._reads: tuple[str, ...] = ()
         self._reads_key = False
         # ``run`` is an attribute: the first call compiles and puts the compiled ``_run`` in
         # its place, so every later call costs what a method call costs, and no check.
@@ -180,7 +180,7 @@ class Program:
         """The values of a dict that holds something other than plain values in what this
         flag reads: those attributes alone, through ``context_values``, which converts them
         (an integer key to text) or raises saying which cannot be read."""
-        wanted = set(self._reads or ())
+        wanted = set(self._reads)
         if self._reads_key:
             wanted.add(KEY)
         # In the dict's order, so the error names its first unreadable attribute, as ever.
@@ -206,7 +206,7 @@ class Program:
             values = cast(Context, context).values
         elif kind is dict:
             values = cast("Mapping[str, object]", context)
-            for name in self._reads or ():
+            for name in self._reads:
                 value: object = values.get(name)
                 held: type = value.__class__
                 if held is str or held in _AS_IS:
