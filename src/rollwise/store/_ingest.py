@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.store import _schema as t
 from rollwise.store._errors import NotFoundError, RefusedError
+from rollwise.store._ingest_pg import add_sightings, upsert_counts, write_histograms
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
 
 __all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
@@ -320,51 +321,66 @@ class IngestStore:
         if not merged:
             return
         keys = sorted(merged)
-        statement = _insert(connection, t.aggregates)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(_AGGREGATE_KEY),
-            set_={
-                "requests": t.aggregates.c.requests + statement.excluded.requests,
-                "events": t.aggregates.c.events + statement.excluded.events,
-            },
-        ).returning(*(t.aggregates.c[name] for name in _AGGREGATE_KEY), t.aggregates.c.histogram)
-        values = [
-            {
-                **dict(zip(_AGGREGATE_KEY, key, strict=True)),
-                "requests": merged[key].requests,
-                "events": merged[key].events,
-                "histogram": None,
-            }
+        postgresql = connection.dialect.name == "postgresql"
+        stored: dict[AggregateKey, list[int] | None]
+        if postgresql:  # one statement of constant text (store/_ingest_pg.py)
+            counts = [(merged[key].requests, merged[key].events) for key in keys]
+            stored = upsert_counts(connection, keys, counts)
+        else:
+            statement = _insert(connection, t.aggregates)
+            statement = statement.on_conflict_do_update(
+                index_elements=list(_AGGREGATE_KEY),
+                set_={
+                    "requests": t.aggregates.c.requests + statement.excluded.requests,
+                    "events": t.aggregates.c.events + statement.excluded.events,
+                },
+            ).returning(
+                *(t.aggregates.c[name] for name in _AGGREGATE_KEY), t.aggregates.c.histogram
+            )
+            values = [
+                {
+                    **dict(zip(_AGGREGATE_KEY, key, strict=True)),
+                    "requests": merged[key].requests,
+                    "events": merged[key].events,
+                    "histogram": None,
+                }
+                for key in keys
+            ]
+            stored = {}
+            for found in connection.execute(statement, values):
+                rollout, stage, window, exposed, segment, metric, histogram = found
+                stored[(rollout, stage, window, bool(exposed), segment, metric)] = histogram
+        written = [
+            (key, _add_histogram(stored[key], adding, _describe(key)))
             for key in keys
+            if (adding := merged[key].histogram) is not None
         ]
-        stored: dict[AggregateKey, list[int] | None] = {}
-        for found in connection.execute(statement, values):
-            rollout, stage, window, exposed, segment, metric, histogram = found
-            key = (rollout, stage, window, bool(exposed), segment, metric)
-            stored[key] = histogram
-        writes = []
-        for key in keys:
-            adding = merged[key].histogram
-            if adding is None:
-                continue
-            writes.append(
+        if not written:
+            return
+        if postgresql:
+            write_histograms(connection, [key for key, _ in written], [h for _, h in written])
+            return
+        where = [t.aggregates.c[name] == sa.bindparam(f"k_{name}") for name in _AGGREGATE_KEY]
+        merged_histogram = sa.bindparam("new_histogram", type_=t.aggregates.c.histogram.type)
+        connection.execute(
+            t.aggregates.update().where(*where).values(histogram=merged_histogram),
+            [
                 {
                     **{f"k_{name}": part for name, part in zip(_AGGREGATE_KEY, key, strict=True)},
-                    "new_histogram": _add_histogram(stored[key], adding, _describe(key)),
+                    "new_histogram": histogram,
                 }
-            )
-        if writes:
-            where = [t.aggregates.c[name] == sa.bindparam(f"k_{name}") for name in _AGGREGATE_KEY]
-            merged_histogram = sa.bindparam("new_histogram", type_=t.aggregates.c.histogram.type)
-            connection.execute(
-                t.aggregates.update().where(*where).values(histogram=merged_histogram), writes
-            )
+                for key, histogram in written
+            ],
+        )
 
     @staticmethod
     def _add_exposures(connection: sa.Connection, sightings: list[dict[str, Any]]) -> None:
         """One upsert: a unit's first sighting is kept; a unit seen unexposed and now exposed
         gets its first exposure (stage and time); an exposed unit is left as it is."""
         if not sightings:
+            return
+        if connection.dialect.name == "postgresql":  # the same, of constant text
+            add_sightings(connection, sightings)
             return
         statement = _insert(connection, t.ledger)
         statement = statement.on_conflict_do_update(

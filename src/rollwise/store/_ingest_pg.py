@@ -1,0 +1,122 @@
+"""The aggregate and ledger statements of the ingest path on PostgreSQL: every row of a group
+passed as arrays and unnested, in one statement whose text never changes.
+
+SQLAlchemy writes a multi-row ``INSERT … VALUES`` with a placeholder per value (``insertmany
+values``): its text differs with the number of rows, so psycopg parses the placeholders of
+a statement of some thousand of them again for every group, in Python. The server's writer
+spent most of its time there with 1,000 SDKs posting (``benchmarks/server_ingestion.py``).
+Here the statement takes one array per column (``unnest … WITH ORDINALITY``), and the rows are
+inserted, so locked, in the order given: keys sorted, as ``_ingest.py``'s deadlock argument
+needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from rollwise.store import _schema as t
+
+#: (rollout, stage, window, exposed, segment, metric)
+Key = tuple[int, int, int, bool, str, str]
+
+_KEY_ARRAYS = """
+    CAST(:rollouts AS integer[]), CAST(:stages AS integer[]), CAST(:windows AS bigint[]),
+    CAST(:exposed AS boolean[]), CAST(:segments AS varchar[]), CAST(:metrics AS varchar[])"""
+
+_UPSERT = sa.text(
+    f"""
+    INSERT INTO aggregates (rollout_id, stage, "window", exposed, segment, metric, requests, events)
+    SELECT r, s, w, e, g, m, q, v
+    FROM unnest({_KEY_ARRAYS},
+        CAST(:requests AS bigint[]), CAST(:events AS bigint[])
+    ) WITH ORDINALITY AS given(r, s, w, e, g, m, q, v, o)
+    ORDER BY o
+    ON CONFLICT (rollout_id, stage, "window", exposed, segment, metric) DO UPDATE
+    SET requests = aggregates.requests + excluded.requests,
+        events = aggregates.events + excluded.events
+    RETURNING rollout_id, stage, "window", exposed, segment, metric, histogram
+    """
+).columns(
+    *(t.aggregates.c[name] for name in ("rollout_id", "stage", "window", "exposed")),
+    *(t.aggregates.c[name] for name in ("segment", "metric", "histogram")),
+)
+
+_HISTOGRAMS = sa.text(
+    f"""
+    UPDATE aggregates AS a SET histogram = CAST(given.h AS json)
+    FROM unnest({_KEY_ARRAYS}, CAST(:histograms AS text[])) AS given(r, s, w, e, g, m, h)
+    WHERE a.rollout_id = given.r AND a.stage = given.s AND a."window" = given.w
+      AND a.exposed = given.e AND a.segment = given.g AND a.metric = given.m
+    """
+)
+
+
+def _arrays(keys: Sequence[Key]) -> dict[str, list[object]]:
+    columns = list(zip(*keys, strict=True)) if keys else [()] * 6
+    names = ("rollouts", "stages", "windows", "exposed", "segments", "metrics")
+    return {name: list(column) for name, column in zip(names, columns, strict=True)}
+
+
+def upsert_counts(
+    connection: sa.Connection, keys: Sequence[Key], counts: Sequence[tuple[int, int]]
+) -> dict[Key, list[int] | None]:
+    """Add (requests, events) to each key's row, inserting it when new, in the order of
+    ``keys``; each row's histogram as it was, read under the row's lock."""
+    arrays = _arrays(keys)
+    arrays["requests"] = [requests for requests, _ in counts]
+    arrays["events"] = [events for _, events in counts]
+    stored: dict[Key, list[int] | None] = {}
+    for rollout, stage, window, exposed, segment, metric, histogram in connection.execute(
+        _UPSERT, arrays
+    ):
+        stored[(rollout, stage, window, bool(exposed), segment, metric)] = histogram
+    return stored
+
+
+def write_histograms(
+    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[list[int]]
+) -> None:
+    """Each key's histogram replaced (rows already locked by ``upsert_counts``)."""
+    arrays = _arrays(keys)
+    arrays["histograms"] = [json.dumps(histogram) for histogram in histograms]
+    connection.execute(_HISTOGRAMS, arrays)
+
+
+_SIGHTINGS = sa.text(
+    """
+    INSERT INTO ledger (rollout_id, unit, stage, exposed, first_seen, first_exposed,
+                        exposed_stage, exposed_at)
+    SELECT r, u, s, e, f, fe, es, ea
+    FROM unnest(
+        CAST(:rollout_id AS integer[]), CAST(:unit AS varchar[]), CAST(:stage AS integer[]),
+        CAST(:exposed AS boolean[]), CAST(:first_seen AS timestamptz[]),
+        CAST(:first_exposed AS boolean[]), CAST(:exposed_stage AS integer[]),
+        CAST(:exposed_at AS timestamptz[])
+    ) WITH ORDINALITY AS given(r, u, s, e, f, fe, es, ea, o)
+    ORDER BY o
+    ON CONFLICT (rollout_id, unit) DO UPDATE
+    SET exposed = true, exposed_stage = excluded.exposed_stage, exposed_at = excluded.exposed_at
+    WHERE ledger.exposed = false AND excluded.exposed = true
+    """
+)
+_SIGHTING_COLUMNS = (
+    "rollout_id",
+    "unit",
+    "stage",
+    "exposed",
+    "first_seen",
+    "first_exposed",
+    "exposed_stage",
+    "exposed_at",
+)
+
+
+def add_sightings(connection: sa.Connection, sightings: Sequence[dict[str, Any]]) -> None:
+    """``IngestStore._add_exposures``' upsert (the rows in the order given: sorted)."""
+    connection.execute(
+        _SIGHTINGS, {name: [row[name] for row in sightings] for name in _SIGHTING_COLUMNS}
+    )
