@@ -6,8 +6,10 @@ deliver it; each stream is sent the snapshot as one event, encoded once per vers
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -167,3 +169,54 @@ def test_a_kill_applied_from_the_event_is_the_servers_snapshot_of_that_version(
             return (*(getattr(item, name) for name in names), *maps)
 
         assert [fields(r) for r in served.rollouts] == [fields(r) for r in fetched.rollouts]
+
+
+def test_a_stale_look_at_the_store_does_not_take_the_version_back(tmp_path: Path) -> None:
+    """The watcher reads the store's version in a thread; when that read began before a kill
+    this replica announced, its answer is older than the announced version. It must not take
+    the version back: OFREP would evaluate, and streams would be sent, the snapshot from before
+    the kill (seen once in CI: OFREP answered DEFAULT right after a kill)."""
+    store = Store.open(f"sqlite:///{tmp_path / 'stale.db'}")
+    store.apply_flags((ROOT / "examples/checkout/flags.yaml").read_text(), "f", "t", _now())
+    read = store.snapshot_version
+    armed, stalled, release = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_read() -> int:
+        version = read()
+        if armed.is_set() and not stalled.is_set():
+            stalled.set()  # read before the kill, answered after it
+            release.wait(30)
+        return version
+
+    store.snapshot_version = slow_read  # type: ignore[method-assign]
+    app = create_app(store, controller=False, watch_interval=0.01, admin_token=ADMIN)
+    seen: list[int] = []
+    versions = app.state.versions
+    publish = versions.publish
+
+    def recorded(version: int) -> None:
+        publish(version)
+        seen.append(versions.current)
+
+    versions.publish = recorded
+    try:
+        with serving(app) as url:
+            armed.set()
+            assert stalled.wait(30)
+            before = versions.current
+            headers = {"Authorization": f"Bearer {ADMIN}"}
+            with httpx.Client(base_url=url, headers=headers) as admin:
+                admin.post("/api/v1/flags/new-checkout/kill").raise_for_status()
+            killed = versions.current
+            assert killed > before
+            mark = len(seen)
+            release.set()
+            time.sleep(0.3)  # the stale answer lands, and later looks after it
+            assert seen[mark:] and set(seen[mark:]) == {killed}, seen[mark:]
+    finally:
+        release.set()
+        store.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

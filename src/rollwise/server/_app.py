@@ -99,7 +99,10 @@ class VersionWatch:
             await self._changed.wait()
 
     def publish(self, version: int) -> None:
-        if version != self.current:
+        """A newer version only: the watcher's look at the store may have started before a
+        change this replica announced, and its older answer must not take the version back
+        (streams would send the snapshot from before a kill, OFREP would evaluate it)."""
+        if version > self.current:
             self.current = version
             event, self._changed = self._changed, asyncio.Event()
             event.set()
