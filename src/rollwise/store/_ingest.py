@@ -5,8 +5,9 @@ transaction with one statement per table: the batch ids (``INSERT … ON CONFLIC
 RETURNING``: a retried id is counted once, a duplicate inside the group too), the aggregates
 (``INSERT … ON CONFLICT DO UPDATE``, counts added by the database, plus one ``executemany``
 writing the merged latency histograms back), the ledger (``INSERT … ON CONFLICT DO UPDATE …
-WHERE``), and the gauge readings. Rows of the group are merged by key in Python first, so a
-statement never names a key twice.
+WHERE``), and the gauge readings. Rows of the group are merged by key in Python first
+(``_merging.py``), so a statement never names a key twice. On PostgreSQL the aggregate and
+ledger statements take arrays, in one text whatever the group's size (``_ingest_pg.py``).
 
 Why it is right when batches are written concurrently (several threads, or several replicas on
 PostgreSQL):
@@ -30,13 +31,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
-from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.store import _schema as t
-from rollwise.store._errors import NotFoundError, RefusedError
+from rollwise.store._errors import NotFoundError
 from rollwise.store._ingest_pg import add_sightings, upsert_counts, write_histograms
+from rollwise.store._merging import AggregateKey, Merged, Sum, add_histogram, describe
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
 
 __all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
@@ -45,8 +45,6 @@ __all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
 GAUGE_RETENTION = timedelta(days=1)
 
 _AGGREGATE_KEY = ("rollout_id", "stage", "window", "exposed", "segment", "metric")
-#: (rollout, stage, window, exposed, segment, metric): Python's order on it is the lock order.
-AggregateKey = tuple[int, int, int, bool, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +63,6 @@ class EventBatch:
         return len(self.aggregates) + len(self.exposures) + len(self.gauges)
 
 
-@dataclass(slots=True)
-class _Sum:
-    requests: int
-    events: int
-    histogram: list[int] | None
-
-
-@dataclass(slots=True)
-class _Sighting:
-    """A unit's first sighting in a group, and its first exposure (if it was exposed)."""
-
-    first: ExposureRow
-    exposure: ExposureRow | None
-
-
 def _insert(connection: sa.Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_update`` (SQLite ≥ 3.24, PostgreSQL)."""
     if connection.dialect.name == "postgresql":
@@ -87,137 +70,6 @@ def _insert(connection: sa.Connection, table: sa.Table) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     return insert(table)
-
-
-def _misfit(what: str, buckets: int, stored: int) -> RefusedError:
-    return RefusedError(
-        f"{what}: a histogram of {buckets} buckets cannot be added to one of {stored}",
-        details={"buckets": buckets, "stored_buckets": stored},
-    )
-
-
-def _sum_histograms(histograms: Sequence[Sequence[int]], what: str) -> list[int]:
-    """Elementwise sum. Many at once in NumPy (a group sums thousands of 432-bucket
-    histograms); Python's integers when int64 could overflow."""
-    first = histograms[0]
-    for other in histograms[1:]:
-        if len(other) != len(first):
-            raise _misfit(what, len(other), len(first))
-    if len(histograms) == 1:
-        return list(first)
-    table = np.array(histograms, dtype=np.int64)
-    if int(table.max(initial=0)) * len(histograms) < 2**63:
-        return [int(total) for total in table.sum(axis=0)]
-    return [sum(column) for column in zip(*histograms, strict=True)]
-
-
-def _histogram_of(
-    key: AggregateKey,
-    dense: Sequence[Sequence[int]] | None,
-    sparse: Sequence[Sequence[int]] | None,
-) -> list[int]:
-    """One key's histograms of a group added up, dense and sparse. Sparse ones are added a
-    non-zero bucket at a time: a latency spans a few dozen of the 432 buckets, so this is
-    several times cheaper than adding dense lists."""
-    total = _sum_histograms(dense, _describe(key)) if dense else [0] * LATENCY_BUCKETS
-    if sparse:
-        if len(total) != LATENCY_BUCKETS:
-            raise _misfit(_describe(key), LATENCY_BUCKETS, len(total))
-        for buckets in sparse:
-            if len(buckets) % 2:
-                raise RefusedError(
-                    f"{_describe(key)}: sparse buckets are index, count pairs, but there are "
-                    f"{len(buckets)} numbers",
-                    details={"numbers": len(buckets)},
-                )
-            pairs = iter(buckets)
-            for index, count in zip(pairs, pairs, strict=True):
-                if not 0 <= index < LATENCY_BUCKETS:
-                    raise RefusedError(
-                        f"{_describe(key)}: bucket {index} is not one of the {LATENCY_BUCKETS} "
-                        f"buckets (0 … {LATENCY_BUCKETS - 1})",
-                        details={"bucket": index, "buckets": LATENCY_BUCKETS},
-                    )
-                total[index] += count
-    return total
-
-
-def _add_histogram(stored: list[int] | None, more: list[int], what: str) -> list[int]:
-    if stored is None:
-        return more
-    if len(stored) != len(more):
-        raise _misfit(what, len(more), len(stored))
-    return [a + b for a, b in zip(stored, more, strict=True)]
-
-
-def _describe(key: AggregateKey) -> str:
-    rollout, stage, window, exposed, segment, metric = key
-    side = "exposed" if exposed else "baseline"
-    return f"rollout {rollout} stage {stage} window {window} {side} {segment!r} {metric}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Merged:
-    """A group's rows merged by key: what its statements write."""
-
-    aggregates: dict[AggregateKey, _Sum]
-    #: Ledger rows, sorted by (rollout, unit): each unit's first sighting and first exposure.
-    sightings: list[dict[str, Any]]
-
-    @classmethod
-    def of(cls, batches: Sequence[EventBatch]) -> _Merged:
-        """Raises RefusedError: histograms of one key differ in length."""
-        counts: dict[AggregateKey, list[int]] = {}
-        histograms: dict[AggregateKey, list[Sequence[int]]] = {}
-        sparse: dict[AggregateKey, list[Sequence[int]]] = {}
-        for batch in batches:
-            for row in batch.aggregates:
-                key = (row.rollout_id, row.stage, row.window, row.exposed, row.segment, row.metric)
-                total = counts.get(key)
-                if total is None:
-                    total = counts[key] = [0, 0]
-                total[0] += row.requests
-                total[1] += row.events
-                if row.histogram is not None:
-                    histograms.setdefault(key, []).append(row.histogram)
-                if row.buckets is not None:
-                    sparse.setdefault(key, []).append(row.buckets)
-        aggregates = {
-            key: _Sum(
-                requests,
-                events,
-                _histogram_of(key, histograms.get(key), sparse.get(key))
-                if key in histograms or key in sparse
-                else None,
-            )
-            for key, (requests, events) in counts.items()
-        }
-        seen: dict[tuple[int, str], _Sighting] = {}
-        for batch in batches:
-            for unit in batch.exposures:
-                sighting = seen.get((unit.rollout_id, unit.unit))
-                if sighting is None:
-                    seen[(unit.rollout_id, unit.unit)] = _Sighting(
-                        unit, unit if unit.exposed else None
-                    )
-                elif unit.exposed and sighting.exposure is None:
-                    sighting.exposure = unit
-        sightings = []
-        for (rollout_id, name), sighting in sorted(seen.items(), key=lambda item: item[0]):
-            exposure = sighting.exposure
-            sightings.append(
-                {
-                    "rollout_id": rollout_id,
-                    "unit": name,
-                    "stage": sighting.first.stage,
-                    "exposed": exposure is not None,
-                    "first_seen": sighting.first.at,
-                    "first_exposed": sighting.first.exposed,
-                    "exposed_stage": exposure.stage if exposure is not None else None,
-                    "exposed_at": exposure.at if exposure is not None else None,
-                }
-            )
-        return cls(aggregates, sightings)
 
 
 class IngestStore:
@@ -263,7 +115,7 @@ class IngestStore:
         for batch in batches:
             first.setdefault(batch.id, batch)
         unique = list(first.values())
-        merged = _Merged.of(unique)
+        merged = Merged.of(unique)
         with self.engine.begin() as connection:
             new = self._claim(connection, batches)
             applied: list[bool] = []
@@ -272,7 +124,7 @@ class IngestStore:
                 new.discard(batch.id)  # a second copy inside the group is a duplicate
             taken = [batch for batch, kept in zip(batches, applied, strict=True) if kept]
             if len(taken) != len(unique):
-                merged = _Merged.of(taken)
+                merged = Merged.of(taken)
             self._add_aggregates(connection, merged.aggregates)
             self._add_exposures(connection, merged.sightings)
             self._add_gauges(connection, taken)
@@ -315,7 +167,7 @@ class IngestStore:
         return set(connection.execute(statement, rows).scalars())
 
     @staticmethod
-    def _add_aggregates(connection: sa.Connection, merged: dict[AggregateKey, _Sum]) -> None:
+    def _add_aggregates(connection: sa.Connection, merged: dict[AggregateKey, Sum]) -> None:
         """One upsert for every key (counts added in SQL, rows locked in key order, their
         histograms returned), then the merged histograms written back in key order."""
         if not merged:
@@ -351,7 +203,7 @@ class IngestStore:
                 rollout, stage, window, exposed, segment, metric, histogram = found
                 stored[(rollout, stage, window, bool(exposed), segment, metric)] = histogram
         written = [
-            (key, _add_histogram(stored[key], adding, _describe(key)))
+            (key, add_histogram(stored[key], adding, describe(key)))
             for key in keys
             if (adding := merged[key].histogram) is not None
         ]

@@ -100,14 +100,11 @@ class TokenStore:
         """The live token with this secret if it is known without reading the database (the
         configured admin secret, or a row ``authenticate`` kept); None when ``authenticate``
         must be asked. No I/O: callable on an event loop."""
-        bootstrap = self.bootstrap_secret
-        if bootstrap and hmac.compare_digest(secret.encode(), bootstrap.encode()):
-            return TokenRecord(BOOTSTRAP_ID, "bootstrap", Role.ADMIN, datetime.min)
-        cache: dict[str, tuple[float, Any]] = self.__dict__.setdefault("_auth_cache", {})
-        kept = cache.get(self._hash(secret))
-        if kept is None or kept[0] <= time.monotonic():
-            return None
-        return self._live(kept[1], now)
+        bootstrap = self._bootstrap(secret)
+        if bootstrap is not None:
+            return bootstrap
+        row = self._kept_row(self._hash(secret))
+        return None if row is None else self._live(row, now)
 
     def authenticate(self, secret: str, now: datetime | None = None) -> TokenRecord | None:
         """The live token with this secret, or None (unknown, revoked or expired).
@@ -117,16 +114,12 @@ class TokenStore:
         second). Revoking a token forgets every kept row at once on this store; another
         replica's store forgets it within ``AUTH_CACHE_SECONDS``. Expiry is checked each time.
         """
-        bootstrap = self.bootstrap_secret
-        if bootstrap and hmac.compare_digest(secret.encode(), bootstrap.encode()):
-            return TokenRecord(BOOTSTRAP_ID, "bootstrap", Role.ADMIN, datetime.min)
+        bootstrap = self._bootstrap(secret)
+        if bootstrap is not None:
+            return bootstrap
         keyed = self._hash(secret)
-        cache: dict[str, tuple[float, Any]] = self.__dict__.setdefault("_auth_cache", {})
-        kept = cache.get(keyed)
-        moment = time.monotonic()
-        if kept is not None and kept[0] > moment:
-            row = kept[1]
-        else:
+        row = self._kept_row(keyed)
+        if row is None:
             # Rows stored before keyed hashes used plain SHA-256 of the secret.
             hashes = [keyed, hashlib.sha256(secret.encode()).hexdigest()]
             with self.engine.connect() as connection:
@@ -134,10 +127,25 @@ class TokenStore:
                     sa.select(t.tokens).where(t.tokens.c.secret_hash.in_(hashes))
                 ).first()
             if row is not None and row.revoked_at is None:
+                cache = self._auth_rows()
                 if len(cache) >= AUTH_CACHE_SIZE:
                     cache.clear()
-                cache[keyed] = (moment + AUTH_CACHE_SECONDS, row)
+                cache[keyed] = (time.monotonic() + AUTH_CACHE_SECONDS, row)
         return self._live(row, now)
+
+    def _bootstrap(self, secret: str) -> TokenRecord | None:
+        bootstrap = self.bootstrap_secret
+        if bootstrap and hmac.compare_digest(secret.encode(), bootstrap.encode()):
+            return TokenRecord(BOOTSTRAP_ID, "bootstrap", Role.ADMIN, datetime.min)
+        return None
+
+    def _auth_rows(self) -> dict[str, tuple[float, Any]]:
+        """Keyed hash → (kept until, on ``time.monotonic``; the token's row)."""
+        return self.__dict__.setdefault("_auth_cache", {})  # type: ignore[no-any-return]
+
+    def _kept_row(self, keyed: str) -> Any:
+        kept = self._auth_rows().get(keyed)
+        return kept[1] if kept is not None and kept[0] > time.monotonic() else None
 
     @staticmethod
     def _live(row: Any, now: datetime | None) -> TokenRecord | None:
