@@ -111,7 +111,7 @@ def encode_batches(
         }
         if tally.histogram is not None:
             # Sparse, flat (index, count, …): a latency fills a few dozen of the 432 buckets,
-            # and the server parses and adds a tenth of the numbers.
+            # and the server parses and adds about a fifth of the numbers.
             aggregate["buckets"] = [x for i, n in enumerate(tally.histogram) if n for x in (i, n)]
         aggregates.append(aggregate)
     exposures = [
