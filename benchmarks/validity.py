@@ -11,14 +11,19 @@ judgement looks at every tick. Null scenarios report the share of runs falsely j
 scenarios report the mean exposed requests to detection against the Wald SPRT's expected sample
 size for the same test (null at the tolerance, β = 5 %).
 
-Two paths, one answer:
+Three paths, one answer:
 
-- the **store's path**: aggregates → ``AggregateTable`` → ``Observations`` → ``judge_guard``, the
-  code the controller runs (segments, latency, and every cross-check below);
+- the **store's path judged from scratch**: aggregates → ``AggregateTable`` → ``Observations`` →
+  ``judge_guard`` at every tick — the reference;
+- the **controller's incremental path** (segments, latency, users): the same aggregates put into
+  a ``RolloutEvidence``, which folds in only what changed, as the controller and the simulator
+  do;
 - a **fast path** for whole-traffic rate scenarios, built from the same core primitives
   (``stratum_log_ratios`` per stratum, ``restarted_log_evidence`` across stages) with the
-  finished strata summed once. Its first ``--check`` runs of every scenario are also run through
-  the store's path, and the benchmark stops with an error if any decision differs.
+  finished strata summed once.
+
+The first ``--check`` runs of every scenario are also judged from scratch, and the benchmark
+stops with an error if any decision differs (the tick, and whether a segment made it).
 
     python benchmarks/validity.py [--runs 10000] [--latency-runs 1000] [--seed 20261130]
                                   [--only NAME ...] [--jobs 2]
@@ -64,6 +69,7 @@ from rollwise.core.judgement import (
 )
 from rollwise.core.judgement._dispersion import dispersion
 from rollwise.core.judgement._evidence import discounted_stages
+from rollwise.core.judgement._rollout import RolloutEvidence
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
 
 RESULTS = Path(__file__).parent / "results" / "validity.json"
@@ -201,51 +207,57 @@ def tenant_world(
     as users."""
     weights = np.array([1 / (rank + 1) for rank in range(tenants)])
     weights /= weights.sum()
-    tenant_replicate = [replicate_of(f"t{tenant}") for tenant in range(tenants)]
+    tenant_replicate = np.array([replicate_of(f"t{tenant}") for tenant in range(tenants)])
+    keys = [f"tenant=t{tenant}" for tenant in range(tenants)]
     daily = _daily(amplitude)
-    effects = effect or {}
+    quiet_mask = np.isin(np.arange(tenants), sorted(quiet))
+    boost = np.ones(tenants)
+    for tenant, factor in (effect or {}).items():
+        boost[tenant] = factor
 
     def world(rng: np.random.Generator) -> Iterator[Tick]:
         own = np.exp(sigma * rng.standard_normal(tenants))
-        order = rng.permutation(tenants).tolist()
-        by_stage = (
-            [set(order[:count]) for count in exposed_counts]
+        order = rng.permutation(tenants)
+        groups = (
+            [order[:count] for count in exposed_counts]
             if exposed_counts
-            else [set(group) for group in exposed]
+            else [sorted(group) for group in exposed]
         )
+        by_stage = [np.isin(np.arange(tenants), group) for group in groups]
         for tick in range(ticks):
             at = START + tick * TICK
             stage = stage_at(tick)
-            chosen = by_stage[stage]
-            open_now = 8 <= at.hour < 18
-            rate = base * daily(at)
+            rate = base * daily(at) * own
+            n = rng.poisson(per_tick * weights)
+            if quiet_mask.any() and not 8 <= at.hour < 18:
+                n[quiet_mask] = 0
+            if unit_is_tenant:
+                chosen = by_stage[stage]
+                exposed_n, baseline_n = np.where(chosen, n, 0), np.where(chosen, 0, n)
+            else:
+                exposed_n = rng.binomial(n, share)
+                baseline_n = n - exposed_n
+            exposed_x = rng.binomial(exposed_n, np.minimum(rate * boost, 1.0))
+            baseline_x = rng.binomial(baseline_n, np.minimum(rate, 1.0))
             requests: dict[tuple[str, bool], int] = {}
             events: dict[tuple[str, bool], int] = {}
-            replicates = {side: np.zeros((REPLICATES, 2), int) for side in (True, False)}
-            for tenant in range(tenants):
-                if tenant in quiet and not open_now:
-                    continue
-                n = int(rng.poisson(per_tick * weights[tenant]))
+            replicates = {}
+            for side, counts, failed in (
+                (True, exposed_n, exposed_x),
+                (False, baseline_n, baseline_x),
+            ):
+                total = int(counts.sum())
+                if total:
+                    requests["", side] = total
+                    events["", side] = int(failed.sum())
+                for tenant in np.flatnonzero(counts).tolist():
+                    requests[keys[tenant], side] = int(counts[tenant])
+                    events[keys[tenant], side] = int(failed[tenant])
                 if unit_is_tenant:
-                    sides = [(tenant in chosen, n)]
-                else:
-                    n_t = int(rng.binomial(n, share))
-                    sides = [(True, n_t), (False, n - n_t)]
-                for side, count in sides:
-                    if count == 0:
-                        continue
-                    tenant_rate = rate * own[tenant] * (effects.get(tenant, 1.0) if side else 1.0)
-                    x = int(rng.binomial(count, min(tenant_rate, 1.0)))
-                    for key in ("", f"tenant=t{tenant}"):
-                        requests[key, side] = requests.get((key, side), 0) + count
-                        events[key, side] = events.get((key, side), 0) + x
-                    if unit_is_tenant:
-                        replicates[side][tenant_replicate[tenant]] += (count, x)
-            if not unit_is_tenant:  # users: every request its own unit
-                for side in (True, False):
-                    replicates[side] = _iid_replicates(
-                        rng, requests.get(("", side), 0), events.get(("", side), 0)
-                    )
+                    replicates[side] = np.zeros((REPLICATES, 2), int)
+                    np.add.at(replicates[side], tenant_replicate, np.stack([counts, failed], 1))
+                else:  # users: every request its own unit
+                    replicates[side] = _iid_replicates(rng, total, events.get(("", side), 0))
             yield Tick(stage, requests, events, replicates=replicates)
 
     return world
@@ -273,29 +285,35 @@ def user_world(
 
     def world(rng: np.random.Generator) -> Iterator[Tick]:
         weights = rng.pareto(tail, users) + 1
-        rates = per_tick * weights / weights.sum()
+        cumulative = np.cumsum(weights) / weights.sum()
         exposed = rng.random(users) < share
         failing = np.where(rng.random(users) < broken, broken_rate * effect, base * effect)
         failing = np.where(exposed, np.minimum(failing, 1.0), failing / effect)
-        sides = {True: exposed, False: ~exposed}
         for _ in range(ticks):
-            n = rng.poisson(rates)
-            x = rng.binomial(n, failing)
-            n_t, x_t = int(n[exposed].sum()), int(x[exposed].sum())
-            per_replicate = {
-                side: np.stack(
+            # Each user's requests ~ Poisson(per_tick · weight share), drawn as a Poisson total
+            # split among the users by their weights (the same law, at the cost of the requests
+            # rather than of the users).
+            total = int(rng.poisson(per_tick))
+            who = np.minimum(
+                np.searchsorted(cumulative, np.sort(rng.random(total)), "right"), users - 1
+            )
+            failed = rng.random(total) < failing[who]
+            on = exposed[who]
+            per_replicate = {}
+            for side, members in ((True, on), (False, ~on)):
+                where = replicate[who[members]]
+                per_replicate[side] = np.stack(
                     [
-                        np.bincount(replicate[members], n[members], REPLICATES),
-                        np.bincount(replicate[members], x[members], REPLICATES),
+                        np.bincount(where, minlength=REPLICATES),
+                        np.bincount(where, failed[members], REPLICATES).astype(np.int64),
                     ],
                     axis=1,
-                ).astype(np.int64)
-                for side, members in sides.items()
-            }
+                )
+            n_t, x_t = int(on.sum()), int((failed & on).sum())
             yield Tick(
                 0,
-                {("", True): n_t, ("", False): int(n.sum()) - n_t},
-                {("", True): x_t, ("", False): int(x.sum()) - x_t},
+                {("", True): n_t, ("", False): total - n_t},
+                {("", True): x_t, ("", False): int(failed.sum()) - x_t},
                 replicates=per_replicate,
             )
 
@@ -351,13 +369,21 @@ def _window(at: datetime, minutes: int) -> int:
     return int(at.timestamp() // 60) // minutes * minutes
 
 
-def run_store_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> Outcome:
-    """The controller's path: aggregates as an SDK ships them → AggregateTable → judge_guard."""
+def run_store_path(
+    scenario: Scenario, plan: Plan, rng: np.random.Generator, *, full: bool = True
+) -> Outcome:
+    """The controller's path: aggregates as an SDK ships them, judged either from scratch at
+    every tick (``full``: ``AggregateTable`` → ``Observations`` → ``judge_guard``) or as the
+    controller and the simulator judge them, folding in what changed (``RolloutEvidence``,
+    which returns what ``judge_guard`` returns for the same aggregates, to the bit)."""
     guard = plan.guards[0]
     alpha = harm_alpha(plan, guard.on_regression)
     stages = len(plan.stages)
     minutes = int(plan.stratum.total_seconds() // 60)
     table = AggregateTable()
+    # Only the current window changes here: nothing needs to stay open to late batches.
+    evidence = None if full else RolloutEvidence(plan, open_minutes=0, bounds=False)
+    put = table.put if evidence is None else evidence.put
     tallies: dict[tuple[int, int, str, bool], tuple[int, int]] = {}
     histograms: dict[tuple[int, int, str, bool], np.ndarray] = {}
     replicates: dict[tuple[int, bool], np.ndarray] = {}
@@ -370,7 +396,7 @@ def run_store_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> 
             totals += added
             for replicate in np.flatnonzero(added[:, 0]).tolist():
                 count, failed = totals[replicate].tolist()
-                table.put(
+                put(
                     Aggregate(
                         tick.stage,
                         REPLICATE_WINDOW,
@@ -391,21 +417,34 @@ def run_store_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> 
                     aggregate = Aggregate(
                         tick.stage, window, side, segment, "m", total, 0, total_histogram.tolist()
                     )
-                    table.put(aggregate)
+                    put(aggregate)
             else:
                 before = tallies.get(key, (0, 0))
                 count = before[0] + requests
                 failed = before[1] + tick.events.get((segment, side), 0)
                 tallies[key] = (count, failed)
                 if count:
-                    table.put(Aggregate(tick.stage, window, side, segment, "m", count, failed))
+                    put(Aggregate(tick.stage, window, side, segment, "m", count, failed))
         exposed_total += tick.requests.get(("", True), 0)
         if tick.stage >= scenario.count_from_stage:
             counted += tick.requests.get((scenario.count_segment, True), 0)
-        observations = table.observations(plan, tick.stage)
-        overall, segments = judge_guard(
-            guard, observations, tick.stage, alpha, at, bounds=False, stages=stages, unit=plan.unit
-        )
+        if evidence is None:
+            observations = table.observations(plan, tick.stage)
+            overall, segments = judge_guard(
+                guard,
+                observations,
+                tick.stage,
+                alpha,
+                at,
+                bounds=False,
+                stages=stages,
+                unit=plan.unit,
+            )
+        elif not evidence.guard_states(tick.stage, at).harmed(0):
+            continue  # what the controller asks first; the verdicts only when harm is found
+        else:
+            verdicts = evidence.judged(tick.stage, at)
+            overall, segments = verdicts.verdicts[0], list(verdicts.segment_verdicts)
         judged = [overall, *segments] if scenario.segments else [overall]
         harmed = [v for v in judged if v.verdict is Verdict.HARM]
         if harmed:
@@ -769,15 +808,22 @@ def _without_replicates(stage: int, requests: Any, **fields: Any) -> Tick:
 # --- running ---------------------------------------------------------------------------------
 
 
-def _chunk(args: tuple[str, int, int, int, bool]) -> list[Outcome]:
-    name, seed, first, count, store = args
+#: How a run is judged: the fast path, the controller's incremental path, or from scratch at
+#: every tick (the reference both are checked against).
+FAST, INCREMENTAL, FULL = "fast", "incremental", "full"
+
+
+def _chunk(args: tuple[str, int, int, int, str]) -> list[Outcome]:
+    name, seed, first, count, path = args
     scenario = next(s for s in scenarios() if s.name == name)
     plan = load_plan(scenario.plan)
-    run = run_store_path if store else run_fast_path
     outcomes = []
     for index in range(first, first + count):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-        outcomes.append(run(scenario, plan, rng))
+        if path == FAST:
+            outcomes.append(run_fast_path(scenario, plan, rng))
+        else:
+            outcomes.append(run_store_path(scenario, plan, rng, full=path == FULL))
     return outcomes
 
 
@@ -791,29 +837,28 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 
 def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> dict[str, object]:
-    fast = not scenario.latency and not scenario.segments
+    path = INCREMENTAL if scenario.latency or scenario.segments else FAST
     began = time.perf_counter()
     size = max(1, math.ceil(runs / (jobs * 4)))
     tasks = [
-        (scenario.name, seed, first, min(size, runs - first), not fast)
+        (scenario.name, seed, first, min(size, runs - first), path)
         for first in range(0, runs, size)
     ]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         outcomes = [o for chunk in pool.map(_chunk, tasks) for o in chunk]
-        checked = 0
-        if fast and check:
-            store = [
-                o
-                for chunk in pool.map(_chunk, [(scenario.name, seed, 0, check, True)])
-                for o in chunk
-            ]
-            for index, (a, b) in enumerate(zip(outcomes[:check], store, strict=True)):
-                if a.harm_tick != b.harm_tick:
-                    raise SystemExit(
-                        f"{scenario.name}: run {index}: the fast path decided at tick "
-                        f"{a.harm_tick}, the store's path at {b.harm_tick}"
-                    )
-            checked = check
+        # The first ``check`` runs again, judged from scratch at every tick, in ``jobs`` chunks.
+        part = max(1, math.ceil(check / jobs))
+        checks = [
+            (scenario.name, seed, first, min(part, check - first), FULL)
+            for first in range(0, check, part)
+        ]
+        reference = [o for chunk in pool.map(_chunk, checks) for o in chunk]
+    for index, (a, b) in enumerate(zip(outcomes[: len(reference)], reference, strict=True)):
+        if (a.harm_tick, a.by_segment) != (b.harm_tick, b.by_segment):
+            raise SystemExit(
+                f"{scenario.name}: run {index}: the {path} path decided at tick "
+                f"{a.harm_tick}, the store's path judging from scratch at {b.harm_tick}"
+            )
     harmed = [o for o in outcomes if o.harm_tick is not None]
     low, high = wilson(len(harmed), runs)
     row: dict[str, object] = {
@@ -821,8 +866,8 @@ def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> 
         "what": scenario.what,
         "null": scenario.null,
         "runs": runs,
-        "path": "fast (checked against the store's path)" if fast else "store",
-        "checked_runs": checked,
+        "path": path,
+        "checked_runs": len(reference),
         "harm_share": len(harmed) / runs,
         "harm_by_segment": sum(o.by_segment for o in harmed),
         "harm_interval": [low, high],
