@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
 from rollwise.core._conditions import Condition
+from rollwise.core._mappings import dict_of
 from rollwise.core._program import Program, compile_program
 from rollwise.core._semver import Version
 
@@ -88,6 +89,12 @@ class Flag:
             raise ValueError(f"flag {self.key!r} needs at least one variant")
         object.__setattr__(self, "program", compile_program(self))
 
+    def kill_switched(self, killed: bool) -> Flag:
+        """This flag with its kill switch set to ``killed``, keeping the compiled program."""
+        changed = replace(self, killed=killed)
+        object.__setattr__(changed, "program", self.program.kill_switched(changed))
+        return changed
+
     @property
     def safe_default(self) -> Variant:
         return self.variants[0]
@@ -115,7 +122,29 @@ class FlagSet:
     segments: Mapping[str, Segment] = field(default_factory=dict)
     metrics: Mapping[str, Metric] = field(default_factory=dict)
     version: int = 0
+    #: The dict the ``flags`` proxy shows, for lookups on hot paths (``dict.get`` is the
+    #: fastest there is). Shared, never changed: read it, do not write to it.
+    by_key: dict[str, Flag] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("flags", "segments", "metrics"):
-            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        plain = dict_of(self.flags)
+        object.__setattr__(self, "by_key", plain)
+        object.__setattr__(self, "flags", MappingProxyType(plain))
+        for name in ("segments", "metrics"):
+            object.__setattr__(self, name, MappingProxyType(dict_of(getattr(self, name))))
+
+    def with_flag(self, flag: Flag, version: int) -> FlagSet:
+        """This set with ``flag`` in place of the one of its key, as ``version``: the flags
+        copied once, the segments and metrics shared (a kill switch pushed to an SDK)."""
+        plain = dict_of(self.by_key)
+        plain[flag.key] = flag
+        changed = object.__new__(FlagSet)
+        for name, value in (
+            ("by_key", plain),
+            ("flags", MappingProxyType(plain)),
+            ("segments", self.segments),
+            ("metrics", self.metrics),
+            ("version", version),
+        ):
+            object.__setattr__(changed, name, value)
+        return changed

@@ -101,7 +101,7 @@ class Served:
     def __init__(self, snapshot: Snapshot) -> None:
         self.flags = snapshot.flags
         # Plain dicts: the hot paths look a flag (or a metric) up on every call.
-        self.by_key: dict[str, Flag] = dict(snapshot.flags.flags)
+        self.by_key: dict[str, Flag] = snapshot.flags.by_key  # shared, never written
         self.exposing = dict(snapshot.exposing) if snapshot.exposing else _NO_ROLLOUTS
         self.guarding = dict(snapshot.guarding) if snapshot.guarding else _NO_ROLLOUTS
 
@@ -162,19 +162,12 @@ def with_kill(snapshot: Snapshot, key: str, killed: bool, version: int) -> Snaps
     Raises:
         KeyError: the snapshot has no flag ``key``.
     """
-    changed = replace(snapshot.flags.flags[key], killed=killed)
-    flags = dict(snapshot.flags.flags)
-    flags[key] = changed
+    changed = snapshot.flags.flags[key].kill_switched(killed)
     rollouts = tuple(
         replace(rollout, flag=changed) if rollout.flag.key == key else rollout
         for rollout in snapshot.rollouts
     )
-    return Snapshot(
-        version,
-        replace(snapshot.flags, flags=flags, version=version),
-        rollouts,
-        snapshot.decoded,
-    )
+    return Snapshot(version, snapshot.flags.with_flag(changed, version), rollouts, snapshot.decoded)
 
 
 def _rollout(entry: object, flags: FlagSet, path: str, source: str) -> LiveRollout:

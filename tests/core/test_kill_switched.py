@@ -1,0 +1,45 @@
+"""A kill switch flipped on a flag the SDK holds: the flag's compiled program is copied with the
+switch set rather than compiled again, and the flag set is rebuilt around it with one copy of
+its flags. What evaluations return must be what a flag read with that switch returns."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rollwise.core import Reason, evaluate, load_flags
+from tests.core.test_program_lazy import CONTEXTS, FLAGS
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_kill_switched_flag_answers_as_a_flag_read_with_that_switch(compiled: bool) -> None:
+    flags = load_flags(FLAGS)
+    for key, flag in flags.flags.items():
+        before = [evaluate(flag, context) for context in CONTEXTS] if compiled else None
+        killed = flag.kill_switched(True)
+        assert killed.killed and not flag.killed
+        assert all(evaluate(killed, c).reason is Reason.KILLED for c in CONTEXTS), key
+        # The copy did not change the program it was made from.
+        if before is not None:
+            assert [evaluate(flag, context) for context in CONTEXTS] == before
+        revived = killed.kill_switched(False)
+        fresh = replace(flag, killed=False)  # compiled anew from the flag's fields
+        assert [evaluate(revived, c) for c in CONTEXTS] == [evaluate(fresh, c) for c in CONTEXTS]
+        assert (
+            revived.program is not flag.program and revived.program.run.__self__ is revived.program
+        )
+
+
+def test_a_flag_set_with_one_flag_changed_shares_the_rest() -> None:
+    flags = load_flags(FLAGS)
+    killed = flags.flags["checkout"].kill_switched(True)
+    changed = flags.with_flag(killed, flags.version + 1)
+    assert changed.version == flags.version + 1
+    assert changed.flags["checkout"] is killed and changed.by_key["checkout"] is killed
+    assert changed.flags["search"] is flags.flags["search"]
+    assert dict(changed.flags) == changed.by_key and changed.by_key is not flags.by_key
+    assert changed.segments is flags.segments and changed.metrics is flags.metrics
+    assert not flags.flags["checkout"].killed  # the set it was made from is unchanged
+    with pytest.raises(TypeError):
+        changed.flags["search"] = killed  # type: ignore[index]
