@@ -17,7 +17,7 @@ The sweep interval bounds the resolution from above (a change is seen at most ``
 late); the worker processes, the server and this process share the machine's cores.
 
     python benchmarks/kill_switch_sdk.py [--processes 10] [--clients 100] [--flags 1000]
-        [--rounds 3] [--sweep 2]
+        [--rounds 3] [--sweep 2] [--server-workers 1]
 """
 
 from __future__ import annotations
@@ -113,12 +113,19 @@ def main() -> int:
     parser.add_argument("--flags", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sweep", type=float, default=2.0, help="ms between a worker's sweeps")
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="rollwise server --workers: the streams spread over that many server processes",
+    )
     args = parser.parse_args()
     total = args.processes * args.clients
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * total + 256)), hard))
     flags = flags_file(args.flags)
-    with local_server(ADMIN, controller=False) as url:
+    options = ["--workers", str(args.server_workers)] if args.server_workers > 1 else []
+    with local_server(ADMIN, controller=False, options=options) as url:
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
         admin.put("/api/v1/flags", content=flags.encode()).raise_for_status()
         snapshot_bytes = len(
@@ -176,7 +183,7 @@ def main() -> int:
     print(
         f"Kill switch, API request to evaluation: {args.processes} processes x {args.clients} "
         f"rollwise.Client, {args.flags:,}-flag snapshot ({snapshot_bytes / 1024:.0f} KiB), "
-        f"sweeps every {args.sweep:g} ms"
+        f"sweeps every {args.sweep:g} ms, server --workers {args.server_workers}"
     )
     print(f"  {'round':<8}{'action':<8}{'reached':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for row in rounds:
@@ -193,6 +200,7 @@ def main() -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "processes": args.processes,
+        "server_workers": args.server_workers,
         "clients_per_process": args.clients,
         "flags": args.flags,
         "snapshot_bytes": snapshot_bytes,

@@ -220,3 +220,51 @@ def test_a_stale_look_at_the_store_does_not_take_the_version_back(tmp_path: Path
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def test_a_kill_through_another_replica_reaches_the_streams_as_a_kill_event(
+    tmp_path: Path,
+) -> None:
+    """Two replicas on one database. A kill switch flipped through one reaches the other's
+    streams at its next look at the store as ``event: kill`` (that version, that flag), not as
+    the whole snapshot each SDK would read; a flags file, or two flips of one flag between two
+    looks, as the snapshot."""
+    url = f"sqlite:///{tmp_path / 'replicas.db'}"
+    first, second = Store.open(url), Store.open(url)
+    near = create_app(first, controller=False, watch_interval=3600.0, admin_token=ADMIN)
+    far = create_app(second, controller=False, watch_interval=0.02, admin_token=ADMIN)
+    flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+    try:
+        with serving(near) as near_url, serving(far) as far_url:
+            admin = httpx.Client(base_url=near_url, headers={"Authorization": f"Bearer {ADMIN}"})
+            version = admin.put("/api/v1/flags", content=flags).json()["snapshot_version"]
+            key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
+            sdk_headers = {"Authorization": f"Bearer {key.json()['secret']}"}
+            with httpx.Client(base_url=far_url, headers=sdk_headers) as sdk:
+                assert _until(lambda: sdk.get("/sdk/v1/snapshot").json()["version"] == version)
+                with sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as stream:
+                    lines = stream.iter_lines()
+                    ((kind, data),) = _events(lines, 1)
+                    assert (kind, json.loads(data)["version"]) == ("snapshot", version)
+                    admin.post("/api/v1/flags/new-checkout/kill").raise_for_status()
+                    ((kind, data),) = _events(lines, 1)
+                    assert (kind, json.loads(data)) == (
+                        "kill",
+                        {"version": version + 1, "flag": "new-checkout", "killed": True},
+                    )
+                    changed = flags.replace("The new checkout flow.", "The new checkout, v2.")
+                    admin.put("/api/v1/flags", content=changed).raise_for_status()
+                    ((kind, data),) = _events(lines, 1)
+                    assert kind == "snapshot" and json.loads(data)["version"] == version + 2
+            # Both flips of a flag before the far replica looks: the first is not a kill
+            # event any more (the switch's row holds the second), so the snapshot goes out.
+            assert first.kill_flips(version + 2, version + 2) == {}
+            first.set_killed("new-checkout", False, "t", _now())
+            first.set_killed("new-checkout", True, "t", _now())
+            assert first.kill_flips(version + 2, version + 4) == {
+                version + 4: ("new-checkout", True)
+            }
+            admin.close()
+    finally:
+        first.close()
+        second.close()

@@ -78,13 +78,19 @@ class VersionWatch:
         version's only change was that kill switch, which streams that asked for it are sent
         as ``event: kill`` instead of the whole snapshot."""
         if kill is not None:
-            data = json.dumps({"version": version, "flag": kill[0], "killed": kill[1]})
-            self._kills[version] = f"event: kill\ndata: {data}\n\n".encode()
-            for old in sorted(self._kills)[: -self.KILLS_KEPT]:
-                self._kills.pop(old, None)
+            self.remember_kills({version: kill})
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish, version)
+
+    def remember_kills(self, flips: Mapping[int, tuple[str, bool]]) -> None:
+        """Keep the ``kill`` event of each version whose only change was a kill switch flip
+        (version → (flag, killed)), the newest ``KILLS_KEPT``."""
+        for version, (flag, killed) in flips.items():
+            data = json.dumps({"version": version, "flag": flag, "killed": killed})
+            self._kills[version] = f"event: kill\ndata: {data}\n\n".encode()
+        for old in sorted(self._kills)[: -self.KILLS_KEPT]:
+            self._kills.pop(old, None)
 
     def kill_events(self, last: int, current: int) -> list[bytes] | None:
         """The ``kill`` events that lead from version ``last`` to ``current``, when every version
@@ -325,9 +331,16 @@ def _known_token(request: Request, store: Store) -> bool:
 async def _watch(app: FastAPI, interval: float) -> None:
     """Follow the store's snapshot version (another replica may change it) for the streams."""
     store: Store = app.state.store
+    versions: VersionWatch = app.state.versions
     while True:
         try:
-            app.state.versions.publish(await asyncio.to_thread(store.snapshot_version))
+            current = await asyncio.to_thread(store.snapshot_version)
+            last = versions.current
+            if last < current <= last + VersionWatch.KILLS_KEPT:
+                # Kill switches flipped through another replica (or another worker) go out
+                # to this one's streams as kill events too, not as the whole snapshot.
+                versions.remember_kills(await asyncio.to_thread(store.kill_flips, last, current))
+            versions.publish(current)
         except Exception:
             logger.exception("cannot read the snapshot version")
         await asyncio.sleep(interval)

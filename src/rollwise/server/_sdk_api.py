@@ -92,9 +92,10 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
     """Server-sent events: ``event: snapshot`` whenever the snapshot changes, carrying the whole
     snapshot (``version``, ``flags``, ``rollouts``), so that a kill reaches every SDK without a
     second round trip. With ``kills=true``, a version whose only change was a kill switch
-    flipped through this replica comes as ``event: kill`` with ``{"version", "flag",
-    "killed"}`` instead (the stream had the version before it): an SDK sets the switch on the
-    snapshot it holds, and a thousand-flag snapshot is not read for one switch."""
+    flipped (through this replica, or through another, seen at this one's next look at the
+    store) comes as ``event: kill`` with ``{"version", "flag", "killed"}`` instead (the stream
+    had the version before it): an SDK sets the switch on the snapshot it holds, and a
+    thousand-flag snapshot is not read for one switch."""
     versions = request.app.state.versions
 
     async def events() -> AsyncIterator[bytes]:

@@ -264,16 +264,26 @@ class ControlStore:
                 raise NotFoundError(f"unknown flag {flag!r}")
             if self._kill_switches(connection).get(flag, False) == killed:
                 return self._version(connection), False
+            version = self._bump_snapshot(connection)
+            values = {"killed": killed, "changed_at": now, "changed_by": actor, "version": version}
             updated = connection.execute(
-                t.kill_switches.update()
-                .where(t.kill_switches.c.flag == flag)
-                .values(killed=killed, changed_at=now, changed_by=actor)
+                t.kill_switches.update().where(t.kill_switches.c.flag == flag).values(**values)
             )
             if updated.rowcount == 0:
-                connection.execute(
-                    t.kill_switches.insert().values(
-                        flag=flag, killed=killed, changed_at=now, changed_by=actor
-                    )
-                )
+                connection.execute(t.kill_switches.insert().values(flag=flag, **values))
             write_audit(connection, now, actor, "flag.kill" if killed else "flag.unkill", flag)
-            return self._bump_snapshot(connection), True
+            return version, True
+
+    def kill_flips(self, after: int, upto: int) -> dict[int, tuple[str, bool]]:
+        """The versions in (``after``, ``upto``] made by a kill switch flip alone, each with its
+        flag and new state: a replica sends them to its SDK streams as ``event: kill``. A
+        version missing here changed something else (or its flag was flipped again since): it
+        goes out as the whole snapshot."""
+        switches = t.kill_switches
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(switches.c.version, switches.c.flag, switches.c.killed).where(
+                    switches.c.version > after, switches.c.version <= upto
+                )
+            )
+            return {int(row.version): (row.flag, bool(row.killed)) for row in rows}

@@ -34,6 +34,8 @@ kill_switches = sa.Table(
     sa.Column("killed", sa.Boolean, nullable=False),
     sa.Column("changed_at", _TIME, nullable=False),
     sa.Column("changed_by", sa.String(200), nullable=False),
+    # The snapshot version the last flip made (migration 0007; NULL before it).
+    sa.Column("version", sa.BigInteger, nullable=True),
 )
 
 plans = sa.Table(
