@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from typing import Any
 
 from rollwise.sdk._snapshot import parse_snapshot
@@ -67,14 +68,23 @@ def test_evaluations_in_flight_see_one_snapshot_or_the_other() -> None:
                 server.publish(_version(version, on=version % 2 == 1))
                 stop.wait(0.002)
 
+        deadline = time.monotonic() + 30
+
         def evaluate(offset: int) -> None:
+            # 20,000 evaluations per thread, and on until the snapshot has changed a few times
+            # (a loaded machine may apply few versions while 40,000 evaluations run).
+            done = 0
             try:
-                for index in range(offset, 40_000, 2):
+                while done < 20_000 or (
+                    client.stats().snapshot_version < 6 and time.monotonic() < deadline
+                ):
+                    index = offset + 2 * done
                     context = {**ACME, "tenant": f"t-{index}"}
                     if index % 4 < 2:
                         client.enabled("new-checkout", context)
                     else:
                         client.resolve("new-checkout", context)
+                    done += 1
             except BaseException as exc:  # pragma: no cover - reported below
                 failures.append(exc)
 
