@@ -94,7 +94,8 @@ class VersionWatch:
 
     def kill_events(self, last: int, current: int) -> list[bytes] | None:
         """The ``kill`` events that lead from version ``last`` to ``current``, when every version
-        between was a kill switch flipped here; else None (send the snapshot)."""
+        between was a kill switch flip (announced here, or found by the watcher); else None
+        (send the snapshot)."""
         if last < 0 or current <= last or current - last > self.KILLS_KEPT:
             return None
         frames = [self._kills.get(version) for version in range(last + 1, current + 1)]
