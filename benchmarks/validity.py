@@ -15,7 +15,7 @@ Three paths, one answer:
 
 - the **store's path judged from scratch**: aggregates → ``AggregateTable`` → ``Observations`` →
   ``judge_guard`` at every tick — the reference;
-- the **controller's incremental path** (segments, latency, users): the same aggregates put into
+- the **controller's incremental path** (segments, latency): the same aggregates put into
   a ``RolloutEvidence``, which folds in only what changed, as the controller and the simulator
   do;
 - a **fast path** for whole-traffic rate scenarios, built from the same core primitives
@@ -857,7 +857,8 @@ def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> 
         if (a.harm_tick, a.by_segment) != (b.harm_tick, b.by_segment):
             raise SystemExit(
                 f"{scenario.name}: run {index}: the {path} path decided at tick "
-                f"{a.harm_tick}, the store's path judging from scratch at {b.harm_tick}"
+                f"{a.harm_tick} (by a segment: {a.by_segment}), the store's path judging from "
+                f"scratch at {b.harm_tick} (by a segment: {b.by_segment})"
             )
     harmed = [o for o in outcomes if o.harm_tick is not None]
     low, high = wilson(len(harmed), runs)

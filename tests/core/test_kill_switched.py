@@ -4,11 +4,11 @@ its flags. What evaluations return must be what a flag read with that switch ret
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
-from rollwise.core import Reason, evaluate, load_flags
+from rollwise.core import FlagSet, Reason, evaluate, load_flags
 from tests.core.test_program_lazy import CONTEXTS, FLAGS
 
 
@@ -40,6 +40,42 @@ def test_a_flag_set_with_one_flag_changed_shares_the_rest() -> None:
     assert changed.flags["search"] is flags.flags["search"]
     assert dict(changed.flags) == changed.by_key and changed.by_key is not flags.by_key
     assert changed.segments is flags.segments and changed.metrics is flags.metrics
+    # Made without __init__: every field must still be set (one added later included).
+    assert all(hasattr(changed, field.name) for field in fields(FlagSet))
+    assert changed == replace(
+        flags, flags={**flags.flags, "checkout": killed}, version=changed.version
+    )
     assert not flags.flags["checkout"].killed  # the set it was made from is unchanged
     with pytest.raises(TypeError):
         changed.flags["search"] = killed  # type: ignore[index]
+
+
+def test_dict_of_copies_every_kind_of_mapping_as_dict_does() -> None:
+    from collections import OrderedDict
+    from collections.abc import Iterator, Mapping
+    from types import MappingProxyType
+
+    from rollwise.core._mappings import dict_of
+
+    class Plain(Mapping[str, int]):  # a Mapping with no copy()
+        def __getitem__(self, key: str) -> int:
+            return {"a": 1, "b": 2}[key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(("a", "b"))
+
+        def __len__(self) -> int:
+            return 2
+
+    source = {"a": 1, "b": 2}
+    for mapping in (
+        source,
+        MappingProxyType(source),
+        OrderedDict(source),
+        MappingProxyType(OrderedDict(source)),
+        Plain(),
+        MappingProxyType(Plain()),
+    ):
+        copied = dict_of(mapping)
+        assert type(copied) is dict and copied == source
+        assert copied is not source

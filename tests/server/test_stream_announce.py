@@ -241,7 +241,9 @@ def test_a_kill_through_another_replica_reaches_the_streams_as_a_kill_event(
             key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
             sdk_headers = {"Authorization": f"Bearer {key.json()['secret']}"}
             with httpx.Client(base_url=far_url, headers=sdk_headers) as sdk:
+                # The far replica's streams follow its watcher, not the store: wait for both.
                 assert _until(lambda: sdk.get("/sdk/v1/snapshot").json()["version"] == version)
+                assert _until(lambda: far.state.versions.current == version)
                 with sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as stream:
                     lines = stream.iter_lines()
                     ((kind, data),) = _events(lines, 1)

@@ -339,8 +339,13 @@ async def _watch(app: FastAPI, interval: float) -> None:
             last = versions.current
             if last < current <= last + VersionWatch.KILLS_KEPT:
                 # Kill switches flipped through another replica (or another worker) go out
-                # to this one's streams as kill events too, not as the whole snapshot.
-                versions.remember_kills(await asyncio.to_thread(store.kill_flips, last, current))
+                # to this one's streams as kill events too, not as the whole snapshot; if they
+                # cannot be read, the snapshot goes out, as it would without them.
+                try:
+                    flips = await asyncio.to_thread(store.kill_flips, last, current)
+                    versions.remember_kills(flips)
+                except Exception:
+                    logger.exception("cannot read the kill switch flips")
             versions.publish(current)
         except Exception:
             logger.exception("cannot read the snapshot version")
