@@ -90,9 +90,11 @@ class Flag:
         object.__setattr__(self, "program", compile_program(self))
 
     def kill_switched(self, killed: bool) -> Flag:
-        """This flag with its kill switch set to ``killed``, keeping the compiled program."""
+        """This flag with its kill switch set to ``killed``, keeping the compiled program (one
+        not compiled yet is made anew by ``replace``, and compiles lazily as ever)."""
         changed = replace(self, killed=killed)
-        object.__setattr__(changed, "program", self.program.kill_switched(changed))
+        if self.program.compiled:
+            object.__setattr__(changed, "program", self.program.kill_switched(changed))
         return changed
 
     @property
@@ -136,7 +138,7 @@ class FlagSet:
     def with_flag(self, flag: Flag, version: int) -> FlagSet:
         """This set with ``flag`` in place of the one of its key, as ``version``: the flags
         copied once, the segments and metrics shared (a kill switch pushed to an SDK)."""
-        plain = dict_of(self.by_key)
+        plain = self.by_key.copy()
         plain[flag.key] = flag
         changed = object.__new__(FlagSet)
         for name, value in (

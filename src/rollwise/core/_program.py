@@ -176,15 +176,15 @@ class Program:
         self._source = None  # no cycle flag → program → flag once compiled
         self.run = self._run
 
-    def kill_switched(self, flag: Flag) -> Program:
-        """The program of ``flag``, this program's flag with only its kill switch flipped.
+    @property
+    def compiled(self) -> bool:
+        return self._source is None
 
-        Compiled already, it is copied with the switch set, not compiled again: a kill pushed
-        to an SDK then costs the next evaluation nothing (compiling a flag takes about as long
-        as a hundred evaluations). Not compiled yet, the new one compiles lazily as ever.
-        """
-        if self._source is not None:
-            return Program(flag)
+    def kill_switched(self, flag: Flag) -> Program:
+        """The program of ``flag``, this compiled program's flag with only its kill switch
+        flipped: copied with the switch set, not compiled again, so a kill pushed to an SDK
+        costs the next evaluation nothing (compiling a flag takes about as long as a hundred
+        evaluations)."""
         copy = Program.__new__(Program)
         for name in Program.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
