@@ -137,7 +137,7 @@ CONTEXTS = st.one_of(
 
 
 def _read_by(flag: Flag) -> set[str]:
-    """The attributes an evaluation of ``flag`` reads: its conditions', the units its
+    """The attributes an evaluation of ``flag`` may read: its conditions', the units its
     percentages and splits bucket by, ``app_version`` under a minimum, and the key whenever
     the user is read (a dict's user may be its key)."""
     read = {name for rule in flag.rules if rule.when for name in rule.when.attributes()}
@@ -153,33 +153,59 @@ def _read_by(flag: Flag) -> set[str]:
     return read
 
 
-def _reference(flag: Flag, context: Mapping[str, object]) -> Resolution:
-    """A plain dict's evaluation by definition: ``Context.of`` of the attributes the flag
-    reads (the others are never looked at), then the pre-built path."""
-    read = _read_by(flag)
+def _unreadable(name: str, value: object) -> str | None:
+    """``Context.of``'s complaint about this one attribute, or None when it reads it."""
     try:
-        built = Context.of({name: value for name, value in context.items() if name in read})
+        Context.of({name: value})
     except InputError as exc:
-        safe = flag.safe_default
-        return Resolution(
-            flag.key, safe.name, safe.value, Reason.ERROR, None, ErrorCode.INVALID_CONTEXT,
-            str(exc), False,
-        )  # fmt: skip
-    return evaluate(flag, built)
+        return str(exc)
+    return None
 
 
-@settings(max_examples=400, deadline=None)
+#: Values ``Context.of`` takes, put in place of an unreadable one to see whether it matters.
+PROBES: tuple[object, ...] = (None, "acme", "u-2", "ops", "x@a.io", 7, 0.75, True, ("eu-west",))
+
+
+def _check(flag: Flag, context: Mapping[str, object], found: Resolution) -> None:
+    """What a lazy reading of a dict must give: with every attribute the flag may read
+    readable, what ``Context.of`` of them gives. Otherwise either that same answer for the
+    readable ones alone (the unreadable ones were not read), or ``Context.of``'s error for one
+    of the unreadable ones (it was read); and when one unreadable attribute decides the answer
+    (other values there give other answers), that one's error."""
+    read = _read_by(flag)
+    named = {n: v for n, v in context.items() if n.__class__ is str and n in read}
+    bad = {n: why for n, v in named.items() if (why := _unreadable(n, v)) is not None}
+    readable = {n: v for n, v in named.items() if n not in bad}
+    clean = evaluate(flag, Context.of(readable))
+    if not bad:
+        assert found == clean
+        return
+    failed = found.error is ErrorCode.INVALID_CONTEXT
+    assert found == clean or (failed and found.message in bad.values()), (found, clean, bad)
+    if len(bad) == 1:
+        ((name, why),) = bad.items()
+        answers = {
+            evaluate(flag, Context.of({**readable, name: probe}))
+            for probe in PROBES
+            if _unreadable(name, probe) is None
+        }
+        if len(answers | {clean}) > 1:  # the attribute decides: the evaluation reads it
+            assert failed and found.message == why, (found, answers)
+
+
+@settings(max_examples=600, deadline=None)
 @given(CONTEXTS)
 def test_a_plain_dict_evaluates_as_its_context(context: dict[str, object]) -> None:
-    """For every flag, evaluate, resolve and enabled on a dict give what Context.of gives
-    for the attributes the flag reads."""
+    """For every flag, evaluate, resolve and enabled on a dict give what Context.of gives for
+    the attributes the evaluation reads, and fail on an unreadable one only when it is
+    read (``_check``)."""
     client = Client(load_flags(OPERATORS, "operators"))
     for flag in FLAGS:
-        expected = _reference(flag, context)
-        assert evaluate(flag, context) == expected
+        found = evaluate(flag, context)
+        _check(flag, context, found)
         if flag.key in client.flags.flags:
-            assert client.resolve(flag.key, context) == expected
-            assert client.enabled(flag.key, context) is expected.enabled
+            assert client.resolve(flag.key, context) == found
+            assert client.enabled(flag.key, context) is found.enabled
 
 
 def test_a_dict_is_read_afresh_at_every_call() -> None:
@@ -217,3 +243,66 @@ def test_an_unread_attribute_is_never_looked_at() -> None:
     resolution = evaluate(flag, {"key": ["u-1"], "unused": "x"})
     assert (resolution.reason, resolution.error) == (Reason.ERROR, ErrorCode.INVALID_CONTEXT)
     assert "context.key" in resolution.message
+
+
+def test_an_attribute_is_read_only_on_the_path_taken() -> None:
+    """Reading is lazy: an unreadable attribute fails the evaluation when a rule on its path
+    reads it, and not when an earlier condition already decided the rule."""
+    flags = load_flags(OPERATORS, "operators").flags
+    numbers = flags["op-numbers"]  # rule 1: seats < 5 and score >= 0.5; rule 2: seats in (6, 10]
+    assert evaluate(numbers, {"key": "u", "seats": 3, "score": 0.9}).variant == "on"
+    # seats 8 fails rule 1 at its first condition: score is not read.
+    assert evaluate(numbers, {"key": "u", "seats": 8, "score": object()}).variant == "on"
+    failed = evaluate(numbers, {"key": "u", "seats": 3, "score": object()})
+    assert failed.error is ErrorCode.INVALID_CONTEXT
+    assert "context.score" in failed.message
+    # A list of text reads as a tuple; an integer key as text, for the user and for the key.
+    assert evaluate(flags["op-in"], {"tenant": ["x", "acme"]}).variant == "on"
+    assert evaluate(flags["on-key-and-user"], {"key": 7}).variant == "on"
+    assert evaluate(flags["on-key-and-user"], {"key": 8}).variant == "on"
+    by_user = flags["by-user"]
+    assert evaluate(by_user, {"key": 42}) == evaluate(by_user, Context("42"))
+    for key in (True, 1.5, ["u"]):
+        assert "context.key" in evaluate(by_user, {"key": key}).message
+
+
+#: Flags of the shape ``Program._run_bucketed`` serves: one rule, no condition, bucketing.
+BUCKETED = """
+flags:
+  quarter: {variants: [off, on], rules: [{percent: 25, serve: on}]}
+  nothing: {variants: [off, on], rules: [{percent: 0, serve: on}]}
+  split: {variants: [c, a, b], rules: [{percent: 80, serve: {split: {a: 30, b: 70}}}]}
+  by-tenant: {variants: [off, on], unit: tenant, default: on, rules: [{percent: 40, serve: off}]}
+"""
+
+
+@settings(max_examples=400, deadline=None)
+@given(CONTEXTS)
+def test_the_bucketed_path_answers_as_the_general_one(context: dict[str, object]) -> None:
+    """A flag of one unconditional percentage or split takes a shorter path (``_run_bucketed``):
+    on any dict, its ``Context`` and the ``Context``'s values, it gives what the general path
+    gives, and a killed copy of it takes the general path."""
+    contexts: list[object] = [context]
+    try:
+        built = Context.of(context)
+    except InputError:
+        pass
+    else:
+        contexts += [built, built.values]
+    for flag in load_flags(BUCKETED, "bucketed").flags.values():
+        program = flag.program
+        evaluate(flag, {})  # compiled
+        assert program.run == program._run_bucketed
+        killed = flag.kill_switched(True)
+        assert killed.program.run == killed.program._run
+        assert evaluate(killed, context).reason is Reason.KILLED
+        for each in contexts:
+            try:
+                expected: object = program._run(each)  # type: ignore[arg-type]
+            except InputError as exc:
+                expected = str(exc)
+            try:
+                found: object = program.run(each)  # type: ignore[arg-type]
+            except InputError as exc:
+                found = str(exc)
+            assert found == expected

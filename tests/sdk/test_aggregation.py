@@ -206,9 +206,11 @@ def test_contexts_the_rollout_says_nothing_about_are_skipped(
 
 
 def test_an_unreadable_context_is_logged_and_not_counted(caplog: pytest.LogCaptureFixture) -> None:
-    """A context the SDK cannot read is skipped with a warning; nothing raises."""
+    """A context the SDK cannot read where the evaluation reads it (the tenant, once the app
+    version passes the flag's minimum) is skipped with a warning; nothing raises."""
     with Client("http://rollwise", "key", transport=StaticServer(), startup_timeout=1.0) as client:
-        client.record("checkout.error", {"tenant": {"not": "text"}}, failed=True)
+        context = {"tenant": {"not": "text"}, "app_version": "2.5.0"}
+        client.record("checkout.error", context, failed=True)
         assert client.stats().pending_batches == 0
         assert client.flush()
     assert any("checkout.error" in record.getMessage() for record in caplog.records)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from rollwise.core._context import read_value
 from rollwise.core._semver import Version, parse_version
 
 #: A compiled condition: the context's attribute dict → whether it matches.
@@ -104,7 +105,10 @@ class AttributeCondition(Condition):
             wanted = bool(self.operand[0])
 
             def exists(values: Mapping[str, object]) -> bool:
-                return (values.get(name) is not None) is wanted
+                value = values.get(name)
+                if value.__class__ is not str and value is not None:
+                    read_value(values, name, value)  # an unreadable value in a dict raises
+                return (value is not None) is wanted
 
             return exists
         if self.operator in _MEMBERSHIP:
@@ -115,6 +119,8 @@ class AttributeCondition(Condition):
             value = values.get(name)
             if value is None:
                 return False
+            if value.__class__ is not str:
+                value = read_value(values, name, value)
             if value.__class__ is tuple or value.__class__ is list:
                 return any(test(item) for item in value)
             return test(value)
@@ -235,6 +241,9 @@ def _membership(name: str, operand: tuple[object, ...], negated: bool) -> Predic
                 return value not in members
             if value is None:
                 return False
+            value = read_value(values, name, value)
+            if value.__class__ is str:  # a dict's integer key, as text
+                return value not in members
             if value.__class__ is tuple or value.__class__ is list:
                 return not any(contains(item) for item in value)
             return not contains(value)
@@ -247,6 +256,9 @@ def _membership(name: str, operand: tuple[object, ...], negated: bool) -> Predic
             return value in members
         if value is None:
             return False
+        value = read_value(values, name, value)
+        if value.__class__ is str:  # a dict's integer key, as text
+            return value in members
         if value.__class__ is tuple or value.__class__ is list:
             return any(contains(item) for item in value)
         return contains(value)

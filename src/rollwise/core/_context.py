@@ -101,8 +101,8 @@ def context_values(context: Context | Mapping[str, object]) -> Mapping[str, obje
     is read from the key by ``folded_user``, as a ``Context`` would have it. An integer key
     is copied in as text. Anything else (another mapping, subclasses, values of other types)
     goes through ``Context.of``, so a context that cannot be read fails with the same error
-    as it always did. (An evaluation reads a plain dict through ``Program.run``, which checks
-    only the attributes its flag reads, and hands just those here when one is not plain.)
+    as it always did. (An evaluation reads a plain dict itself, lazily: ``Program.run`` and
+    the conditions read the attributes on its path through ``read_value``.)
 
     Raises:
         InputError: as ``Context.of``.
@@ -140,6 +140,25 @@ def read_in_place(context: Context | Mapping[str, object]) -> Mapping[str, objec
     if kind is dict:
         return cast("Mapping[str, object]", context)
     return context_values(context)
+
+
+def read_value(values: Mapping[str, object], name: str, value: object) -> object:
+    """``value``, read from attribute ``name`` of ``values``, as a ``Context`` would hold it.
+
+    A plain dict is read in place and lazily: the evaluation looks only at the attributes its
+    path reads, and a reader that finds something other than text or None there passes it
+    through here. For a plain dict this is what ``Context.of`` makes of that one attribute: a
+    number or a boolean as it is, a list of text as a tuple, the key as text (an integer key in
+    decimal), and for anything else the ``InputError`` ``Context.of`` raises, naming the
+    attribute. A ``Context``'s values (and anything that is not a plain dict) were read already:
+    returned as they are."""
+    if values.__class__ is not dict or value is None or value.__class__ is str:
+        return value
+    if name == KEY:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InputError("must be text or an integer", path="context.key")
+        return str(value)
+    return _attribute(name, value)
 
 
 def folded_user(values: Mapping[str, object]) -> object:

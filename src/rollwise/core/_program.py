@@ -21,14 +21,13 @@ from rollwise.core._bucketing import (
 from rollwise.core._bucketing import SHA256 as _sha256
 from rollwise.core._conditions import Predicate
 from rollwise.core._context import (
-    _AS_IS,
-    _TEXT,
     KEY,
     USER,
     Context,
     ContextValues,
     context_values,
     folded_user,
+    read_value,
 )
 from rollwise.core._resolution import ErrorCode, Reason, Resolution
 from rollwise.core._semver import parse_version
@@ -54,8 +53,6 @@ class Program:
         "_killed",
         "_min_version",
         "_prefix",
-        "_reads",
-        "_reads_key",
         "_reads_user",
         "_rules",
         "_source",
@@ -80,10 +77,6 @@ class Program:
                 raise ValueError(f"flag {flag.key!r} has no variant {name!r}")
         self._prefix = salt_prefix(flag.bucket_salt)
         self._source: Flag | None = flag
-        #: The attributes an evaluation reads (set by ``_compile``): a plain dict is checked
-        #: in these only (``_run``).
-        self._reads: tuple[str, ...] = ()
-        self._reads_key = False
         # ``run`` is an attribute: the first call compiles and puts the compiled ``_run`` in
         # its place, so every later call costs what a method call costs, and no check.
         self.run: Callable[[Context | Mapping[str, object]], Resolution] = self._first_run
@@ -165,16 +158,22 @@ class Program:
                 )
             rules.append((predicate, unit, limits, served))
         self._rules = tuple(rules)
-        read = {name for rule in flag.rules if rule.when for name in rule.when.attributes()}
-        read.update(unit for _, unit, _, _ in rules if unit is not None)
-        if flag.min_app_version is not None:
-            read.add(_VERSION_ATTRIBUTE)
-        # A plain dict's user may be its key (folded_user): then the key is read too.
-        self._reads_key = USER in read or KEY in read
-        read.discard(KEY)
-        self._reads = tuple(sorted(read))
         self._source = None  # no cycle flag → program → flag once compiled
-        self.run = self._run
+        self.run = self._runner()
+
+    def _runner(self) -> Callable[[Context | Mapping[str, object]], Resolution]:
+        """``_run``, or ``_run_bucketed`` for the commonest shape of a flag in a rollout: one
+        percentage or split for everyone, no kill switch, no minimum version."""
+        rules = self._rules
+        if (
+            not self._killed
+            and self._min_version is None
+            and len(rules) == 1
+            and rules[0][0] is None
+            and rules[0][1] is not None
+        ):
+            return self._run_bucketed
+        return self._run
 
     @property
     def compiled(self) -> bool:
@@ -189,63 +188,41 @@ class Program:
         for name in Program.__slots__:
             object.__setattr__(copy, name, getattr(self, name))
         copy._killed = flag.killed
-        copy.run = copy._run  # bound to the copy, not to this program
+        copy.run = copy._runner()  # bound to the copy, not to this program
         return copy
-
-    def _converted(self, context: Mapping[str, object]) -> Mapping[str, object]:
-        """The values of a dict that holds something other than plain values in what this
-        flag reads: those attributes alone, through ``context_values``, which converts them
-        (an integer key to text) or raises saying which cannot be read."""
-        wanted = set(self._reads)
-        if self._reads_key:
-            wanted.add(KEY)
-        # In the dict's order, so the error names its first unreadable attribute, as ever.
-        return context_values({name: v for name, v in context.items() if name in wanted})
 
     def _run(self, context: Context | Mapping[str, object]) -> Resolution:
         """Evaluate a context as the application passes it. May raise on a broken predicate,
         or ``InputError`` for a context that cannot be read; ``evaluate`` is the never-raising
         entry point.
 
-        A ``Context`` (or its values) is evaluated as it is. A plain dict is read in place,
-        checked in the attributes this flag reads only (``_reads``): each must hold text, a
-        number, a boolean, None or a list of text, and its key, when the user is read, text
-        or None. Otherwise those attributes alone go through ``context_values``, which
-        converts them or says which cannot be read (``_converted``); any other mapping goes
-        through it whole. What no rule reads is never looked at, and a dict is never copied
-        or written to on its way here.
+        A ``Context`` (or its values) is evaluated as it is. A plain dict is read in place and
+        lazily: the evaluation reads the attributes its path reads, as it reads a
+        ``Context``'s, and each reader that finds anything but text or None passes it through
+        ``read_value``, which gives what ``Context.of`` would make of it (a list of text as a
+        tuple, an integer key as text) or raises its ``InputError``. So a dict evaluates as
+        the ``Context`` of the attributes the evaluation reads, what it never reads is never
+        looked at, and a dict is never copied or written to on its way here (a condition on
+        ``user`` reads a copy with the user folded in from the key). Any other mapping goes
+        through ``context_values`` whole.
         """
         kind: type = context.__class__
-        if kind is ContextValues:
+        if kind is ContextValues or kind is dict:
             values = cast("Mapping[str, object]", context)
         elif kind is Context:
             values = cast(Context, context).values
-        elif kind is dict:
-            values = cast("Mapping[str, object]", context)
-            for name in self._reads:
-                value: object = values.get(name)
-                held: type = value.__class__
-                if held is str or held in _AS_IS:
-                    continue
-                if (held is list or held is tuple) and _TEXT.issuperset(
-                    map(type, cast("list[object]", value))
-                ):
-                    continue
-                values = self._converted(values)
-                break
-            else:
-                if self._reads_key:
-                    key = values.get(KEY)
-                    if key is not None and key.__class__ is not str:
-                        values = self._converted(values)
         else:
             values = context_values(context)
         if self._killed:
             return self.killed
-        if self._min_version is not None and not self._version_ok(values.get(_VERSION_ATTRIBUTE)):
-            return self.below_minimum
+        if self._min_version is not None:
+            version = values.get(_VERSION_ATTRIBUTE)
+            if version.__class__ is not str:
+                version = read_value(values, _VERSION_ATTRIBUTE, version)
+            if not self._version_ok(version):
+                return self.below_minimum
         if self._reads_user and (user := folded_user(values)) is not None:
-            values = {**values, USER: user}
+            values = {**values, USER: read_value(values, KEY, user)}
         bucket = -1
         bucketed_unit = None
         for predicate, unit, limits, resolutions in self._rules:
@@ -258,7 +235,12 @@ class Program:
                 if text.__class__ is not str or not text:
                     # folded_user(), inlined: a plain dict's key is its user (context_values).
                     if text is None and unit == USER and values.__class__ is dict:
-                        text = values.get(KEY) if USER not in values else None
+                        if USER not in values:
+                            text = values.get(KEY)
+                            if text is not None and text.__class__ is not str:
+                                text = read_value(values, KEY, text)
+                    else:
+                        text = read_value(values, unit, text)
                     if text.__class__ is not str or not text:
                         text = unit_text(text)
                         if text is None:
@@ -271,6 +253,31 @@ class Program:
             for limit, resolution in zip(limits, resolutions):  # noqa: B905
                 if bucket < limit:
                     return resolution
+        return self.fallthrough
+
+    def _run_bucketed(self, context: Context | Mapping[str, object]) -> Resolution:
+        """``_run`` for a flag of one rule with no condition that buckets (``_runner``): the
+        same steps without those that cannot apply. A context it does not read at once (not
+        a ``Context`` or a plain dict, or no text unit) goes through ``_run``."""
+        kind: type = context.__class__
+        if kind is Context:
+            values: Mapping[str, object] = cast(Context, context).values
+        elif kind is dict or kind is ContextValues:
+            values = cast("Mapping[str, object]", context)
+        else:
+            return self._run(context)
+        _, unit, limits, resolutions = self._rules[0]
+        text = values.get(cast(str, unit))
+        if text is None and unit == USER and kind is dict and USER not in values:
+            text = values.get(KEY)  # folded_user(): a plain dict's key is its user
+        if text.__class__ is not str or not text:
+            return self._run(context)
+        bucket = _first_uint64(_sha256(self._prefix + text.encode()).digest())[0] % BUCKETS
+        if bucket < limits[0]:
+            return resolutions[0]
+        for limit, resolution in zip(limits, resolutions):  # noqa: B905
+            if bucket < limit:
+                return resolution
         return self.fallthrough
 
     def bucket(self, unit_value: str) -> int:
