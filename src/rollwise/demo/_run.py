@@ -39,6 +39,10 @@ from rollwise.store import Role, Store
 #: Wall-clock seconds a stage takes per simulated hour it needs, and the bounds.
 WALL_SECONDS_PER_HOUR = 6.0
 WALL_SECONDS_PER_STAGE = (10.0, 40.0)
+#: The director's API calls share the process with the server, the controller and the service's
+#: SDK clients; on a machine whose cores other work keeps busy an answer can take several
+#: seconds (httpx's default gives up after 5, which failed a test run once).
+_API_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,9 @@ class Demo:
                 raise RuntimeError(f"the demo server did not start on {self.url}")
             time.sleep(0.02)
         admin = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=_API_TIMEOUT,
         )
         with admin:
             admin.put("/api/v1/flags", content=self.flags_text.encode()).raise_for_status()
@@ -187,7 +193,9 @@ class Demo:
         self.operator_token = tokens[Role.OPERATOR]
         self.viewer_token = tokens[Role.VIEWER]
         self._api = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.operator_token}"}
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.operator_token}"},
+            timeout=_API_TIMEOUT,
         )
         plan = self._post("/api/v1/plans", content=self.plan_text.encode())
         self.rollout_id = self._post("/api/v1/rollouts", json={"plan_id": plan["id"]})["id"]
