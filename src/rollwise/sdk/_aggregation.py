@@ -57,6 +57,8 @@ from rollwise.sdk._throttle import Throttle
 
 #: An outcome as the client hands it over: (metric, milliseconds or None, failed or None).
 Outcome = tuple[str, float | None, bool | None]
+#: Outcomes of one context as recorded: (rollouts, the context's values, outcomes, time).
+Recorded = tuple[Sequence["LiveRollout"], Mapping[str, object], Sequence[Outcome], float]
 
 _EDGES = LATENCY_BOUNDARIES_MS
 _bucket = bisect_left
@@ -133,7 +135,10 @@ class Aggregates:
     ) -> None:
         # Registers shards and guards the gauges; never taken while recording an outcome.
         self._lock = threading.Lock()
-        self._clock = clock
+        self._clock = self.clock = clock
+        #: Called at the start of every cut: outcomes handed over but not attributed yet are
+        #: attributed first (``_deferred.py``).
+        self.before_cut: Callable[[], None] | None = None
         self._monotonic = monotonic
         self._replicate_interval = replicate_interval
         self._replicates_due = -math.inf  # the first cut takes them
@@ -163,13 +168,24 @@ class Aggregates:
         rollouts: Sequence[LiveRollout],
         values: Mapping[str, object],
         outcomes: Sequence[Outcome],
+        now: float | None = None,
     ) -> None:
-        """Attribute ``outcomes`` of one context to each rollout guarding their metrics.
+        """Attribute ``outcomes`` of one context, recorded at ``now`` (default: the clock's
+        now), to each rollout guarding their metrics.
 
         Raises:
-            Exception: a broken predicate or value; the client catches and logs it.
+            Exception: a broken predicate or value; the caller catches and logs it.
         """
-        now = self._clock()
+        self.add_all([(rollouts, values, outcomes, self._clock() if now is None else now)])
+
+    def add_all(
+        self,
+        recorded: Iterable[Recorded],
+        failed: Callable[[Sequence[Outcome]], None] | None = None,
+    ) -> None:
+        """``add`` each of ``recorded`` in turn, in one hold of this thread's shard. An outcome
+        that cannot be attributed goes to ``failed`` (the others are added), or, without it,
+        raises."""
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
@@ -177,68 +193,86 @@ class Aggregates:
         # Only this thread and a cut take this lock, so working under it blocks no one.
         tail_points = self._tails.points
         with shard.lock:
-            rows, replicates = shard.rows, shard.replicates
-            for rollout in rollouts:
-                # Which side of the rollout the context is on, and its segments' texts.
-                resolution = rollout.flag.program.run(values)
-                if resolution.reason in UNATTRIBUTABLE:
+            for rollouts, values, outcomes, now in recorded:
+                try:
+                    self._add(shard, tail_points, rollouts, values, outcomes, now)
+                except Exception:
+                    if failed is None:
+                        raise
+                    failed(outcomes)
+
+    def _add(
+        self,
+        shard: _Shard,
+        tail_points: Mapping[tuple[int, int, str], int],
+        rollouts: Sequence[LiveRollout],
+        values: Mapping[str, object],
+        outcomes: Sequence[Outcome],
+        now: float,
+    ) -> None:
+        """``add`` of one context, under the shard's lock."""
+        rows, replicates = shard.rows, shard.replicates
+        for rollout in rollouts:
+            # Which side of the rollout the context is on, and its segments' texts.
+            resolution = rollout.flag.program.run(values)
+            if resolution.reason in UNATTRIBUTABLE:
+                continue
+            exposed = resolution.variant == rollout.variant
+            texts: tuple[str | None, ...] = ()
+            if rollout.split_by:
+                found = []
+                for attribute in rollout.split_by:
+                    value = values.get(attribute)
+                    if value.__class__ is not str:
+                        if value is None and attribute == "user":
+                            value = folded_user(values)
+                        value = segment_value(value)
+                    found.append(value or None)
+                texts = tuple(found)
+            guarded, minutes = rollout.metrics, rollout.window_minutes
+            window = int(now // (60 * minutes)) * minutes
+            replicate: int | None = None  # looked up at the first rate outcome only
+            for metric, milliseconds, failed in outcomes:
+                if metric not in guarded:
                     continue
-                exposed = resolution.variant == rollout.variant
-                texts: tuple[str | None, ...] = ()
-                if rollout.split_by:
-                    found = []
-                    for attribute in rollout.split_by:
-                        value = values.get(attribute)
-                        if value.__class__ is not str:
-                            if value is None and attribute == "user":
-                                value = folded_user(values)
-                            value = segment_value(value)
-                        found.append(value or None)
-                    texts = tuple(found)
-                guarded, minutes = rollout.metrics, rollout.window_minutes
-                window = int(now // (60 * minutes)) * minutes
-                replicate: int | None = None  # looked up at the first rate outcome only
-                for metric, milliseconds, failed in outcomes:
-                    if metric not in guarded:
+                row = rows.get((rollout, window, exposed, texts, metric))
+                if row is None:
+                    row = self._row(shard, rollout, window, exposed, texts, metric)
+                if row.missing:
+                    shard.dropped += row.missing
+                row.requests += 1
+                if failed:
+                    row.events += 1
+                bucket = -1
+                if milliseconds is not None:
+                    # latency_bucket(), inlined: this runs for every latency.
+                    if row.histogram is None:
+                        row.histogram = [0] * LATENCY_BUCKETS
+                    bucket = _bucket(_EDGES, milliseconds)
+                    row.histogram[bucket] += 1
+                # The replicate counts: a rate's failures, or a latency's requests beyond
+                # the tail point (none before the client has one: ``_tails.py``).
+                if guarded[metric] == "rate":
+                    if failed is None:
                         continue
-                    row = rows.get((rollout, window, exposed, texts, metric))
-                    if row is None:
-                        row = self._row(shard, rollout, window, exposed, texts, metric)
-                    if row.missing:
-                        shard.dropped += row.missing
-                    row.requests += 1
-                    if failed:
-                        row.events += 1
-                    bucket = -1
-                    if milliseconds is not None:
-                        # latency_bucket(), inlined: this runs for every latency.
-                        if row.histogram is None:
-                            row.histogram = [0] * LATENCY_BUCKETS
-                        bucket = _bucket(_EDGES, milliseconds)
-                        row.histogram[bucket] += 1
-                    # The replicate counts: a rate's failures, or a latency's requests beyond
-                    # the tail point (none before the client has one: ``_tails.py``).
-                    if guarded[metric] == "rate":
-                        if failed is None:
-                            continue
-                        beyond = failed
-                    else:
-                        point = tail_points.get((rollout.id, rollout.stage, metric), -1)
-                        if point < 0 or bucket < 0:
-                            continue
-                        beyond = bucket > point
-                    if replicate is None:
-                        replicate = _replicate(rollout, values)
-                    if replicate < 0:
+                    beyond = failed
+                else:
+                    point = tail_points.get((rollout.id, rollout.stage, metric), -1)
+                    if point < 0 or bucket < 0:
                         continue
-                    row = replicates.get((rollout, exposed, replicate, metric))
-                    if row is None:
-                        row = self._replicate_row(shard, rollout, exposed, replicate, metric)
-                    if row.missing:
-                        shard.dropped += row.missing
-                    row.requests += 1
-                    if beyond:
-                        row.events += 1
+                    beyond = bucket > point
+                if replicate is None:
+                    replicate = _replicate(rollout, values)
+                if replicate < 0:
+                    continue
+                row = replicates.get((rollout, exposed, replicate, metric))
+                if row is None:
+                    row = self._replicate_row(shard, rollout, exposed, replicate, metric)
+                if row.missing:
+                    shard.dropped += row.missing
+                row.requests += 1
+                if beyond:
+                    row.events += 1
 
     def _row(
         self,
@@ -304,7 +338,10 @@ class Aggregates:
         """Take what was aggregated so far, leaving empty aggregates behind: everything but the
         replicates' counts, which are taken only every ``replicate_interval`` seconds (or when
         ``everything``) and otherwise keep adding up — while their stage still records outcomes
-        (those of a stage left behind go at once)."""
+        (those of a stage left behind go at once). Outcomes handed over and not attributed yet
+        are attributed first (``before_cut``)."""
+        if self.before_cut is not None:
+            self.before_cut()
         with self._lock:
             shards = list(self._shards)
             gauges, self._gauges = self._gauges, []

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 from rollwise.core import (
     Context,
@@ -118,6 +118,10 @@ class Client:
         self._observed_metrics: dict[str, tuple[str, str]] = {}
         self._live: Live | None = None
         self._aggregates: Aggregates | None = None
+        #: Hands outcomes over to be attributed (``Deferred.put``); None offline.
+        self._put: (
+            Callable[[Sequence[LiveRollout], Mapping[str, object], Sequence[Outcome]], None] | None
+        ) = None
         if isinstance(source, FlagSet):
             if sdk_key is not None or transport is not None or cache_path is not None:
                 raise TypeError("an offline Client takes a FlagSet alone; a live one takes a URL")
@@ -155,6 +159,7 @@ class Client:
             clock=clock,
         )
         self._aggregates = self._live.aggregates
+        self._put = self._live.deferred.put
         self._live.start(startup_timeout)
 
     @classmethod
@@ -344,11 +349,18 @@ class Client:
         context: Context | Mapping[str, object],
         outcomes: tuple[Outcome, ...],
     ) -> None:
-        aggregates = self._aggregates
-        if aggregates is None:
+        put = self._put
+        if put is None:
             return
         try:
-            aggregates.add(rollouts, read_in_place(context), outcomes)
+            # Attributed by the SDK's thread (``_deferred.py``): a plain dict as it is now.
+            kind = context.__class__
+            if kind is dict:
+                put(rollouts, cast("dict[str, object]", context).copy(), outcomes)
+            elif kind is Context:
+                put(rollouts, cast(Context, context).values, outcomes)
+            else:
+                put(rollouts, read_in_place(context), outcomes)
         except Exception:
             self._log.warning(
                 f"record:{outcomes[0][0]}",

@@ -1,14 +1,15 @@
-"""The live half of a client: its aggregates, its outbox and the two threads that serve them.
+"""The live half of a client: its aggregates, its outbox and the threads that serve them.
 
 Imported only when a client is given a server URL, so that an offline client (and the CLI,
 which imports ``rollwise``) loads neither httpx nor the histogram edges.
 
-Two daemon threads, each with one job: ``rollwise-sync`` follows the event stream (a blocking
+Three daemon threads, each with one job. ``rollwise-sync`` follows the event stream (a blocking
 read: it waits for the server, so a kill switch is applied the moment it is announced) and polls
 while the stream is down; ``rollwise-flush`` cuts and sends a batch every ``flush_interval``
 (± 20 %: clients started together do not flush in lockstep). A single thread could not do both
 without either reconnecting the stream at every flush or delaying flushes (and, behind a slow
-POST, kill switches) by up to a keep-alive interval.
+POST, kill switches) by up to a keep-alive interval. ``rollwise-attribute`` attributes the
+outcomes the application hands over, off its request path (``_deferred.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rollwise.sdk._aggregation import Aggregates
+from rollwise.sdk._deferred import Deferred
 from rollwise.sdk._http import HttpTransport
 from rollwise.sdk._outbox import FlushSchedule, Outbox
 from rollwise.sdk._snapshot import Snapshot
@@ -72,6 +74,7 @@ class Live:
         self.aggregates = Aggregates(
             max_keys=max_keys, max_exposures=MAX_EXPOSURES, clock=clock, log=log
         )
+        self.deferred = Deferred(self.aggregates, log)
         self.outbox = Outbox(
             self._transport,
             self.aggregates,
@@ -98,6 +101,7 @@ class Live:
         """Serve the cached snapshot, start the threads, and wait up to ``startup_timeout`` for
         the first fetch (the application starts either way)."""
         self.follower.load_cache()
+        self.deferred.start()
         self._sync.start()
         self._flush.start()
         self._ready.wait(startup_timeout)
@@ -119,6 +123,8 @@ class Live:
         self._closed = True
         deadline = time.monotonic() + timeout
         self._stop.set()
+        # What is still waiting is attributed by the last flush's cut.
+        self.deferred.stop(timeout)
         if self._flush.is_alive():
             self._flush.join(timeout)
         else:  # never started: flush here

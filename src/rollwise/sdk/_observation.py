@@ -21,8 +21,7 @@ class Observation:
     def __init__(self, client: Client, name: str, context: Context | Mapping[str, object]) -> None:
         self._client = client
         self._name = name
-        self._context = context
-        self._started = 0.0
+        self._context = context  # ``_started`` is set by ``__enter__``
 
     def __enter__(self) -> None:
         self._started = perf_counter()
