@@ -88,39 +88,37 @@ def test_a_dict_and_the_window_are_those_of_the_moment_recorded() -> None:
     }
 
 
+def _bounded(deferred: Deferred, sums: Aggregates, count: int, most: int) -> tuple[int, int]:
+    """Hand ``count`` failed outcomes over, checking that at most ``most`` ever wait; then the
+    whole traffic's (requests, events) a cut counts."""
+    live = snapshot()
+    values = {"tenant": "acme", "app_version": "2.5.0"}
+    for _ in range(count):
+        deferred.put(live.rollouts, values, (("checkout.error", None, True),))
+        assert deferred.waiting <= most
+    whole = _whole(sums.cut().tallies)
+    assert deferred.waiting == 0
+    return sum(t.requests for t in whole), sum(t.events for t in whole)
+
+
 def test_memory_stays_bounded_without_the_thread() -> None:
     """Without an attributing thread (never started, or lost in a fork) at most ``wake_at``
     outcomes wait; the rest are attributed by the recording thread, and a cut counts them
     all, once."""
-    live = snapshot()
     sums = Aggregates(clock=lambda: NOW, replicate_interval=0.0)
     deferred = Deferred(sums, Throttle(logging.getLogger("test")), wake_at=4, limit=8)
-    values = {"tenant": "acme", "app_version": "2.5.0"}
-    for _ in range(100):
-        deferred.put(live.rollouts, values, (("checkout.error", None, False),))
-        assert deferred.waiting <= 4
-    tallies = sums.cut().tallies
-    whole = _whole(tallies)
-    assert sum(t.requests for t in whole) == 100
-    assert deferred.waiting == 0
+    assert _bounded(deferred, sums, 100, 4) == (100, 100)
 
 
 def test_memory_stays_bounded_when_the_thread_falls_behind() -> None:
     """A running thread that cannot keep up: past ``limit`` the recording thread attributes
     its own outcomes, so no more than ``limit`` ever wait."""
-    live = snapshot()
     sums = Aggregates(clock=lambda: NOW, replicate_interval=0.0)
     deferred = Deferred(
         sums, Throttle(logging.getLogger("test")), wake_at=2, limit=16, interval=3600.0
     )
     deferred.running = True  # as if started, but never scheduled: the worst case
-    values = {"tenant": "acme", "app_version": "2.5.0"}
-    for _ in range(500):
-        deferred.put(live.rollouts, values, (("checkout.error", None, True),))
-        assert deferred.waiting <= 16
-    tallies = sums.cut().tallies
-    whole = _whole(tallies)
-    assert (sum(t.requests for t in whole), sum(t.events for t in whole)) == (500, 500)
+    assert _bounded(deferred, sums, 500, 16) == (500, 500)
 
 
 def test_an_outcome_that_cannot_be_attributed_is_logged_and_the_rest_counted(
