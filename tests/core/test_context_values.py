@@ -264,6 +264,20 @@ def test_an_attribute_is_read_only_on_the_path_taken() -> None:
     assert evaluate(by_user, {"key": 42}) == evaluate(by_user, Context("42"))
     for key in (True, 1.5, ["u"]):
         assert "context.key" in evaluate(by_user, {"key": key}).message
+    # The user folded in from the key is read only where a rule reads the user.
+    folded = load_flags(
+        "flags:\n  f:\n    variants: [off, on]\n    rules:\n"
+        "      - {when: [{tenant: [acme]}], serve: on}\n"
+        "      - {when: [{user: [u-2]}], serve: on}\n",
+        "folded",
+    ).flags["f"]
+    assert evaluate(folded, {"key": True, "tenant": "acme"}).variant == "on"
+    failed = evaluate(folded, {"key": True, "tenant": "globex"})
+    assert (failed.error, failed.message) == (
+        ErrorCode.INVALID_CONTEXT,
+        "context.key: must be text or an integer",
+    )
+    assert evaluate(folded, {"key": Tier.GOLD}) == evaluate(folded, Context.of({"key": "gold"}))
 
 
 #: Flags of the shape ``Program._run_bucketed`` serves: one rule, no condition, bucketing.

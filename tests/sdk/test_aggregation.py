@@ -433,6 +433,10 @@ class StaticServer:
         return [row for batch in self.batches for row in batch["aggregates"]]
 
 
+class _Text(str):
+    """Text of a subclass of ``str``, as an application's own string type may be."""
+
+
 def test_a_plain_dict_is_attributed_as_its_context() -> None:
     """Exposures and outcomes of a dict read in place (whose user is its key) are exactly
     those of the Context it would make, with a unit and a split on ``user``."""
@@ -445,7 +449,9 @@ def test_a_plain_dict_is_attributed_as_its_context() -> None:
             ctx["user"] = f"other-{index}"
         if index % 7 == 0:
             ctx["key"] = index
-        for sums, values in ((by_dict, context_values(ctx)), (by_context, Context.of(ctx).values)):
+        elif index % 11 == 0:
+            ctx["key"] = _Text(f"u-{index}")  # a str subclass: its text, as Context.of has it
+        for sums, values in ((by_dict, ctx), (by_context, Context.of(ctx).values)):
             sums.expose(rollout, rollout.flag.program.run(values), values)
             sums.add(live.rollouts, values, (("checkout.latency", 12.5, None),))
     dict_cut, context_cut = by_dict.cut(), by_context.cut()

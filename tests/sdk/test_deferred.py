@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
+import signal
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -20,10 +22,13 @@ from rollwise.sdk._throttle import Throttle
 from tests.sdk.test_aggregation import NOW, StaticServer, snapshot
 
 
-def _counted(server: StaticServer, metric: str = "checkout.error") -> dict[str, int]:
-    """Requests per segment of ``metric`` in what the server received."""
+def _counted(
+    server: StaticServer, metric: str = "checkout.error", since: int = 0
+) -> dict[str, int]:
+    """Requests per segment of ``metric`` in what the server received (from its batch
+    ``since`` on)."""
     counts: dict[str, int] = {}
-    for row in server.aggregates():
+    for row in (row for batch in server.batches[since:] for row in batch["aggregates"]):
         if row["metric"] == metric and not row["segment"].startswith("~"):
             counts[row["segment"]] = counts.get(row["segment"], 0) + row["requests"]
     return counts
@@ -138,22 +143,130 @@ def test_an_outcome_that_cannot_be_attributed_is_logged_and_the_rest_counted(
     assert any("outcome not recorded" in record.getMessage() for record in caplog.records)
 
 
+def test_a_flush_while_threads_record_does_not_wait_for_them() -> None:
+    """Flushes go through while recording threads never pause, and once they stop every
+    outcome is counted once."""
+    server = StaticServer()
+    recorded = [0, 0]
+    stop = threading.Event()
+    with _live_client(server, [NOW]) as client:
+
+        def record(slot: int) -> None:
+            context = {"tenant": "acme", "app_version": "2.5.0"}
+            ends = time.monotonic() + 60  # a flush held back until then fails below
+            while not stop.is_set() and time.monotonic() < ends:
+                client.record("checkout.error", context, failed=False)
+                recorded[slot] += 1
+
+        threads = [threading.Thread(target=record, args=(slot,)) for slot in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert client.flush()
+            took.append(time.monotonic() - started)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert sum(took) < 30, f"flushes waited {took} s for the recording threads"
+        assert client.flush()
+    assert _counted(server)[""] == sum(recorded)
+
+
+def test_a_cut_attributes_what_waited_when_it_began() -> None:
+    """What recording threads hand over while a cut attributes is left for later: a cut's
+    work is bounded by what waited when it began, however fast outcomes keep arriving."""
+    live = snapshot()
+    sums = Aggregates(clock=lambda: NOW, replicate_interval=0.0)
+    deferred = Deferred(sums, Throttle(logging.getLogger("test")), wake_at=100_000)
+    values = {"tenant": "acme", "app_version": "2.5.0"}
+    outcome = (("checkout.error", None, False),)
+    for _ in range(3_000):
+        deferred.put(live.rollouts, values, outcome)
+    adding, go_on = threading.Event(), threading.Event()
+    add_all = sums.add_all
+
+    def slow_add_all(*args: Any, **kwargs: Any) -> None:
+        adding.set()
+        go_on.wait(10)
+        add_all(*args, **kwargs)
+
+    sums.add_all = slow_add_all  # type: ignore[method-assign]
+    cut = threading.Thread(target=deferred.attribute_waiting)
+    cut.start()
+    assert adding.wait(10)
+    for _ in range(5_000):  # arriving while it attributes
+        deferred.put(live.rollouts, values, outcome)
+    go_on.set()
+    cut.join(10)
+    assert not cut.is_alive()
+    assert deferred.waiting == 5_000
+    sums.add_all = add_all  # type: ignore[method-assign]
+    assert sum(t.requests for t in _whole(sums.cut().tallies)) == 8_000
+
+
+def test_a_wake_up_is_not_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outcomes handed over while the thread attributes (here: while it waits for its turn,
+    which the test holds) are attributed next, without waiting for its idle look (made a
+    minute long here)."""
+    monkeypatch.setattr("rollwise.sdk._deferred.IDLE", 60.0)
+    server = StaticServer()
+    context = {"tenant": "acme", "app_version": "2.5.0"}
+    with _live_client(server, [NOW]) as client:
+        deferred = client._live.deferred  # type: ignore[union-attr]
+        for _ in range(3):
+            with deferred._turn:
+                client.record("checkout.error", context, failed=True)  # wakes the thread
+                time.sleep(0.1)  # it gathers, then waits for the turn with one outcome seen
+                for _ in range(1_000):
+                    client.record("checkout.error", context, failed=True)
+            deadline = time.monotonic() + 20
+            while deferred.waiting and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert deferred.waiting == 0
+        assert client.flush()
+    assert _counted(server)[""] == 3 * 1_001
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_child_attributes_in_its_own_threads() -> None:
-    """The attributing thread does not survive ``fork``: in the child the queue knows it, and
-    outcomes past ``wake_at`` are attributed where they are recorded."""
+def test_a_forked_child_starts_empty_and_never_waits_on_the_parents_locks() -> None:
+    """A child forked while the attributing thread held its lock and outcomes waited: its
+    flush neither hangs nor sends the parent's outcomes, and outcomes it records past
+    ``wake_at`` are attributed where they are recorded. The parent counts its own, once."""
     server = StaticServer()
     with _live_client(server, [NOW]) as client:
         deferred = client._live.deferred  # type: ignore[union-attr]
-        assert deferred.running
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:  # as the attributing thread does, mid-slice
+            with deferred._turn:
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(10)
+        for _ in range(50):
+            client.record("checkout.error", {"tenant": "acme", "app_version": "2.5.0"}, failed=True)
+        assert deferred.waiting == 50
+        before = len(server.batches)
         pid = os.fork()
         if pid == 0:  # the child: report through the exit status only
-            ok = not deferred.running
-            for _ in range(5_000):
-                client.record("checkout.error", {"tenant": "acme", "app_version": "2.5.0"})
+            signal.alarm(20)  # a hang kills the child, and fails the test
+            ok = not deferred.running and deferred.waiting == 0
+            for _ in range(2_000):
+                context = {"tenant": "globex", "app_version": "2.5.0"}
+                client.record("checkout.error", context, failed=False)
             ok = ok and deferred.waiting < 1_000
-            sys.stdout.flush()
+            ok = ok and client.flush()
+            ok = ok and _counted(server, since=before) == {"": 2_000, "tenant=globex": 2_000}
             os._exit(0 if ok else 1)
+        release.set()
+        holder.join()
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert deferred.running
+        assert client.flush()
+    assert _counted(server) == {"": 50, "tenant=acme": 50}

@@ -142,6 +142,12 @@ def read_in_place(context: Context | Mapping[str, object]) -> Mapping[str, objec
     return context_values(context)
 
 
+#: What ``folded_user`` gives for a key ``Context.of`` refuses: a reader of ``user`` that finds
+#: it fails through ``read_value`` with the key's error; a reader that takes any value finds no
+#: unit or segment in it.
+UNREADABLE_KEY = object()
+
+
 def read_value(values: Mapping[str, object], name: str, value: object) -> object:
     """``value``, read from attribute ``name`` of ``values``, as a ``Context`` would hold it.
 
@@ -154,7 +160,7 @@ def read_value(values: Mapping[str, object], name: str, value: object) -> object
     returned as they are."""
     if values.__class__ is not dict or value is None or value.__class__ is str:
         return value
-    if name == KEY:
+    if name == KEY or value is UNREADABLE_KEY:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise InputError("must be text or an integer", path="context.key")
         return str(value)
@@ -163,8 +169,14 @@ def read_value(values: Mapping[str, object], name: str, value: object) -> object
 
 def folded_user(values: Mapping[str, object]) -> object:
     """The ``user`` of a plain dict read in place (``context_values``) that has none: its
-    key, as in a ``Context``. None for anything else. Readers of ``user`` call this when
+    key, as in a ``Context`` (an integer key as text; ``UNREADABLE_KEY`` for a key
+    ``Context.of`` refuses). None for anything else. Readers of ``user`` call this when
     ``values.get("user")`` is None."""
     if values.__class__ is dict and USER not in values:
-        return values.get(KEY)
+        key = values.get(KEY)
+        if key is None or key.__class__ is str:
+            return key
+        if isinstance(key, str | int) and not isinstance(key, bool):
+            return str(key)  # as Context.of makes it
+        return UNREADABLE_KEY  # fails the evaluation only where the user is read
     return None

@@ -222,7 +222,7 @@ class Program:
             if not self._version_ok(version):
                 return self.below_minimum
         if self._reads_user and (user := folded_user(values)) is not None:
-            values = {**values, USER: read_value(values, KEY, user)}
+            values = {**values, USER: user}  # read (and checked) only where a rule reads it
         bucket = -1
         bucketed_unit = None
         for predicate, unit, limits, resolutions in self._rules:

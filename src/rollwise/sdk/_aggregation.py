@@ -325,6 +325,16 @@ class Aggregates:
         self._local.shard = shard
         return shard
 
+    def after_fork(self) -> None:
+        """In a forked child: the rows recorded so far are the parent's to send, and their
+        locks may be held by threads that did not come along. Start with none."""
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._shards = []
+        self._gauges = []
+        self._new_keys = itertools.count()
+        self._exposures.after_fork()
+
     def gauge(self, metric: str, value: float) -> None:
         """Keep a reading of a system-wide gauge (queue depth, consumer lag) for the next batch;
         at most ``MAX_GAUGE_READINGS`` per batch period (the oldest are dropped and counted)."""

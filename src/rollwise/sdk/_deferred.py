@@ -49,7 +49,7 @@ _ALL: weakref.WeakSet[Deferred] = weakref.WeakSet()
 
 def _forked() -> None:
     for deferred in _ALL:
-        deferred.running = False
+        deferred.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -71,22 +71,32 @@ class Deferred:
         self._aggregates = aggregates
         self._log = log
         self._clock: Callable[[], float] = aggregates.clock
-        self._waiting: deque[Recorded] = deque()
         self._wake_at = wake_at
         self._limit = max(limit, wake_at)
         self._interval = interval
-        # Set by the first outcome handed over to an empty queue, and by ``wake_at`` waiting.
-        self._arrived = threading.Event()
-        self._full = threading.Event()
         self._stopped = False
-        # One attribution at a time: the thread, or a cut.
-        self._turn = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rollwise-attribute", daemon=True)
         aggregates.before_cut = self.attribute_waiting
+        self._fresh()
+        _ALL.add(self)
+
+    def _fresh(self) -> None:
+        self._waiting: deque[Recorded] = deque()
+        # Set by an outcome handed over to an empty queue or making ``wake_at`` wait (wakes
+        # the thread), and by ``wake_at`` waiting (ends its wait for more to arrive).
+        self._arrived = threading.Event()
+        self._full = threading.Event()
+        # One slice attributed at a time: by the thread, or by a cut.
+        self._turn = threading.Lock()
         #: Whether the thread runs (read at each hand-over past ``wake_at``: a flag, since
         #: ``Thread.is_alive`` takes a lock).
         self.running = False
-        _ALL.add(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: no thread attributes, the locks may have been held by threads
+        that did not come along, and what waited is the parent's to send. Start empty."""
+        self._fresh()
+        self._aggregates.after_fork()
 
     def start(self) -> None:
         self.running = True
@@ -120,32 +130,39 @@ class Deferred:
             self._aggregates.add_all([(rollouts, values, outcomes, self._clock())], self._failed)
             return
         waiting.append((rollouts, values, outcomes, self._clock()))
-        if size == 0:
+        # The thread sleeps only once it has found the queue empty: wake it when this one
+        # found it empty, or is alone in it now (the thread emptied it meanwhile).
+        if size == 0 or len(waiting) == 1:
             self._arrived.set()
         elif size >= self._wake_at and not self._full.is_set():
             self._full.set()
+            self._arrived.set()
 
     def _run(self) -> None:
-        arrived, full = self._arrived, self._full
         while not self._stopped:
+            arrived, full = self._arrived, self._full
             arrived.wait(IDLE)
             arrived.clear()
             if self._waiting:
                 full.wait(self._interval)  # let more arrive: one attribution for many
                 full.clear()
+            while self._waiting and not self._stopped:
                 self.attribute_waiting()
 
     def attribute_waiting(self) -> None:
-        """Attribute the outcomes waiting, in the order recorded. Never raises: an outcome
-        that cannot be attributed is logged (throttled) and skipped."""
-        waiting = self._waiting
-        with self._turn:
-            while waiting:
-                # In slices, so that a cut never waits long for this thread's shard.
-                taken = [waiting.popleft() for _ in range(min(len(waiting), _SLICE))]
-                self._aggregates.add_all(taken, self._failed)
-                if len(taken) < _SLICE:
+        """Attribute the outcomes waiting when called (not those handed over meanwhile), in
+        the order recorded, a slice at a time so that a cut never waits long for another.
+        Never raises: an outcome that cannot be attributed is logged (throttled) and
+        skipped."""
+        left = len(self._waiting)
+        while left > 0:
+            with self._turn:
+                waiting = self._waiting
+                taken = [waiting.popleft() for _ in range(min(left, len(waiting), _SLICE))]
+                if not taken:
                     return
+                self._aggregates.add_all(taken, self._failed)
+            left -= len(taken)
 
     def _failed(self, outcomes: Sequence[Outcome]) -> None:
         metric = outcomes[0][0] if outcomes else "?"

@@ -45,6 +45,11 @@ class ExposureMemory:
         self._acknowledged: deque[ExposureKey] = deque()
         self.dropped = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock that a thread which did not come along may hold is
+        replaced (what is remembered stays: the ledger keeps a unit's first sighting once)."""
+        self._lock = threading.Lock()
+
     @property
     def remembered(self) -> int:
         return len(self._seen)

@@ -126,7 +126,7 @@ class Live:
         # What is still waiting is attributed by the last flush's cut.
         self.deferred.stop(timeout)
         if self._flush.is_alive():
-            self._flush.join(timeout)
+            self._flush.join(max(deadline - time.monotonic(), 0.0))
         else:  # never started: flush here
             self.outbox.ship(everything=True)
         # Only now, after the last flush had the connections: closing the transport ends the
