@@ -10,7 +10,6 @@ from rollwise.core._conditions import (
     Condition,
     InSegment,
     Not,
-    Operator,
 )
 from rollwise.core._context import Context, context_values, folded_user
 from rollwise.core._cron import Cron, parse_cron
@@ -32,6 +31,7 @@ from rollwise.core._lifecycle import (
     served_flag,
 )
 from rollwise.core._lint import REFERENCE_RULES, RULES, Finding, LintRule, Severity, lint
+from rollwise.core._operands import Operator
 from rollwise.core._plan import (
     Action,
     Audience,

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from rollwise.core._conditions import (
-    LIST_OPERATORS,
     AllOf,
     AnyOf,
     AttributeCondition,
@@ -22,6 +21,7 @@ from rollwise.core._conditions import (
     Not,
 )
 from rollwise.core._flag import Flag, FlagSet, Rule, Split
+from rollwise.core._operands import LIST_OPERATORS
 from rollwise.core._semver import Version
 
 

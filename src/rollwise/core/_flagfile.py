@@ -14,18 +14,16 @@ from datetime import UTC, date, datetime, time
 
 from rollwise.core._bucketing import is_bucket_exact
 from rollwise.core._conditions import (
-    LIST_OPERATORS,
     AllOf,
     AnyOf,
     AttributeCondition,
     Condition,
     InSegment,
     Not,
-    Operator,
-    to_timestamp,
 )
 from rollwise.core._document import Fields, Node, load_document
 from rollwise.core._flag import Flag, FlagSet, Metric, MetricKind, Rule, Segment, Split, Variant
+from rollwise.core._operands import LIST_OPERATORS, Operator, to_timestamp
 from rollwise.core._quantities import parse_percent
 from rollwise.core._semver import parse_version
 
