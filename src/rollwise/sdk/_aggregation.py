@@ -51,6 +51,7 @@ from rollwise.core.judgement import (
 )
 from rollwise.sdk._cut import AggregateKey, Cut, Tally, add_tally, segment_value
 from rollwise.sdk._exposures import UNATTRIBUTABLE, ExposureMemory
+from rollwise.sdk._shards import ReplicateKey, Row, Shard
 from rollwise.sdk._snapshot import LiveRollout
 from rollwise.sdk._tails import TailPoints
 from rollwise.sdk._throttle import Throttle
@@ -68,45 +69,6 @@ _bucket = bisect_left
 MAX_GAUGE_READINGS = 1_000
 #: Seconds between two cuts that take the replicates' counts.
 REPLICATE_INTERVAL = 60.0
-
-
-class _Row(Tally):
-    """The counts of one (rollout, stage, window, side, segment texts, metric) a thread has
-    recorded since the last cut, and the keys they are added to when cut: the whole traffic's
-    and one per segment. Counting an outcome into one row, rather than into each of its keys,
-    is what keeps recording cheap; the sums at the cut are the same. A replicate's row (one per
-    rollout, side, replicate and metric) feeds its replicate's key alone."""
-
-    __slots__ = ("keys", "missing")
-
-    def __init__(self, keys: list[AggregateKey], missing: int) -> None:
-        super().__init__()
-        self.keys = keys
-        #: Keys this row's outcomes would have needed beyond ``max_keys``: each addition to
-        #: the row drops (and counts) that many.
-        self.missing = missing
-
-
-#: (rollout, window start, exposed, the text of each ``split_by`` attribute, metric)
-_RowKey = tuple[LiveRollout, int, bool, tuple[str | None, ...], str]
-#: (rollout, exposed, replicate, metric): a replicate's counts span the stage, not a window.
-_ReplicateKey = tuple[LiveRollout, bool, int, str]
-
-
-class _Shard:
-    """One recording thread's rows. Its lock is taken by that thread and by a cut only."""
-
-    __slots__ = ("dropped", "keys", "lock", "replicates", "rows", "thread")
-
-    def __init__(self, thread: threading.Thread) -> None:
-        self.lock = threading.Lock()
-        self.rows: dict[_RowKey, _Row] = {}
-        #: Rate outcomes per replicate; each row feeds its replicate's key, or none if missing.
-        self.replicates: dict[_ReplicateKey, _Row] = {}
-        #: The aggregate keys this shard's rows add to (each counted once against max_keys).
-        self.keys: set[AggregateKey] = set()
-        self.dropped = 0
-        self.thread = thread
 
 
 def _replicate(rollout: LiveRollout, values: Mapping[str, object]) -> int:
@@ -135,7 +97,7 @@ class Aggregates:
     ) -> None:
         # Registers shards and guards the gauges; never taken while recording an outcome.
         self._lock = threading.Lock()
-        self._clock = self.clock = clock
+        self.clock = clock
         #: Called at the start of every cut: outcomes handed over but not attributed yet are
         #: attributed first (``_deferred.py``).
         self.before_cut: Callable[[], None] | None = None
@@ -144,7 +106,7 @@ class Aggregates:
         self._replicates_due = -math.inf  # the first cut takes them
         self._max_keys = max_keys
         self._local = threading.local()
-        self._shards: list[_Shard] = []
+        self._shards: list[Shard] = []
         # Keys created since the last cut, across shards. ``next()`` on a count is one C call,
         # so threads can share it without a lock.
         self._new_keys = itertools.count()
@@ -176,7 +138,7 @@ class Aggregates:
         Raises:
             Exception: a broken predicate or value; the caller catches and logs it.
         """
-        self.add_all([(rollouts, values, outcomes, self._clock() if now is None else now)])
+        self.add_all([(rollouts, values, outcomes, self.clock() if now is None else now)])
 
     def add_all(
         self,
@@ -187,7 +149,7 @@ class Aggregates:
         that cannot be attributed goes to ``failed`` (the others are added), or, without it,
         raises."""
         try:
-            shard: _Shard = self._local.shard
+            shard: Shard = self._local.shard
         except AttributeError:
             shard = self._register()
         # Only this thread and a cut take this lock, so working under it blocks no one.
@@ -203,7 +165,7 @@ class Aggregates:
 
     def _add(
         self,
-        shard: _Shard,
+        shard: Shard,
         tail_points: Mapping[tuple[int, int, str], int],
         rollouts: Sequence[LiveRollout],
         values: Mapping[str, object],
@@ -276,13 +238,13 @@ class Aggregates:
 
     def _row(
         self,
-        shard: _Shard,
+        shard: Shard,
         rollout: LiveRollout,
         window: int,
         exposed: bool,
         texts: tuple[str | None, ...],
         metric: str,
-    ) -> _Row:
+    ) -> Row:
         """A new row of ``shard`` (whose lock is held), with the keys it adds to: a key new
         to the shard takes one of the ``max_keys`` between two cuts, or is missing."""
         segments = [""]
@@ -299,12 +261,12 @@ class Aggregates:
                     continue
                 shard.keys.add(key)
             keys.append(key)
-        row = shard.rows[(rollout, window, exposed, texts, metric)] = _Row(keys, missing)
+        row = shard.rows[(rollout, window, exposed, texts, metric)] = Row(keys, missing)
         return row
 
     def _replicate_row(
-        self, shard: _Shard, rollout: LiveRollout, exposed: bool, replicate: int, metric: str
-    ) -> _Row:
+        self, shard: Shard, rollout: LiveRollout, exposed: bool, replicate: int, metric: str
+    ) -> Row:
         """A new replicate row of ``shard`` (whose lock is held), feeding the replicate's key
         (window ``REPLICATE_WINDOW``) unless it is missing beyond ``max_keys``."""
         segment = replicate_segment(replicate)
@@ -315,11 +277,11 @@ class Aggregates:
                 keys = []
             else:
                 shard.keys.add(key)
-        row = shard.replicates[(rollout, exposed, replicate, metric)] = _Row(keys, 1 - len(keys))
+        row = shard.replicates[(rollout, exposed, replicate, metric)] = Row(keys, 1 - len(keys))
         return row
 
-    def _register(self) -> _Shard:
-        shard = _Shard(threading.current_thread())
+    def _register(self) -> Shard:
+        shard = Shard(threading.current_thread())
         with self._lock:
             self._shards.append(shard)
         self._local.shard = shard
@@ -339,7 +301,7 @@ class Aggregates:
         """Keep a reading of a system-wide gauge (queue depth, consumer lag) for the next batch;
         at most ``MAX_GAUGE_READINGS`` per batch period (the oldest are dropped and counted)."""
         with self._lock:
-            self._gauges.append((metric, value, self._clock()))
+            self._gauges.append((metric, value, self.clock()))
             if len(self._gauges) > MAX_GAUGE_READINGS:
                 del self._gauges[0]
                 self.gauges_dropped += 1
@@ -364,7 +326,7 @@ class Aggregates:
         # those shards can be let go once emptied (a pool that replaces threads does not grow
         # the list). A thread that ends later is let go at the next cut.
         gone = [shard for shard in shards if not shard.thread.is_alive()]
-        taken: list[Iterable[_Row]] = []
+        taken: list[Iterable[Row]] = []
         active: set[tuple[int, int]] = set()  # (rollout, stage) with outcomes in this cut
         for shard in shards:
             with shard.lock:
@@ -378,7 +340,7 @@ class Aggregates:
                     replicates, shard.replicates = shard.replicates, {}
                 else:
                     replicates = {}
-                    kept: dict[_ReplicateKey, _Row] = {}
+                    kept: dict[ReplicateKey, Row] = {}
                     for where, row in shard.replicates.items():
                         if not row.keys:
                             continue  # missed ``max_keys``: a new chance in the next period

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, cast, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from rollwise.core import (
     Context,
@@ -354,13 +354,8 @@ class Client:
             return
         try:
             # Attributed by the SDK's thread (``_deferred.py``): a plain dict as it is now.
-            kind = context.__class__
-            if kind is dict:
-                put(rollouts, cast("dict[str, object]", context).copy(), outcomes)
-            elif kind is Context:
-                put(rollouts, cast(Context, context).values, outcomes)
-            else:
-                put(rollouts, read_in_place(context), outcomes)
+            values = read_in_place(context)
+            put(rollouts, values.copy() if values.__class__ is dict else values, outcomes)
         except Exception:
             self._log.warning(
                 f"record:{outcomes[0][0]}",
