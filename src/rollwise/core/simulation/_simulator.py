@@ -1,9 +1,9 @@
 """Monte Carlo runs of a plan: the real decision function on a simulated clock.
 
-Each tick draws the traffic of every cell of the population (a tenant or the internal team,
-times a request shape): requests, the share that is exposed under the current stage's flag
-(evaluated with the real bucketing on the cell's users), events and latency histograms per
-side. The counts are added to per-stage aggregates keyed like the SDK's, (stage, variant,
+Each tick takes the traffic of every cell of the population (a tenant or the internal team,
+times a request shape) from ``_traffic.py``, which draws it a block of ticks at a time:
+requests, the share that is exposed under the current stage's flag (evaluated with the real
+bucketing on the cell's users), events and latency histograms per side. The counts are added to per-stage aggregates keyed like the SDK's, (stage, variant,
 segment, metric), and ``decide`` is called with them. Randomness comes only from the numpy
 Generator passed in. Each run judges like the controller: its aggregates go into a
 ``RolloutEvidence`` that folds in only what changed (``full=True`` judges every tick from scratch
@@ -12,7 +12,6 @@ instead, the reference it is tested against).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from rollwise.core.simulation._population import (
 )
 from rollwise.core.simulation._scenario import Scenario
 from rollwise.core.simulation._shipping import WindowShipping
+from rollwise.core.simulation._traffic import Traffic
 
 __all__ = [
     "START",
@@ -224,12 +224,9 @@ class Simulation(WindowShipping):
         tenant_factor = np.exp(
             scenario.tenant_rate_sigma * rng.standard_normal(len(scenario.names()) + 1)
         )
-        cell_rate = scenario.error_rate * tenant_factor[self.cell_tenant]
         stratum = (0, self._window_start(START))
         current = self._empty_stratum()
-        tick_seconds = scenario.tick.total_seconds()
-        expected = scenario.requests_per_second * tick_seconds * self.population.shares
-        regression = scenario.regression
+        traffic = Traffic(self, rng, scenario.error_rate * tenant_factor[self.cell_tenant])
         stages = len(plan.stages)
         n_exposed = np.zeros((stages, cells), dtype=np.int64)
         n_baseline = np.zeros((stages, cells), dtype=np.int64)
@@ -245,65 +242,31 @@ class Simulation(WindowShipping):
         decision: Decision | None = None
         exposure: list[Exposure] = []
         end = START + scenario.horizon
+        tick = -1
         while now < end:
             began = now
             now += scenario.tick
+            tick += 1
             stage = state.stage
             label = (stage, self._window_start(began))
             if label != stratum:
                 stratum, current = label, self._empty_stratum()
-            hour = began.hour + began.minute / 60
-            active = expected
-            if self.has_quiet:
-                opens, closes = scenario.business_hours
-                if not opens <= began.hour < closes:
-                    active = np.where(self.quiet_cells, 0.0, expected)
-            fractions = self.stage_exposure[stage][0]
-            requests = rng.poisson(active)
-            exposed = rng.binomial(requests, fractions)
-            baseline = requests - exposed
+            block = traffic.block(tick, stage, START)
+            row = tick - block.first
+            exposed, baseline = block.exposed[row], block.baseline[row]
             n_exposed[stage] += exposed
             n_baseline[stage] += baseline
             current["requests", True] += exposed
             current["requests", False] += baseline
-            level = _stage_factor(scenario.stage_rate_factors, stage)
-            level *= 1 + scenario.daily_amplitude * math.sin(2 * math.pi * hour / 24)
-            rate = np.minimum(cell_rate * level, 1.0)
+            for key, counts in block.events.items():
+                current[key] += counts[row]
             for metric in self.rate_metrics:
-                rate_exposed = rate
-                if regression is not None and regression.metric == metric:
-                    rate_exposed = np.where(
-                        self.regressed_cells, np.minimum(rate * regression.factor, 1.0), rate
-                    )
-                new_exposed = rng.binomial(exposed, rate_exposed)
-                new_baseline = rng.binomial(baseline, rate)
-                events_exposed[metric][stage] += new_exposed
-                current[metric, True] += new_exposed
-                current[metric, False] += new_baseline
-            scale = _stage_factor(scenario.stage_latency_factors, stage)
-            for metric in self.latency_metrics:
-                total_exposed = int(exposed.sum())
-                regressed_exposed = (
-                    int(exposed[self.regressed_cells].sum())
-                    if regression and regression.metric == metric
-                    else 0
-                )
-                base = self._latency(scale, 0.0)
-                current[metric, True] += rng.multinomial(total_exposed - regressed_exposed, base)
-                if regressed_exposed and regression is not None:
-                    current[metric, True] += rng.multinomial(
-                        regressed_exposed,
-                        self._latency(scale * regression.factor, regression.added_ms),
-                    )
-                current[metric, False] += rng.multinomial(int(baseline.sum()), base)
-            share_exposed = float(exposed.sum() / max(requests.sum(), 1))
-            for guard in self.gauges:
-                limit = guard.maximum if guard.maximum is not None else (guard.minimum or 1.0)
-                gauge = scenario.gauge_level * limit * (1 + 0.05 * rng.standard_normal())
-                if regression is not None and regression.metric == guard.metric:
-                    gauge *= 1 + (regression.factor - 1) * share_exposed
-                gauge_readings[guard.metric].append(GaugeReading(now, float(gauge)))
-                del gauge_readings[guard.metric][:-64]
+                events_exposed[metric][stage] += block.events[metric, True][row]
+            for key, counts in block.histograms.items():
+                current[key] += counts[row]
+            for metric, values in block.gauges.items():
+                gauge_readings[metric].append(GaugeReading(now, float(values[row])))
+                del gauge_readings[metric][:-64]
             # Earlier stages' exposure is settled: only the current stage's is read again.
             del exposure[stage:]
             exposure.extend(
@@ -405,13 +368,6 @@ class Simulation(WindowShipping):
             exposed_users = max(1.0, users * max(shares))
             total += exposed_users * (1 - (1 - 1 / exposed_users) ** requests)
         return total
-
-
-def _stage_factor(factors: Sequence[float], stage: int) -> float:
-    """A per-stage factor; stages past the list keep its last value, none means 1."""
-    if not factors:
-        return 1.0
-    return factors[min(stage, len(factors) - 1)]
 
 
 def share_exposed(simulation: Simulation, stage: int) -> float:
