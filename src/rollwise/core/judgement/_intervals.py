@@ -3,7 +3,9 @@ rate verdict, and a unit's own ratio to the others (``OwnRatio``).
 
 Each is a search in θ0 over [1e-3, 1e3] (log space) for where the test stops rejecting: each
 round evaluates the test at 2 points of the bracket at once and keeps the third where it flips
-(15 rounds: a relative precision of 1e-6, as the bisection it replaces). The evaluations
+(15 rounds: a relative precision of 1e-6, as the bisection it replaces). A unit's own ratio,
+one series over one run of strata, is found by Newton's method instead (``_newton_flip``: about
+six evaluations of the test and its slope, where the search takes thirty). The evaluations
 are vectorised with NumPy — imported when first needed, so an application that embeds the SDK
 (which reads the judgement's constants) never loads it — and the tests' log likelihood ratios
 are the same as the verdicts' to rounding (≈1e-13 of log E), far inside the search's precision.
@@ -187,11 +189,78 @@ def _ratio_interval(
     counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float
 ) -> tuple[float, float]:
     strata = _strata([[(a, b, c, d, 0) for a, b, c, d in counts]])
-    above = HARM_ALTERNATIVES
-    below = tuple(1 / a for a in HARM_ALTERNATIVES)
-    (lower,) = _flip(lambda t: _evidence(strata, t, above, None), 1, True, [log_lower])
-    (upper,) = _flip(lambda t: _evidence(strata, t, below, None), 1, False, [log_upper])
+    lower = _newton_flip(strata, HARM_ALTERNATIVES, True, log_lower)
+    upper = _newton_flip(strata, tuple(1 / a for a in HARM_ALTERNATIVES), False, log_upper)
     return (0.0 if lower < 1.001e-3 else lower), (math.inf if upper > 0.999e3 else upper)
+
+
+def _newton_flip(strata: _Strata, grid: tuple[float, ...], rising: bool, limit: float) -> float:
+    """``_flip`` for one series over one run of strata, by Newton's method kept inside a
+    bracket (bisecting where a step would leave it), on u = log θ0:
+
+        log E(u) = log mean_k exp(L_k(u)),  L_k(u) = Σ_s x_T log a_k - n_s [log(1 + a_k t_s)
+        - log(1 + t_s)],  t_s = e^u r_s,  n_s = x_T + x_C,
+
+    whose slope is Σ_k w_k L_k'(u), w_k ∝ exp(L_k), L_k'(u) = -Σ_s n_s [a_k t_s / (1 + a_k t_s)
+    - t_s / (1 + t_s)]. It converges in about six evaluations where the bracket search takes
+    thirty (a unit's own ratio, found at its first exposure, was a tenth of a simulated run)."""
+    import numpy as np
+
+    alternatives = np.asarray(grid)[:, None]
+    log_alternatives = float(strata.x_t.sum()) * np.log(alternatives[:, 0])
+    events = strata.x_t + strata.x_c
+
+    def excess(u: float) -> tuple[float, float]:
+        """log E(u) - limit, and its slope."""
+        if not len(events):
+            return -limit, 0.0
+        t = math.exp(u) * strata.r
+        q = alternatives * t
+        logs = log_alternatives - (events * (np.log1p(q) - np.log1p(t))).sum(axis=1)
+        slopes = -(events * (q / (1 + q) - t / (1 + t))).sum(axis=1)
+        top = float(logs.max())
+        weights = np.exp(logs - top)
+        total = float(weights.sum())
+        value = top + math.log(total / len(grid))
+        return value - limit, float(weights @ slopes) / total
+
+    # Orient so that the rejecting side (excess >= 0) is on the left: u for a lower bound, -u
+    # for an upper one.
+    sign = 1.0 if rising else -1.0
+
+    def oriented(v: float) -> tuple[float, float]:
+        value, slope = excess(sign * v)
+        return value, sign * slope
+
+    left, right = math.log(1e-3), math.log(1e3)
+    if not rising:
+        left, right = -right, -left
+    at_left, at_right = oriented(left)[0], oriented(right)[0]
+    if at_right >= 0:
+        return math.exp(sign * right)  # rejects throughout
+    if at_left < 0:
+        return math.exp(sign * left)  # never rejects
+    v = right - at_right * (right - left) / (at_right - at_left)  # false position
+    for _ in range(_NEWTON_STEPS):
+        value, slope = oriented(v)
+        if value >= 0:
+            left = v
+        else:
+            right = v
+        step = value / slope if slope < 0 else math.inf
+        following = v - step
+        if not left < following < right:
+            following = (left + right) / 2
+        if abs(following - v) < _NEWTON_PRECISION or right - left < _NEWTON_PRECISION:
+            v = following
+            break
+        v = following
+    return math.exp(sign * v)
+
+
+#: Newton's method: at most this many steps, stopping once a step moves u by less than the
+#: precision (a relative precision of 1e-9 in θ0, finer than the bracket search's 1e-6).
+_NEWTON_STEPS, _NEWTON_PRECISION = 60, 1e-9
 
 
 def rate_bounds(
