@@ -10,7 +10,8 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rollwise.core._flag import FlagSet, MetricKind
+from rollwise.core import _lint_detection, _lint_flags
+from rollwise.core._flag import FlagSet
 from rollwise.core._plan import GuardKind, Plan, cumulative_audience
 from rollwise.core._quantities import format_duration
 
@@ -58,15 +59,10 @@ SUBJECT_ATTRIBUTES = frozenset({"tenant", "account", "organization", "org", "use
 _RULES: list[LintRule] = []
 
 
-def _rule(
-    code: str, name: str, severity: Severity, summary: str
-) -> Callable[
-    [Check],
-    Check,
-]:
-    def register(
-        check: Check,
-    ) -> Check:
+def _rule(code: str, name: str, severity: Severity, summary: str) -> Callable[[Check], Check]:
+    """Registers a check as the rule ``code`` (``RULES`` keeps them in registration order)."""
+
+    def register(check: Check) -> Check:
         _RULES.append(LintRule(code, name, severity, summary, check))
         return check
 
@@ -272,93 +268,28 @@ def _bake_shorter(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]
                 )
 
 
-@_rule("RW013", "unknown-segment", Severity.ERROR, "an audience names an undefined segment")
-def _unknown_segment(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    if flags is None:
-        return
-    for index, stage in enumerate(plan.stages):
-        for position, name in enumerate(stage.audience.segments):
-            if name not in flags.segments:
-                known = ", ".join(sorted(flags.segments)) or "none are defined"
-                yield (
-                    f"stages[{index}].audience.segments[{position}]",
-                    f"unknown segment {name!r}; segments: {known}",
-                )
-
-
-_GUARD_METRIC_KIND = {
-    GuardKind.RATE: MetricKind.RATE,
-    GuardKind.LATENCY: MetricKind.LATENCY,
-    GuardKind.GAUGE: MetricKind.GAUGE,
-}
-
-
-@_rule(
+# Checked against the flags file (``_lint_flags.py``).
+_rule("RW013", "unknown-segment", Severity.ERROR, "an audience names an undefined segment")(
+    _lint_flags.unknown_segment
+)
+_rule(
     "RW014",
     "unknown-metric",
     Severity.ERROR,
     "a guard names a metric the flags file does not declare, or of another kind",
-)
-def _unknown_metric(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    if flags is None or not flags.metrics:
-        return
-    for index, guard in enumerate(plan.guards):
-        if guard.source is not None:
-            continue  # its counts come from its source's queries, not from what SDKs report
-        metric = flags.metrics.get(guard.metric)
-        if metric is None:
-            known = ", ".join(sorted(flags.metrics))
-            yield f"guards[{index}].metric", f"unknown metric {guard.metric!r}; metrics: {known}"
-        elif metric.kind is not _GUARD_METRIC_KIND[guard.kind]:
-            yield (
-                f"guards[{index}].kind",
-                f"metric {guard.metric!r} is a {metric.kind.value}, not a {guard.kind.value}",
-            )
-
-
-@_rule(
+)(_lint_flags.unknown_metric)
+_rule(
     "RW015",
     "unknown-flag-or-variant",
     Severity.ERROR,
     "the plan's flag, variant or rollback variant does not exist",
-)
-def _unknown_flag(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    if flags is None:
-        return
-    flag = flags.flags.get(plan.flag)
-    if flag is None:
-        known = ", ".join(sorted(flags.flags)) or "none are defined"
-        yield "flag", f"unknown flag {plan.flag!r}; flags: {known}"
-        return
-    names = [variant.name for variant in flag.variants]
-    if plan.variant not in names:
-        yield (
-            "variant",
-            f"flag {flag.key!r} has no variant {plan.variant!r}; variants: {', '.join(names)}",
-        )
-    elif plan.variant == flag.safe_default.name:
-        yield "variant", f"{plan.variant!r} is the safe default: rolling it out changes nothing"
-    if plan.rollback_to is not None and plan.rollback_to not in names:
-        yield (
-            "rollback.to",
-            f"flag {flag.key!r} has no variant {plan.rollback_to!r}; variants: {', '.join(names)}",
-        )
-
-
-@_rule(
+)(_lint_flags.unknown_flag)
+_rule(
     "RW021",
     "unit-differs-from-flag",
     Severity.ERROR,
     "the plan buckets by another unit than its flag",
-)
-def _unit_differs(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    flag = flags.flags.get(plan.flag) if flags is not None else None
-    if flag is not None and flag.unit != plan.unit:
-        yield (
-            "unit",
-            f"the plan buckets by {plan.unit!r} but flag {flag.key!r} by {flag.unit!r}: "
-            "a unit could be served both variants",
-        )
+)(_lint_flags.unit_differs)
 
 
 @_rule(
@@ -406,53 +337,12 @@ def _unchecked(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
         yield "", "segments, metrics and the flag were not checked: pass --flags FLAGS"
 
 
-#: Runs the linter simulates for RW019, and the share of them that must detect in time.
-DETECTION_RUNS = 20
-DETECTION_SHARE = 0.9
-
-
-@_rule(
+_rule(
     "RW019",
     "stage-ends-before-detection",
     Severity.WARNING,
     "at the declared traffic, a stage ends before it could detect a 2x error-rate regression",
-)
-def _detects_in_time(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    guard = next(
-        (g for g in plan.guards if g.kind is GuardKind.RATE and g.tolerance is not None),
-        None,
-    )
-    needs_segments = any(stage.audience.segments for stage in plan.stages)
-    if plan.traffic_per_second is None or guard is None or (needs_segments and flags is None):
-        return
-    # Imported here: the simulator needs numpy, which the SDK's import path does not.
-    import numpy as np
-
-    from rollwise.core.simulation import Regression, Scenario, Simulation
-
-    scenario = Scenario(
-        requests_per_second=plan.traffic_per_second,
-        regression=Regression(guard.metric, factor=2.0 if guard.worse.value == "higher" else 0.5),
-    )
-    simulation = Simulation(plan, flags, scenario)
-    missed: dict[int, int] = {}
-    for stream in np.random.SeedSequence(0).spawn(DETECTION_RUNS):
-        result, _ = simulation.run(np.random.default_rng(stream))
-        if result.outcome != "rolled_back":
-            missed[result.stage_reached] = missed.get(result.stage_reached, 0) + 1
-        elif result.stage_reached > 0:
-            # It left earlier stages without catching the regression.
-            missed[0] = missed.get(0, 0) + 1
-    for index, count in sorted(missed.items()):
-        if count > DETECTION_RUNS * (1 - DETECTION_SHARE):
-            stage = plan.stages[index]
-            yield (
-                f"stages[{index}]",
-                f"at {plan.traffic_per_second:g} requests/s, stage {stage.name!r} ended without "
-                f"catching a 2x regression of {guard.metric} in {count} of {DETECTION_RUNS} "
-                f"simulated runs; it needs more traffic, a longer max_stage_duration or a wider "
-                f"audience (see rollwise simulate)",
-            )
+)(_lint_detection.detects_in_time)
 
 
 #: Units that each send requests from many users: whole ones switch together, and few of them
