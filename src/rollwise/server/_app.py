@@ -31,6 +31,7 @@ from rollwise.control import Clock, Controller, SystemClock, Webhooks
 from rollwise.core import Plan
 from rollwise.server import (
     _dashboard,
+    _flags_api,
     _judge_api,
     _management,
     _ofrep,
@@ -249,6 +250,7 @@ def create_app(
     judge_feed = PrometheusFeed(store, prometheus_url)
     app.state.analyses = Analyses(judgements or {}, judge_feed)
     app.state.judge_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rollwise-judge")
+    app.include_router(_flags_api.router)
     app.include_router(_management.router)
     app.include_router(_tokens_api.router)
     app.include_router(_sdk_api.router)
