@@ -3,8 +3,9 @@
 Each tick takes the traffic of every cell of the population (a tenant or the internal team,
 times a request shape) from ``_traffic.py``, which draws it a block of ticks at a time:
 requests, the share that is exposed under the current stage's flag (evaluated with the real
-bucketing on the cell's users), events and latency histograms per side. The counts are added to per-stage aggregates keyed like the SDK's, (stage, variant,
-segment, metric), and ``decide`` is called with them. Randomness comes only from the numpy
+bucketing on the cell's users), events and latency histograms per side. The counts are added
+to per-stage aggregates keyed like the SDK's, (stage, variant, segment, metric), and
+``decide`` is called with them. Randomness comes only from the numpy
 Generator passed in. Each run judges like the controller: its aggregates go into a
 ``RolloutEvidence`` that folds in only what changed (``full=True`` judges every tick from scratch
 instead, the reference it is tested against).
