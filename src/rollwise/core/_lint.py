@@ -345,40 +345,13 @@ _rule(
 )(_lint_detection.detects_in_time)
 
 
-#: Units that each send requests from many users: whole ones switch together, and few of them
-#: are exposed in early stages.
-_COARSE_UNITS = frozenset({"tenant", "account", "organization", "org", "region", "instance"})
-
-
-@_rule(
+_rule(
     "RW020",
     "few-units-compared-with-others",
     Severity.WARNING,
     "with a coarse unit, exposed units are compared with other units: their own base rates "
     "look like an effect",
-)
-def _coarse_unit(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
-    if plan.unit not in _COARSE_UNITS:
-        return
-    guards = [g for g in plan.guards if g.kind is not GuardKind.GAUGE]
-    if not guards:
-        return
-    unsplit = [g.label for g in guards if plan.unit not in g.by]
-    advice = (
-        f"; split {', '.join(unsplit)} by [{plan.unit}] too, so that each exposed {plan.unit} "
-        f"is also judged against its own history before exposure"
-        if unsplit
-        else ""
-    )
-    yield (
-        "unit",
-        f"a whole {plan.unit} is exposed or not, so the whole-traffic "
-        f"comparison sets the few exposed {plan.unit}s against the others: rate and latency "
-        f"guards discount it by how much {plan.unit}s differ, an estimate that is rough with "
-        f"few of them; {plan.unit}s with rates or latencies of their own can then be rolled "
-        f"back for what they are, not for the change "
-        f"(docs/judgement.md#clustered-units){advice}",
-    )
+)(_lint_detection.coarse_unit)
 
 
 #: Every lint rule, by code.

@@ -1,6 +1,7 @@
-"""RW019: whether each stage, at the plan's declared traffic, lasts long enough to catch a
-doubled error rate — found by simulating the plan (``rollwise.core.simulation``) with a fixed
-seed, so the finding is the same on every run. ``_lint.py`` registers it.
+"""The lint rules about what the judgement can see (``_lint.py`` registers them). RW019: whether
+each stage, at the plan's declared traffic, lasts long enough to catch a doubled error rate —
+found by simulating the plan (``rollwise.core.simulation``) with a fixed seed, so the finding is
+the same on every run. RW020: a coarse unit (a tenant) compares few exposed units with others.
 """
 
 from __future__ import annotations
@@ -51,3 +52,32 @@ def detects_in_time(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, st
                 f"simulated runs; it needs more traffic, a longer max_stage_duration or a wider "
                 f"audience (see rollwise simulate)",
             )
+
+
+#: Units that each send requests from many users: whole ones switch together, and few of them
+#: are exposed in early stages.
+COARSE_UNITS = frozenset({"tenant", "account", "organization", "org", "region", "instance"})
+
+
+def coarse_unit(plan: Plan, flags: FlagSet | None) -> Iterator[tuple[str, str]]:
+    if plan.unit not in COARSE_UNITS:
+        return
+    guards = [g for g in plan.guards if g.kind is not GuardKind.GAUGE]
+    if not guards:
+        return
+    unsplit = [g.label for g in guards if plan.unit not in g.by]
+    advice = (
+        f"; split {', '.join(unsplit)} by [{plan.unit}] too, so that each exposed {plan.unit} "
+        f"is also judged against its own history before exposure"
+        if unsplit
+        else ""
+    )
+    yield (
+        "unit",
+        f"a whole {plan.unit} is exposed or not, so the whole-traffic "
+        f"comparison sets the few exposed {plan.unit}s against the others: rate and latency "
+        f"guards discount it by how much {plan.unit}s differ, an estimate that is rough with "
+        f"few of them; {plan.unit}s with rates or latencies of their own can then be rolled "
+        f"back for what they are, not for the change "
+        f"(docs/judgement.md#clustered-units){advice}",
+    )

@@ -227,7 +227,7 @@ class Simulation(WindowShipping):
         )
         stratum = (0, self._window_start(START))
         current = self._empty_stratum()
-        traffic = Traffic(self, rng, scenario.error_rate * tenant_factor[self.cell_tenant])
+        traffic = Traffic(self, rng, scenario.error_rate * tenant_factor[self.cell_tenant], START)
         stages = len(plan.stages)
         n_exposed = np.zeros((stages, cells), dtype=np.int64)
         n_baseline = np.zeros((stages, cells), dtype=np.int64)
@@ -252,7 +252,7 @@ class Simulation(WindowShipping):
             label = (stage, self._window_start(began))
             if label != stratum:
                 stratum, current = label, self._empty_stratum()
-            block = traffic.block(tick, stage, START)
+            block = traffic.block(tick, stage)
             row = tick - block.first
             exposed, baseline = block.exposed[row], block.baseline[row]
             n_exposed[stage] += exposed

@@ -62,9 +62,14 @@ class Traffic:
     """One run's traffic: ``block(tick, stage)`` holds that tick's draws."""
 
     def __init__(
-        self, simulation: Simulation, rng: np.random.Generator, cell_rate: np.ndarray
+        self,
+        simulation: Simulation,
+        rng: np.random.Generator,
+        cell_rate: np.ndarray,
+        start: datetime,
     ) -> None:
         self._simulation = simulation
+        self._start = start
         self._rng = rng
         self._cell_rate = cell_rate
         scenario = simulation.scenario
@@ -75,20 +80,20 @@ class Traffic:
         )
         self._current: Block | None = None
 
-    def block(self, tick: int, stage: int, start: datetime) -> Block:
-        """The block holding tick number ``tick`` (its row: ``tick - block.first``), at
-        ``stage``; ``start``: the run's first moment."""
+    def block(self, tick: int, stage: int) -> Block:
+        """The block holding tick number ``tick`` of the run that began at ``start`` (its row:
+        ``tick - block.first``), at ``stage``."""
         current = self._current
         if current is None or current.stage != stage or tick >= current.first + current.ticks:
-            current = self._current = self._draw(tick, stage, start)
+            current = self._current = self._draw(tick, stage)
         return current
 
-    def _draw(self, first: int, stage: int, start: datetime) -> Block:
+    def _draw(self, first: int, stage: int) -> Block:
         simulation, rng = self._simulation, self._rng
         scenario: Scenario = simulation.scenario
         step = scenario.tick
         ticks = BLOCK
-        began = [start + step * (first + index) for index in range(ticks)]
+        began = [self._start + step * (first + index) for index in range(ticks)]
         hours = np.array([moment.hour + moment.minute / 60 for moment in began])
         active = np.broadcast_to(self._expected, (ticks, len(self._expected)))
         if simulation.has_quiet:
