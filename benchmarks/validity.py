@@ -26,7 +26,10 @@ The first ``--check`` runs of every scenario are also judged from scratch, and t
 stops with an error if any decision differs (the tick, and whether a segment made it).
 
     python benchmarks/validity.py [--runs 10000] [--latency-runs 1000] [--seed 20261130]
-                                  [--only NAME ...] [--jobs 2]
+                                  [--only NAME ...] [--jobs 2] [--first 0]
+
+``--first N`` numbers the runs from N: a long scenario can be run in parts (its row is then
+named ``NAME@N``) and the parts' counts (``harmed`` of ``runs``) added.
 
 Prints a table and writes benchmarks/results/validity.json.
 """
@@ -836,12 +839,16 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> dict[str, object]:
+def measure(
+    scenario: Scenario, runs: int, seed: int, check: int, jobs: int, start: int = 0
+) -> dict[str, object]:
+    """``runs`` runs of ``scenario``, numbered from ``start`` (run i draws from the seed's i-th
+    child stream, so runs 0–1,499 and then 1,500–9,999 are the runs 0–9,999 of one call)."""
     path = INCREMENTAL if scenario.latency or scenario.segments else FAST
     began = time.perf_counter()
     size = max(1, math.ceil(runs / (jobs * 4)))
     tasks = [
-        (scenario.name, seed, first, min(size, runs - first), path)
+        (scenario.name, seed, start + first, min(size, runs - first), path)
         for first in range(0, runs, size)
     ]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -849,7 +856,7 @@ def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> 
         # The first ``check`` runs again, judged from scratch at every tick, in ``jobs`` chunks.
         part = max(1, math.ceil(check / jobs))
         checks = [
-            (scenario.name, seed, first, min(part, check - first), FULL)
+            (scenario.name, seed, start + first, min(part, check - first), FULL)
             for first in range(0, check, part)
         ]
         reference = [o for chunk in pool.map(_chunk, checks) for o in chunk]
@@ -863,10 +870,13 @@ def measure(scenario: Scenario, runs: int, seed: int, check: int, jobs: int) -> 
     harmed = [o for o in outcomes if o.harm_tick is not None]
     low, high = wilson(len(harmed), runs)
     row: dict[str, object] = {
-        "name": scenario.name,
+        # A part of a scenario run in parts keeps its own row.
+        "name": f"{scenario.name}@{start}" if start else scenario.name,
         "what": scenario.what,
         "null": scenario.null,
         "runs": runs,
+        "first_run": start,
+        "harmed": len(harmed),
         "path": path,
         "checked_runs": len(reference),
         "harm_share": len(harmed) / runs,
@@ -905,6 +915,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="the number of the first run (to run a scenario in parts)",
+    )
     args = parser.parse_args()
     rows = []
     columns = ("scenario", "runs", "harm", "95% interval", "mean exposed", "× SPRT")
@@ -919,7 +935,7 @@ def main() -> int:
             if scenario.segments or scenario.heavy
             else args.runs
         )
-        row = measure(scenario, runs, args.seed, min(args.check, runs), args.jobs)
+        row = measure(scenario, runs, args.seed, min(args.check, runs), args.jobs, args.first)
         rows.append(row)
         low, high = row["harm_interval"]  # type: ignore[misc]
         mean = row.get("mean_exposed_to_harm")
