@@ -7,17 +7,22 @@ Starts a real server process (uvicorn, SQLite) on loopback and applies a flags f
 ``--flags`` flags (the example's ``new-checkout`` and generated ones with segments and rules, so
 the snapshot is the size a real one is). Then ``--processes`` worker processes each open
 ``--clients`` ``rollwise.Client``s (each its own stream, as separate applications would) and,
-once every client serves the current snapshot, sweep their clients every ``--sweep`` ms with
-``client.resolve(FLAG, {...})`` on a plain dict until each says ``killed``, recording when
-(``time.monotonic``: the same clock in every process on Linux). The parent posts the kill and
-reads every worker's times. Rounds alternate kill and unkill. Prints a table and writes
-benchmarks/results/kill_switch_sdk.json.
+once every client serves the current snapshot, record when each evaluates the flag as killed
+(``time.monotonic``: the same clock in every process on Linux):
 
-The sweep interval bounds the resolution from above (a change is seen at most ``--sweep`` ms
-late); the worker processes, the server and this process share the machine's cores.
+- by default, each client's ``on_change`` listener calls ``client.resolve(FLAG, {...})`` on a
+  plain dict as soon as the client serves a new snapshot, and records the time when it says
+  ``killed``: the moment the evaluation changed, measured at no cost while nothing changes;
+- with ``--sweep MS``, the worker's main thread sweeps its clients with ``resolve`` every MS
+  ms (the way before 2026-12-01, kept to compare): a change is seen up to MS ms late, and
+  the sweeps of ten processes take CPU from the server and the clients while they wait.
+
+The parent posts the kill and reads every worker's times. Rounds alternate kill and unkill.
+The worker processes, the server and this process share the machine's cores. Prints a table
+and writes benchmarks/results/kill_switch_sdk.json.
 
     python benchmarks/kill_switch_sdk.py [--processes 10] [--clients 100] [--flags 1000]
-        [--rounds 3] [--sweep 2] [--server-workers 1]
+        [--rounds 3] [--sweep 0] [--server-workers 1]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import multiprocessing
 import multiprocessing.connection
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +69,18 @@ def flags_file(count: int) -> str:
 
 
 def _worker(
-    url: str, secret: str, clients: int, sweep: float, pipe: multiprocessing.connection.Connection
+    url: str,
+    secret: str,
+    clients: int,
+    sweep: float,
+    pipe: multiprocessing.connection.Connection,
 ) -> None:
     """Open the clients, say when they all serve the snapshot, then for each round record when
-    each one evaluates the flag as the round wants."""
+    each one evaluates the flag as the round wants: told by ``Client.on_change`` (``sweep``
+    0: an evaluation inside the listener, right after the swap), or by sweeping every client
+    with ``resolve`` every ``sweep`` seconds."""
     import logging
+    import threading
 
     from rollwise import Client
     from rollwise.core import Reason
@@ -77,6 +90,25 @@ def _worker(
         Client(url, secret, flush_interval=60.0, poll_interval=60.0, startup_timeout=30.0)
         for _ in range(clients)
     ]
+    wanted: list[bool | None] = [None]  # killed or not, while a round is on
+    seen: list[float] = [0.0] * clients
+    done = threading.Event()
+
+    def listener(index: int) -> Callable[[int], None]:
+        def heard(version: int) -> None:
+            killed = wanted[0]
+            if killed is None or seen[index]:
+                return
+            if (opened[index].resolve(FLAG, CONTEXT).reason is Reason.KILLED) == killed:
+                seen[index] = time.monotonic()
+                if all(seen):
+                    done.set()
+
+        return heard
+
+    if not sweep:
+        for index, client in enumerate(opened):
+            client.on_change(listener(index))
     try:
         pipe.send(("ready", [client.stats().snapshot_version for client in opened]))
         while True:
@@ -84,18 +116,33 @@ def _worker(
             if message == "stop":
                 return
             killed = message == "kill"
-            pending = set(range(clients))
-            seen: list[float] = [0.0] * clients
+            seen[:] = [0.0] * clients
+            done.clear()
             deadline = time.monotonic() + 30
-            while pending and time.monotonic() < deadline:
-                for index in list(pending):
-                    reason = opened[index].resolve(FLAG, CONTEXT).reason
-                    if (reason is Reason.KILLED) == killed:
-                        seen[index] = time.monotonic()
-                        pending.discard(index)
-                if pending:
-                    time.sleep(sweep)
-            pipe.send(("seen", [t for t in seen if t], len(pending)))
+            if not sweep:
+                wanted[0] = killed
+                # A client that changed before the round was on (the parent posts the change
+                # after telling the workers, so hardly ever) counts from now: later, not sooner.
+                for index, client in enumerate(opened):
+                    if (client.resolve(FLAG, CONTEXT).reason is Reason.KILLED) == killed:
+                        seen[index] = seen[index] or time.monotonic()
+                if all(seen):
+                    done.set()
+                done.wait(30)
+                wanted[0] = None
+                left = seen.count(0.0)
+            else:
+                pending = set(range(clients))
+                while pending and time.monotonic() < deadline:
+                    for index in list(pending):
+                        reason = opened[index].resolve(FLAG, CONTEXT).reason
+                        if (reason is Reason.KILLED) == killed:
+                            seen[index] = time.monotonic()
+                            pending.discard(index)
+                    if pending:
+                        time.sleep(sweep)
+                left = len(pending)
+            pipe.send(("seen", [t for t in seen if t], left))
     finally:
         for client in opened:
             client.close(timeout=1.0)
@@ -112,7 +159,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=100, help="clients per process")
     parser.add_argument("--flags", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sweep", type=float, default=2.0, help="ms between a worker's sweeps")
+    parser.add_argument(
+        "--sweep",
+        type=float,
+        default=0.0,
+        help="ms between a worker's sweeps of its clients with resolve; 0 (default): each "
+        "client's on_change listener evaluates the flag as soon as it serves a new snapshot",
+    )
     parser.add_argument(
         "--server-workers",
         type=int,
@@ -183,7 +236,8 @@ def main() -> int:
     print(
         f"Kill switch, API request to evaluation: {args.processes} processes x {args.clients} "
         f"rollwise.Client, {args.flags:,}-flag snapshot ({snapshot_bytes / 1024:.0f} KiB), "
-        f"sweeps every {args.sweep:g} ms, server --workers {args.server_workers}"
+        + (f"sweeps every {args.sweep:g} ms" if args.sweep else "on_change listeners")
+        + f", server --workers {args.server_workers}"
     )
     print(f"  {'round':<8}{'action':<8}{'reached':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for row in rounds:

@@ -218,6 +218,34 @@ def test_a_stream_announcement_triggers_a_refetch() -> None:
     assert server.etags == [None, '"12"']
 
 
+def test_change_listeners_hear_each_new_version_once_it_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``on_change``: called with the version after the swap (an evaluation inside it sees the
+    kill), once per new version; a listener that raises is logged and harms nothing."""
+    server = FakeServer(carry=True)
+    heard: list[tuple[int, Reason]] = []
+
+    def broken(version: int) -> None:
+        raise RuntimeError(f"listener broke at {version}")
+
+    with live_client(server) as client:
+        client.on_change(broken)
+        client.on_change(
+            lambda version: heard.append((version, client.resolve("new-checkout", ACME).reason))
+        )
+        server.publish(document(13, killed=True))
+        wait_until(lambda: len(heard) == 1, timeout=10.0)
+        server.publish(document(14, killed=False))
+        wait_until(lambda: len(heard) == 2, timeout=10.0)
+        assert client.enabled("new-checkout", ACME)
+    assert heard == [(13, Reason.KILLED), (14, Reason.RULE_MATCH)]
+    assert "a change listener failed" in caplog.text
+    offline = Client(load_flags(FLAGS.read_text(encoding="utf-8")))
+    offline.on_change(broken)  # never called: nothing raises
+    assert offline.enabled("new-checkout", ACME)
+
+
 def test_a_snapshot_carried_by_the_stream_is_served_without_a_fetch(tmp_path: Path) -> None:
     """An event carrying the snapshot is applied (and cached) with no round trip; a bad one makes the client fetch instead."""
     server = FakeServer(carry=True)

@@ -114,6 +114,8 @@ class Client:
                 OpenTelemetry API.
         """
         self._log = Throttle(logger)
+        #: Called with each new snapshot's version once it is served (``on_change``).
+        self._listeners: tuple[Callable[[int], None], ...] = ()
         self._events = EvaluationEvents(self._log) if telemetry else None
         self._observed_metrics: dict[str, tuple[str, str]] = {}
         self._live: Live | None = None
@@ -174,8 +176,21 @@ class Client:
         return cls(load_flags(file.read_text(encoding="utf-8"), str(file)), telemetry=telemetry)
 
     def _use(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` from now on (one assignment: see ``Served``)."""
+        """Serve ``snapshot`` from now on (one assignment: see ``Served``), then tell the
+        listeners."""
         self._served = Served(snapshot)
+        for listener in self._listeners:
+            try:
+                listener(snapshot.version)
+            except Exception:
+                self._log.warning("on_change", "rollwise: a change listener failed", exc_info=True)
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(version)`` whenever a new snapshot starts being served (a flag
+        edited, a kill switch flipped, a rollout moved), on the SDK's thread right after the
+        swap: evaluations inside it see the new version. Keep it short; what it raises is
+        logged (throttled). An offline client's flags never change: it is never called."""
+        self._listeners = (*self._listeners, listener)
 
     @property
     def flags(self) -> FlagSet:
