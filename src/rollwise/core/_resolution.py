@@ -44,3 +44,15 @@ class Resolution:
     message: str = ""
     #: Whether the variant is not the flag's safe default.
     enabled: bool = False
+
+    @classmethod
+    def not_found(cls, flag: str, default: object) -> Resolution:
+        """What a flag the flag set lacks resolves to: the caller's ``default``, with an error."""
+        return cls(
+            flag,
+            "",
+            default,
+            Reason.FLAG_NOT_FOUND,
+            error=ErrorCode.FLAG_NOT_FOUND,
+            message=f"unknown flag {flag!r}: serving the caller's default",
+        )

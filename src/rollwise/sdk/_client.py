@@ -37,17 +37,6 @@ _MAX_OBSERVED_NAMES = 1024
 _UNOBSERVED: AbstractContextManager[None] = nullcontext()
 
 
-def _not_found(flag: str, default: object) -> Resolution:
-    return Resolution(
-        flag,
-        "",
-        default,
-        Reason.FLAG_NOT_FOUND,
-        error=ErrorCode.FLAG_NOT_FOUND,
-        message=f"unknown flag {flag!r}: serving the caller's default",
-    )
-
-
 class Client:
     """Evaluates flags locally: offline from a flag set, or live from a rollwise server.
 
@@ -176,8 +165,7 @@ class Client:
         return cls(load_flags(file.read_text(encoding="utf-8"), str(file)), telemetry=telemetry)
 
     def _use(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` from now on (one assignment: see ``Served``), then tell the
-        listeners."""
+        """Serve ``snapshot`` from now on (one assignment: see ``Served``); tell listeners."""
         self._served = Served(snapshot)
         for listener in self._listeners:
             try:
@@ -206,7 +194,7 @@ class Client:
         served = self._served
         found = served.by_key.get(flag)
         if found is None:
-            missing = _not_found(flag, default)
+            missing = Resolution.not_found(flag, default)
             if self._events is not None:
                 self._events.emit(missing, context, served.flags.version)
             return missing
@@ -246,7 +234,9 @@ class Client:
         found = served.by_key.get(flag)
         if found is None:
             if self._events is not None:
-                self._events.emit(_not_found(flag, default), context, served.flags.version)
+                self._events.emit(
+                    Resolution.not_found(flag, default), context, served.flags.version
+                )
             return default
         try:
             resolution = found.program.run(context)
