@@ -94,15 +94,20 @@ def _worker(
     seen: list[float] = [0.0] * clients
     done = threading.Event()
 
+    def check(index: int, killed: bool) -> bool:
+        """Whether client ``index`` evaluates the flag as the round wants; stamps when first."""
+        if seen[index]:
+            return True
+        if (opened[index].resolve(FLAG, CONTEXT).reason is Reason.KILLED) != killed:
+            return False
+        seen[index] = time.monotonic()
+        return True
+
     def listener(index: int) -> Callable[[int], None]:
         def heard(version: int) -> None:
             killed = wanted[0]
-            if killed is None or seen[index]:
-                return
-            if (opened[index].resolve(FLAG, CONTEXT).reason is Reason.KILLED) == killed:
-                seen[index] = time.monotonic()
-                if all(seen):
-                    done.set()
+            if killed is not None and check(index, killed) and all(seen):
+                done.set()
 
         return heard
 
@@ -118,31 +123,23 @@ def _worker(
             killed = message == "kill"
             seen[:] = [0.0] * clients
             done.clear()
-            deadline = time.monotonic() + 30
             if not sweep:
                 wanted[0] = killed
                 # A client that changed before the round was on (the parent posts the change
                 # after telling the workers, so hardly ever) counts from now: later, not sooner.
-                for index, client in enumerate(opened):
-                    if (client.resolve(FLAG, CONTEXT).reason is Reason.KILLED) == killed:
-                        seen[index] = seen[index] or time.monotonic()
-                if all(seen):
+                checked = [check(index, killed) for index in range(clients)]  # every one
+                if all(checked):
                     done.set()
                 done.wait(30)
                 wanted[0] = None
-                left = seen.count(0.0)
             else:
+                deadline = time.monotonic() + 30
                 pending = set(range(clients))
                 while pending and time.monotonic() < deadline:
-                    for index in list(pending):
-                        reason = opened[index].resolve(FLAG, CONTEXT).reason
-                        if (reason is Reason.KILLED) == killed:
-                            seen[index] = time.monotonic()
-                            pending.discard(index)
+                    pending = {index for index in pending if not check(index, killed)}
                     if pending:
                         time.sleep(sweep)
-                left = len(pending)
-            pipe.send(("seen", [t for t in seen if t], left))
+            pipe.send(("seen", [t for t in seen if t], seen.count(0.0)))
     finally:
         for client in opened:
             client.close(timeout=1.0)
