@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,14 @@ from rollwise.core.judgement import (
     decide,
 )
 from rollwise.core.judgement._decision import decide_move
+from rollwise.core.judgement._evidence import (
+    HARM_ALTERNATIVES,
+    RestartedBound,
+    _stratum_log_ratios,
+    discounted_stages,
+    restarted_log_evidence,
+    restarted_upper_bound,
+)
 from rollwise.core.judgement._rollout import RolloutEvidence
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
 
@@ -227,3 +236,48 @@ def test_the_property_saw_every_case(capsys: pytest.CaptureFixture[str]) -> None
     for needed in needed_cases:
         assert RUN[needed] > 0, needed
     assert RUN["examples"] >= 500
+
+
+def test_the_kept_bound_is_the_bound_of_all_stages_whatever_changes() -> None:
+    """``RestartedBound`` (earlier stages' maxima kept while their sums are the same lists)
+    gives ``restarted_upper_bound`` of the discounted sums, to 1e-12, while the last stage
+    changes, an earlier one is replaced, a stage is added and φ changes; and it is never below
+    the evidence it bounds."""
+    rng = np.random.default_rng(7)
+    bound = RestartedBound()
+    per_stage: dict[int, list[float]] = {0: list(rng.normal(-3, 4, 5))}
+    checked = 0
+    for step in range(400):
+        change = rng.integers(0, 10)
+        last = max(per_stage)
+        if change == 0 and last < 5:
+            per_stage[last + 1] = list(rng.normal(0, 3, 5))  # a new stage
+        elif change == 1 and last > 0:
+            per_stage[int(rng.integers(0, last))] = list(rng.normal(-2, 5, 5))  # a late batch
+        else:
+            per_stage[last] = list(rng.normal(0, 6, 5))  # the current stage's sums, new
+        phi = 1.0 if step < 200 else float(rng.choice([1.0, 1.7, 3.2]))
+        got = bound(per_stage, phi)
+        discounted = discounted_stages(per_stage, phi)
+        assert got == pytest.approx(restarted_upper_bound(discounted), rel=1e-12, abs=1e-12)
+        for stages in (len(per_stage), 6):
+            assert restarted_log_evidence(discounted, stages) <= got + 1e-9
+        checked += got > 0
+    assert checked > 100  # the bound was above 0, where it matters, often
+
+
+@pytest.mark.parametrize("theta0", [0.5, 1.0, 1.1, 1.5, 3.0])
+def test_a_strata_log_ratios_equal_the_textbook_binomial_form(theta0: float) -> None:
+    """The two-logarithm form of ``_stratum_log_ratios`` is x_T log(p1/p0) + x_C
+    log((1 - p1)/(1 - p0)), p = θr / (θr + 1), to 1e-9 of the stratum's evidence."""
+    rng = np.random.default_rng(int(theta0 * 10))
+    for _ in range(300):
+        n_t, n_c = (int(v) for v in rng.integers(1, 200_000, 2))
+        x_t, x_c = int(rng.integers(0, n_t // 10 + 1)), int(rng.integers(0, n_c // 10 + 1))
+        got = _stratum_log_ratios(n_t, x_t, n_c, x_c, theta0, HARM_ALTERNATIVES)
+        r = n_t / n_c
+        p0 = theta0 * r / (theta0 * r + 1)
+        for multiple, value in zip(HARM_ALTERNATIVES, got, strict=True):
+            p1 = theta0 * multiple * r / (theta0 * multiple * r + 1)
+            textbook = x_t * math.log(p1 / p0) + x_c * math.log((1 - p1) / (1 - p0))
+            assert value == pytest.approx(textbook, rel=1e-9, abs=1e-9)

@@ -6,6 +6,7 @@ See docs/judgement.md for the methods, their citations and their measured behavi
 from __future__ import annotations
 
 from rollwise.core.judgement._aggregates import Aggregate, AggregateTable
+from rollwise.core.judgement._bernoulli import quantile_bounds, sample_ratio_log_evidence
 from rollwise.core.judgement._decision import (
     Decision,
     Judged,
@@ -36,10 +37,8 @@ from rollwise.core.judgement._evidence import (
     SAFE_ALTERNATIVES,
     SAFE_ERROR_RATE,
     harm_log_evidence,
-    quantile_bounds,
     rate_log_evidence,
     restarted_log_evidence,
-    sample_ratio_log_evidence,
     stratum_log_ratios,
 )
 from rollwise.core.judgement._gates import SAMPLE_RATIO_ALPHA, Gate

@@ -25,6 +25,9 @@ statistic is monotone in b, the whole family errs only if the test at the true q
 
 **Sample ratio** (exposure against assignment): a Beta-binomial mixture of binomial likelihood
 ratios against the assigned share, the two-sided conjugate construction of Lindon & Malek §3.
+
+The rate evidence is here; the quantile and sample-ratio evidence, which read one side's counts
+alone, are in ``_bernoulli.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,7 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from itertools import accumulate
 
-from rollwise.core.judgement._histogram import LATENCY_BOUNDARIES_MS
 from rollwise.core.judgement._observations import RateSample
 
 #: Harm alternatives, as multiples of the tolerance boundary θ0 in the worse direction. A
@@ -47,13 +48,8 @@ HARM_ALTERNATIVES: tuple[float, ...] = (1.08, 1.25, 1.55, 2.0, 2.8)
 #: Safety alternatives, as multiples of θ0 in the better direction (θ = 1 is 0.91 × θ0 at a
 #: 10 % tolerance, which the grid brackets).
 SAFE_ALTERNATIVES: tuple[float, ...] = (0.95, 0.9, 0.85, 0.75, 0.6)
-#: Quantile alternatives: tail masses as multiples of the null tail mass (1 - q).
-_TAIL_HEAVIER = (1.25, 1.6, 2.2, 3.5)
-_TAIL_LIGHTER = (0.8, 0.6, 0.4, 0.2)
 #: The rate at which a guard may wrongly call a stage safe (a false expansion), per stage.
 SAFE_ERROR_RATE = 0.05
-#: Concentration of the Beta prior of the sample-ratio test.
-SRM_CONCENTRATION = 200.0
 
 
 def _log_mean_exp(values: Sequence[float]) -> float:
@@ -68,16 +64,26 @@ def _stratum_log_ratios(
     n_t: int, x_t: int, n_c: int, x_c: int, theta0: float, alternatives: tuple[float, ...]
 ) -> tuple[float, ...]:
     """One stratum's log likelihood ratios, one per alternative (memoised: a finished window
-    never changes, and the controller asks again at every tick)."""
-    r = n_t / n_c
-    p0 = theta0 * r / (theta0 * r + 1)
-    log_p0, log_q0 = math.log(p0), math.log1p(-p0)
+    never changes, and the controller asks again at every tick).
+
+    With p = θr / (θr + 1), t = θ0 r and θ1 = a θ0: log(p1 / p0) = log a - [log(1 + a t) -
+    log(1 + t)] and log((1 - p1) / (1 - p0)) = -[log(1 + a t) - log(1 + t)], so the ratio is
+    x_T log a - (x_T + x_C) [log(1 + a t) - log(1 + t)]: one logarithm per alternative where
+    the textbook form takes two (``_intervals.py`` evaluates the same form on arrays)."""
+    t = theta0 * (n_t / n_c)
+    base = math.log1p(t)
+    events = x_t + x_c
+    logs = _LOGS.get(alternatives)
+    if logs is None:
+        logs = _LOGS[alternatives] = tuple(math.log(multiple) for multiple in alternatives)
     ratios = []
-    for multiple in alternatives:
-        theta1 = theta0 * multiple
-        p1 = theta1 * r / (theta1 * r + 1)
-        ratios.append(x_t * (math.log(p1) - log_p0) + x_c * (math.log1p(-p1) - log_q0))
+    for multiple, log_a in zip(alternatives, logs, strict=True):
+        ratios.append(x_t * log_a - events * (math.log1p(multiple * t) - base))
     return tuple(ratios)
+
+
+#: log a of each grid of alternatives.
+_LOGS: dict[tuple[float, ...], tuple[float, ...]] = {}
 
 
 def stratum_log_ratios(
@@ -229,6 +235,49 @@ def restarted_upper_bound(per_stage: Mapping[int, Sequence[float]]) -> float:
     return best
 
 
+class RestartedBound:
+    """``restarted_upper_bound(discounted_stages(per_stage, phi))`` for a series asked again
+    and again while only its last stage's sums change (the incremental judgement's case).
+
+    The bound is the largest sum, over the alternatives a and the stage starts k, of the
+    stages' sums from k on: max(0, max_a max_k S(k, a)). Exchanging the two maxima, it is
+    max(0, max_a [C_a + M_a]), with C the last stage's sums and M_a the largest sum of the
+    earlier stages from k up to the last (0 for none). M is kept while the earlier stages' sums
+    are the same lists (``Accumulator`` makes a new list whenever a stage's sums change) and
+    φ is the same. The sums are added in another order than ``restarted_log_evidence``'s, so
+    the two may differ in the last bits: callers add a margin far above that (1e-9)."""
+
+    __slots__ = ("_before", "_earlier", "_phi")
+
+    def __init__(self) -> None:
+        self._earlier: list[Sequence[float]] = []
+        self._phi = 0.0
+        self._before: list[float] = []
+
+    def __call__(self, per_stage: Mapping[int, Sequence[float]], phi: float) -> float:
+        if len(per_stage) < 3:  # nothing worth keeping
+            return restarted_upper_bound(discounted_stages(per_stage, phi))
+        stages = sorted(per_stage)
+        last = per_stage[stages.pop()]
+        # Equal sums (the same lists, usually: compared by identity first) give equal maxima.
+        earlier = [per_stage[stage] for stage in stages]
+        if phi != self._phi or earlier != self._earlier:
+            best = [0.0] * len(last)
+            suffix = list(best)
+            for values in reversed(earlier):
+                for index, value in enumerate(values):
+                    suffix[index] += value / phi
+                    if suffix[index] > best[index]:
+                        best[index] = suffix[index]
+            self._earlier, self._phi, self._before = earlier, phi, best
+        top = 0.0
+        for value, before in zip(last, self._before, strict=True):
+            total = value / phi + before
+            if total > top:
+                top = total
+        return top
+
+
 def harm_log_evidence(
     samples: Sequence[RateSample],
     theta0: float,
@@ -252,6 +301,25 @@ def rate_ratio(samples: Sequence[RateSample]) -> float | None:
     like the e-values: the incremental judgement keeps each stage's sums and gets the same
     floating-point result."""
     return mantel_haenszel(_stage_terms(samples))
+
+
+#: A stratum as counts: (n_T, x_T, n_C, x_C, stage).
+StageRow = tuple[int, int, int, int, int]
+
+
+def rate_ratio_of(rows: Sequence[StageRow]) -> float | None:
+    """``rate_ratio`` of strata given as counts: the same terms, added in the same order."""
+    per_stage: dict[int, list[float]] = {}
+    for n_t, x_t, n_c, x_c, stage in rows:
+        if not (n_t and n_c):
+            continue
+        total = n_t + n_c
+        sums = per_stage.get(stage)
+        if sums is None:
+            sums = per_stage[stage] = [0.0, 0.0]
+        sums[0] += x_t * n_c / total
+        sums[1] += x_c * n_t / total
+    return mantel_haenszel(per_stage)
 
 
 def mantel_haenszel_terms(sample: RateSample) -> tuple[float, float] | None:
@@ -286,79 +354,3 @@ def mantel_haenszel(per_stage: Mapping[int, Sequence[float]]) -> float | None:
     if not denominator:
         return None
     return numerator / denominator
-
-
-# --- quantiles -------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def _bernoulli_coefficients(
-    null: float, alternatives: tuple[float, ...]
-) -> tuple[tuple[float, float], ...]:
-    log_p0, log_q0 = math.log(null), math.log1p(-null)
-    return tuple((math.log(p) - log_p0, math.log1p(-p) - log_q0) for p in alternatives)
-
-
-def bernoulli_log_evidence(
-    successes: int, total: int, null: float, alternatives: Sequence[float]
-) -> float:
-    """log E against "success probability is ``null``", mixing over ``alternatives``."""
-    if total == 0 or not alternatives:
-        return 0.0
-    failures = total - successes
-    coefficients = _bernoulli_coefficients(null, tuple(alternatives))
-    return _log_mean_exp([successes * a + failures * b for a, b in coefficients])
-
-
-def quantile_bounds(
-    counts: Sequence[int], quantile: float, log_threshold: float
-) -> tuple[float, float]:
-    """An anytime-valid interval (in ms, at histogram-edge resolution) for a quantile.
-
-    Each bound errs with probability at most exp(-log_threshold). Returns (0, inf) bounds
-    where the data do not yet say anything.
-    """
-    total = sum(counts)
-    if total == 0:
-        return 0.0, math.inf
-    tail = 1.0 - quantile
-    lighter_p = tuple(1.0 - tail * m for m in _TAIL_HEAVIER if tail * m < 1)  # F(b) below q
-    heavier_p = tuple(1.0 - tail * m for m in _TAIL_LIGHTER)  # F(b) above q
-    cumulative = list(accumulate(counts[: len(LATENCY_BOUNDARIES_MS)]))
-    # Lower bound: the largest edge b with evidence F(b) < q (a prefix of the edges).
-    lo, hi = -1, len(cumulative) - 1
-    while lo < hi:
-        middle = (lo + hi + 1) // 2
-        if bernoulli_log_evidence(cumulative[middle], total, quantile, lighter_p) >= log_threshold:
-            lo = middle
-        else:
-            hi = middle - 1
-    lower = LATENCY_BOUNDARIES_MS[lo] if lo >= 0 else 0.0
-    # Upper bound: the smallest edge b with evidence F(b) > q (a suffix of the edges).
-    lo2, hi2 = 0, len(cumulative)
-    while lo2 < hi2:
-        middle = (lo2 + hi2) // 2
-        if bernoulli_log_evidence(cumulative[middle], total, quantile, heavier_p) >= log_threshold:
-            hi2 = middle
-        else:
-            lo2 = middle + 1
-    upper = LATENCY_BOUNDARIES_MS[lo2] if lo2 < len(cumulative) else math.inf
-    return lower, upper
-
-
-# --- sample ratio ----------------------------------------------------------------------------
-
-
-def sample_ratio_log_evidence(exposed: int, baseline: int, assigned: float) -> float:
-    """log E against "units are exposed with probability ``assigned``" (two-sided)."""
-    total = exposed + baseline
-    if total == 0 or not 0 < assigned < 1:
-        return 0.0
-    a, b = SRM_CONCENTRATION * assigned, SRM_CONCENTRATION * (1 - assigned)
-    log_marginal = _log_beta(a + exposed, b + baseline) - _log_beta(a, b)
-    log_null = exposed * math.log(assigned) + baseline * math.log1p(-assigned)
-    return log_marginal - log_null
-
-
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)

@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING
 from rollwise.core._plan import Guard, Worse
 from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
+    RestartedBound,
+    StageRow,
     _log_mean_exp,
     discounted,
     discounted_stages,
     mantel_haenszel,
     restarted_log_evidence,
-    restarted_upper_bound,
 )
 from rollwise.core.judgement._intervals import Row, rate_bounds_many
-from rollwise.core.judgement._observations import RateSample, SegmentKey, Tally
-from rollwise.core.judgement._pairing import own_ratio
-from rollwise.core.judgement._series import RateSeries, stage_of, window_of
+from rollwise.core.judgement._observations import SegmentKey, Tally
+from rollwise.core.judgement._pairing import own_ratio_of
+from rollwise.core.judgement._series import RateSeries, stage_of
 from rollwise.core.judgement._stage_sums import Accumulator, Counts, add_plain, ratios_adder
 from rollwise.core.judgement._verdicts import (
     GuardVerdict,
@@ -80,6 +81,7 @@ class FoldedRates:
         self.dispersion: Dispersion = NO_DISPERSION
         self._first = -1
         self._harmed: tuple[int, bool] | None = None
+        self._bound = RestartedBound()  # the harm evidence's bound (``_harm_now``)
         # Mantel-Haenszel numerator and denominator (floats), then the four counts (integers).
         self._plain = Accumulator(add_plain, [0.0, 0.0, 0, 0, 0, 0])
         self._use(rate_tests(guard, alpha, None))
@@ -180,16 +182,16 @@ class FoldedRates:
         if not self.unit or first == self._first:
             return
         self._first = first
-        own = None if first < 0 else own_ratio(self._before(first), self.alpha, self.higher)
+        own = None if first < 0 else own_ratio_of(self._before(first), self.alpha, self.higher)
         if own != self.own:
             self.own = own
             self._use(rate_tests(self.guard, self.alpha, own))
 
-    def _before(self, first: int) -> list[RateSample]:
+    def _before(self, first: int) -> list[StageRow]:
         """The unit's strata on the baseline before its first exposure, against the others'
-        baseline of the same stage and window (``unit_segment``'s ``before``)."""
+        baseline of the same stage and window (``unit_segment``'s ``before``), as counts."""
         series, whole = self.series, self.whole
-        before = []
+        before: list[StageRow] = []
         for position in range(series.index(first)):
             n_c = series.n_c[position]
             if not n_c or series.n_t[position]:
@@ -199,14 +201,8 @@ class FoldedRates:
             if other < 0 or whole.n_c[other] <= n_c:
                 continue
             x_c = series.x_c[position]
-            before.append(
-                RateSample(
-                    Tally(n_c, x_c),
-                    Tally(whole.n_c[other] - n_c, whole.x_c[other] - x_c),
-                    stage_of(label),
-                    window_of(label),
-                )
-            )
+            others = whole.n_c[other] - n_c, whole.x_c[other] - x_c
+            before.append((n_c, x_c, *others, stage_of(label)))
         return before
 
     def _totals(
@@ -239,14 +235,13 @@ class FoldedRates:
         tests = self.tests
         evidence = None
         if self._harm is not None:
-            per_stage = discounted_stages(
-                self._harm.per_stage(self, current, boundary), self.dispersion.phi
-            )
-            evidence = restarted_upper_bound(per_stage) + 1e-9
+            per_stage = self._harm.per_stage(self, current, boundary)
+            phi = self.dispersion.phi
+            evidence = self._bound(per_stage, phi) + 1e-9
             if evidence < tests.log_harm and not self.limited:
                 return False
             if evidence >= tests.log_harm:
-                evidence = restarted_log_evidence(per_stage, self.stages)
+                evidence = restarted_log_evidence(discounted_stages(per_stage, phi), self.stages)
         exposed = self._totals(current, boundary)[0] if self.limited else Tally()
         return rate_harmed(self.guard, tests, exposed, evidence)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rollwise.core._plan import Plan, cumulative_audience
 from rollwise.core._quantities import format_duration
-from rollwise.core.judgement._evidence import sample_ratio_log_evidence
+from rollwise.core.judgement._bernoulli import sample_ratio_log_evidence
 from rollwise.core.judgement._observations import Observations
 
 if TYPE_CHECKING:

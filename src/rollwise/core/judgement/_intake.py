@@ -90,12 +90,24 @@ class EvidenceIntake:
             segment = self._names[text] = (attribute, value)
         if histogram is None:
             self.put_rate(metric, segment, stage, window, exposed, requests, events)
-            return
+        elif segment is None:
+            self.put_latency(metric, stage, window, exposed, tuple(histogram))
+        else:
+            if self._newest is None or window > self._newest:
+                self._newest = window
+            if self._role(metric, segment[0]) is not _IGNORED:
+                label = label_of(stage, window)
+                self._put_latency(metric, segment, stage, window, label, exposed, tuple(histogram))
+
+    def put_latency(
+        self, metric: str, stage: int, window: int, exposed: bool, histogram: tuple[int, ...]
+    ) -> None:
+        """One side of the whole traffic's latency stratum: ``put`` of a histogram aggregate
+        without a segment, already parsed (the simulator's hot loop)."""
         if self._newest is None or window > self._newest:
             self._newest = window
-        if segment is None or self._role(metric, segment[0]) is not _IGNORED:
-            label = label_of(stage, window)
-            self._put_latency(metric, segment, stage, window, label, exposed, tuple(histogram))
+        label = label_of(stage, window)
+        self._put_latency(metric, None, stage, window, label, exposed, histogram)
 
     def _role(self, metric: str, attribute: str) -> int:
         """What a segment of ``metric`` split by ``attribute`` is for: judged (a guard on the

@@ -184,6 +184,13 @@ def ratio_interval(
     return _ratio_interval(counts, log_lower, log_upper)
 
 
+def ratio_interval_of(
+    counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float
+) -> tuple[float, float]:
+    """``ratio_interval`` of strata given as (n_T, x_T, n_C, x_C) counts."""
+    return _ratio_interval(counts, log_lower, log_upper)
+
+
 @lru_cache(maxsize=512)
 def _ratio_interval(
     counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float

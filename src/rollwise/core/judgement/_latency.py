@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rollwise.core._plan import Guard, Worse
+from rollwise.core.judgement._bernoulli import quantile_bounds
 from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
     SAFE_ERROR_RATE,
     harm_log_evidence,
-    quantile_bounds,
     rate_log_evidence,
     rate_ratio,
 )

@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, rate_ratio
-from rollwise.core.judgement._intervals import ratio_interval
+from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, StageRow, rate_ratio_of
+from rollwise.core.judgement._intervals import ratio_interval_of
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
 
@@ -134,12 +134,27 @@ def unit_segment(
 def own_ratio(before: Sequence[RateSample], alpha: float, higher: bool) -> OwnRatio:
     """A unit's ratio to the other units from its strata while on the baseline (``before``: its
     baseline as the exposed side, the others' as the baseline), at half the segment's levels."""
+    return own_ratio_of(
+        [
+            (s.exposed.requests, s.exposed.events, s.baseline.requests, s.baseline.events, s.stage)
+            for s in before
+        ],
+        alpha,
+        higher,
+    )
+
+
+def own_ratio_of(rows: Sequence[StageRow], alpha: float, higher: bool) -> OwnRatio:
+    """``own_ratio`` of strata given as (n_T, x_T, n_C, x_C, stage) rows (the incremental
+    judgement keeps counts, not ``RateSample``s)."""
     harm_level = math.log(2 / alpha)
     safe_level = math.log(2 / SAFE_ERROR_RATE)
-    lower, upper = ratio_interval(
-        before, safe_level if higher else harm_level, harm_level if higher else safe_level
+    lower, upper = ratio_interval_of(
+        tuple(row[:4] for row in rows),
+        safe_level if higher else harm_level,
+        harm_level if higher else safe_level,
     )
-    return OwnRatio(lower, rate_ratio(before) or 0.0, upper)
+    return OwnRatio(lower, rate_ratio_of(rows) or 0.0, upper)
 
 
 OWN_LIMIT = 1_024

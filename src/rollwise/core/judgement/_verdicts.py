@@ -17,12 +17,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from rollwise.core._plan import Guard, GuardKind, Worse
+from rollwise.core.judgement._bernoulli import bernoulli_log_evidence
 from rollwise.core.judgement._dispersion import NO_DISPERSION, Dispersion
 from rollwise.core.judgement._evidence import (
     HARM_ALTERNATIVES,
     SAFE_ALTERNATIVES,
     SAFE_ERROR_RATE,
-    bernoulli_log_evidence,
     harm_log_evidence,
     rate_log_evidence,
     rate_ratio,
