@@ -92,7 +92,8 @@ class WindowShipping:
         making an ``Aggregate`` of each)."""
         stage, window = label
         for side in (True, False):
-            requests = (self.membership @ counts["requests", side]).tolist()
+            requests = counts["requests", side]
+            whole = -1  # the whole traffic's requests (row 0 of every metric's rows), if read
             for metric in self.rate_metrics:
                 rows = self._rows.get((metric, side))
                 if rows is None:
@@ -106,7 +107,8 @@ class WindowShipping:
                         self.membership[kept],
                     )
                 keys, membership = rows
-                seen = (membership @ counts["requests", side]).tolist()
+                seen = (membership @ requests).tolist()
+                whole = seen[0]
                 events = (membership @ counts[metric, side]).tolist()
                 if all(seen):
                     evidence.put_rates(metric, stage, window, side, keys, seen, events)
@@ -121,5 +123,7 @@ class WindowShipping:
                         [seen[i] for i in shipped],
                         [events[i] for i in shipped],
                     )
-            if requests[0]:
-                evidence.put_all(self._latencies(stage, window, side, counts))
+            if whole > 0 or (whole < 0 and requests.any()):
+                for metric in self.latency_metrics:
+                    histogram = tuple(counts[metric, side].tolist())
+                    evidence.put_latency(metric, stage, window, side, histogram)

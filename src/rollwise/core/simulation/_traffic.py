@@ -9,7 +9,9 @@ histogram of each latency metric (multinomial over the SDK's buckets) and each g
 Only the stage depends on what the run decided, so the draws of up to ``BLOCK`` ticks of one
 stage are made in one call each (NumPy's per-call cost, not the draws, is what a tick spent
 here). A block ends early when the stage changes: the rest of it is dropped unseen, and the
-next block is drawn for the new stage. The ticks' draws are independent of each other and of
+next block is drawn for the new stage. So a block reaches no further than the stage's bake at
+first (it cannot move on before), and after the bake no further than the time already spent
+in the stage. The ticks' draws are independent of each other and of
 the decisions, so dropping ones that were never read changes no distribution.
 """
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 #: Ticks drawn at once: enough to spread NumPy's per-call cost, few enough that a stage change
 #: drops little (the checkout plan's run spends ~860 ticks in 5 stages).
 BLOCK = 64
+#: The fewest ticks drawn at once.
+MIN_BLOCK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +83,36 @@ class Traffic:
             * simulation.population.shares
         )
         self._current: Block | None = None
+        self._entered = 0  # the tick the current stage began
+        #: Per stage, the ticks of its bake: it cannot move on before they have passed.
+        self._bake = [
+            math.ceil(stage.bake / scenario.tick) if stage.bake else 0
+            for stage in simulation.plan.stages
+        ]
 
     def block(self, tick: int, stage: int) -> Block:
         """The block holding tick number ``tick`` of the run that began at ``start`` (its row:
         ``tick - block.first``), at ``stage``."""
         current = self._current
         if current is None or current.stage != stage or tick >= current.first + current.ticks:
-            current = self._current = self._draw(tick, stage)
+            if current is None or current.stage != stage:
+                self._entered = tick
+            current = self._current = self._draw(tick, stage, self._size(tick, stage))
         return current
 
-    def _draw(self, first: int, stage: int) -> Block:
+    def _size(self, tick: int, stage: int) -> int:
+        """Ticks to draw from ``tick``: up to the end of the stage's bake, which it cannot leave
+        before; after it, as many as it has spent in the stage (so that at most about half of
+        what is drawn goes unread when it moves on), within [MIN_BLOCK, BLOCK]."""
+        spent = tick - self._entered
+        bake = self._bake[stage]
+        wanted = bake - spent if spent < bake else spent
+        return min(BLOCK, max(MIN_BLOCK, wanted))
+
+    def _draw(self, first: int, stage: int, ticks: int) -> Block:
         simulation, rng = self._simulation, self._rng
         scenario: Scenario = simulation.scenario
         step = scenario.tick
-        ticks = BLOCK
         began = [self._start + step * (first + index) for index in range(ticks)]
         hours = np.array([moment.hour + moment.minute / 60 for moment in began])
         active = np.broadcast_to(self._expected, (ticks, len(self._expected)))
