@@ -70,9 +70,20 @@ class RateSeries:
         or None when nothing changed."""
         labels = self.labels
         count = len(labels)
-        if count and labels[-1] == label:
+        if count and labels[-1] == label:  # the newest stratum again: the usual case
             position = count - 1
-        elif not count or labels[-1] < label:
+            requests_column, events_column = (
+                (self.n_t, self.x_t) if exposed else (self.n_c, self.x_c)
+            )
+            before = requests_column[position]
+            if before == requests and events_column[position] == events:
+                return None
+            requests_column[position] = requests
+            events_column[position] = events
+            if exposed and (requests if self.first_exposed < 0 else not requests):
+                self._first_exposed_changed(position, label, requests)
+            return before
+        if not count or labels[-1] < label:
             position = count
         else:
             position = bisect_left(labels, label)
@@ -92,13 +103,18 @@ class RateSeries:
         requests_column[position] = requests
         events_column[position] = events
         if exposed:
-            if requests and (self.first_exposed < 0 or label < self.first_exposed):
-                self.first_exposed = label
-            elif not requests and label == self.first_exposed:
-                self.first_exposed = next(
-                    (labels[i] for i in range(position + 1, len(labels)) if self.n_t[i]), -1
-                )
+            self._first_exposed_changed(position, label, requests)
         return before
+
+    def _first_exposed_changed(self, position: int, label: int, requests: int) -> None:
+        """Keep ``first_exposed`` after the exposed side at ``position`` was set."""
+        if requests and (self.first_exposed < 0 or label < self.first_exposed):
+            self.first_exposed = label
+        elif not requests and label == self.first_exposed:
+            labels = self.labels
+            self.first_exposed = next(
+                (labels[i] for i in range(position + 1, len(labels)) if self.n_t[i]), -1
+            )
 
     def head(self) -> tuple[int, int, int] | None:
         """(stage, window, -size) of the first stratum: how segments are ordered."""

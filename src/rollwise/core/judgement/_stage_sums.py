@@ -61,10 +61,11 @@ def add_plain(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None
 
 
 class _Stage:
-    __slots__ = ("count", "final", "final_count", "stop", "sums")
+    __slots__ = ("count", "final", "final_count", "following", "stop", "sums")
 
     def __init__(self, stage: int, zero: list[float]) -> None:
         self.stop = label_of(stage, -(1 << 40))  # strata labelled before it are in ``sums``
+        self.following = label_of(stage + 1, -(1 << 40))  # the next stage's first label
         self.sums = list(zero)
         self.count = 0
         self.final: list[float] | None = None
@@ -108,7 +109,7 @@ class Accumulator:
         series = view.series
         labels = series.labels
         start = bisect_left(labels, state.stop)
-        following = label_of(stage + 1, -(1 << 40))
+        following = state.following
         end = len(labels)
         if end and labels[-1] >= following:
             end = bisect_left(labels, following, start)
