@@ -12,8 +12,12 @@ from rollwise.core.judgement._verdicts import GuardVerdict, Verdict
 
 def judge_gauge(guard: Guard, readings: Sequence[GaugeReading], now: datetime) -> GuardVerdict:
     """A system-wide value against absolute limits: harm after ``breaches`` breaching readings
-    in a row, safe when the latest readings are all within limits."""
-    recent = [r for r in readings if r.at <= now]
+    in a row, safe when the latest readings are all within limits. ``readings`` oldest first
+    (as the store and the simulator keep them); those after ``now`` are not read."""
+    # Readings come in time order: when the newest is not after ``now``, none is.
+    recent = (
+        readings if readings and readings[-1].at <= now else [r for r in readings if r.at <= now]
+    )
     if not recent:
         return GuardVerdict(
             guard.metric, guard.kind, Verdict.PENDING, f"{guard.metric}: no readings yet"
