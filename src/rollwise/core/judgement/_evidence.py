@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from rollwise.core.judgement._observations import RateSample
@@ -59,31 +59,46 @@ def _log_mean_exp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
 
 
-@lru_cache(maxsize=262_144)
-def _stratum_log_ratios(
-    n_t: int, x_t: int, n_c: int, x_c: int, theta0: float, alternatives: tuple[float, ...]
-) -> tuple[float, ...]:
-    """One stratum's log likelihood ratios, one per alternative (memoised: a finished window
-    never changes, and the controller asks again at every tick).
+def ratios_adder(theta0: float, alternatives: tuple[float, ...]) -> RatiosAdder:
+    """A function adding one stratum's log likelihood ratios against θ0, one per alternative
+    θ0 × a, to ``sums`` (nothing for a stratum without information: no events, or one side
+    empty). The formula is here only: the full judgement (``_stratum_log_ratios``) and the
+    incremental one (``_stage_sums.py``) make the same floating-point operations with it.
 
     With p = θr / (θr + 1), t = θ0 r and θ1 = a θ0: log(p1 / p0) = log a - [log(1 + a t) -
     log(1 + t)] and log((1 - p1) / (1 - p0)) = -[log(1 + a t) - log(1 + t)], so the ratio is
     x_T log a - (x_T + x_C) [log(1 + a t) - log(1 + t)]: one logarithm per alternative where
     the textbook form takes two (``_intervals.py`` evaluates the same form on arrays)."""
-    t = theta0 * (n_t / n_c)
-    base = math.log1p(t)
-    events = x_t + x_c
-    logs = _LOGS.get(alternatives)
-    if logs is None:
-        logs = _LOGS[alternatives] = tuple(math.log(multiple) for multiple in alternatives)
-    ratios = []
-    for multiple, log_a in zip(alternatives, logs, strict=True):
-        ratios.append(x_t * log_a - events * (math.log1p(multiple * t) - base))
-    return tuple(ratios)
+    pairs = tuple((multiple, math.log(multiple)) for multiple in alternatives)
+    log1p = math.log1p
+
+    def add(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
+        events = x_t + x_c
+        if n_t == 0 or n_c == 0 or events == 0:
+            return
+        t = theta0 * (n_t / n_c)
+        base = log1p(t)
+        for index, (multiple, log_a) in enumerate(pairs):
+            sums[index] += x_t * log_a - events * (log1p(multiple * t) - base)
+
+    return add
 
 
-#: log a of each grid of alternatives.
-_LOGS: dict[tuple[float, ...], tuple[float, ...]] = {}
+#: Adds a stratum's log likelihood ratios to a list of sums (``ratios_adder``).
+RatiosAdder = Callable[[list[float], int, int, int, int], None]
+_adder = lru_cache(maxsize=64)(ratios_adder)
+
+
+@lru_cache(maxsize=262_144)
+def _stratum_log_ratios(
+    n_t: int, x_t: int, n_c: int, x_c: int, theta0: float, alternatives: tuple[float, ...]
+) -> tuple[float, ...]:
+    """One stratum's log likelihood ratios, one per alternative (``ratios_adder``'s, from 0.0;
+    memoised: a finished window never changes, and the full judgement asks again at every
+    tick)."""
+    sums = [0.0] * len(alternatives)
+    _adder(theta0, alternatives)(sums, n_t, x_t, n_c, x_c)
+    return tuple(sums)
 
 
 def stratum_log_ratios(

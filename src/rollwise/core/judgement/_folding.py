@@ -26,13 +26,14 @@ from rollwise.core.judgement._evidence import (
     discounted,
     discounted_stages,
     mantel_haenszel,
+    ratios_adder,
     restarted_log_evidence,
 )
 from rollwise.core.judgement._intervals import Row, rate_bounds_many
 from rollwise.core.judgement._observations import SegmentKey, Tally
 from rollwise.core.judgement._pairing import own_ratio_of
 from rollwise.core.judgement._series import RateSeries, stage_of
-from rollwise.core.judgement._stage_sums import Accumulator, Counts, add_plain, ratios_adder
+from rollwise.core.judgement._stage_sums import Accumulator, Counts, add_plain
 from rollwise.core.judgement._verdicts import (
     GuardVerdict,
     RateFacts,

@@ -14,7 +14,6 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Protocol
 
-from rollwise.core.judgement._evidence import _stratum_log_ratios
 from rollwise.core.judgement._series import RateSeries, label_of, stage_of
 
 
@@ -32,20 +31,6 @@ class SeriesView(Protocol):
 Counts = tuple[int, int, int, int]
 #: Adds one stratum's share to a stage's sums.
 Add = Callable[[list[float], int, int, int, int], None]
-
-
-def ratios_adder(theta: float, grid: tuple[float, ...]) -> Add:
-    """The log likelihood ratios against θ, one per alternative: ``_run_log_ratios``' additions."""
-    width = range(len(grid))
-
-    def add(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
-        if n_t == 0 or n_c == 0 or x_t + x_c == 0:
-            return  # no events, or one side empty: the split carries no information
-        ratios = _stratum_log_ratios(n_t, x_t, n_c, x_c, theta, grid)
-        for index in width:
-            sums[index] += ratios[index]
-
-    return add
 
 
 def add_plain(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
