@@ -114,7 +114,10 @@ class FoldedRates:
 
     def disperse(self, dispersion: Dispersion) -> None:
         """Divide the e-values by this dispersion from now on (``_dispersion.py``)."""
-        if dispersion != self.dispersion and not self.unit:
+        # Asked at every tick: the same object (or a unit's, which keeps none) is the usual case.
+        if self.unit or dispersion is self.dispersion:
+            return
+        if dispersion != self.dispersion:
             self.dispersion = dispersion
             self._harmed = None
 

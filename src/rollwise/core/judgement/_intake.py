@@ -61,6 +61,7 @@ class EvidenceIntake:
         self._replicates = Replicates()
         #: Attributes whose values' exposed requests a gate counts (``min_samples_per``).
         self._sampled = {s.min_samples_per for s in plan.stages if s.min_samples_per}
+        self._per_attribute = [s.min_samples_per for s in plan.stages]
         self._orders: dict[tuple[str, str], tuple[int, list[str]]] = {}
         self._guards = [
             _Judged(guard, harm_alpha(plan, guard.on_regression)) for guard in plan.guards
@@ -160,15 +161,17 @@ class EvidenceIntake:
             self._newest = window
         label = label_of(stage, window)
         judged = self._by_metric.get(metric, ())
+        rates, sampled = self._rates, self._sampled
+        changes = 0
         for segment, count, failed in zip(segments, requests, events, strict=True):
             key = (metric, segment)
-            series = self._rates.get(key)
+            series = rates.get(key)
             if series is None:
                 if segment is not None:
                     role = self._role(metric, segment[0])
                     if role is _IGNORED or (role is _COUNTED and not exposed):
                         continue
-                series = self._rates[key] = RateSeries(
+                series = rates[key] = RateSeries(
                     counted=segment is not None and role is _COUNTED
                 )
             elif series.counted and not exposed:
@@ -176,8 +179,8 @@ class EvidenceIntake:
             before = series.set(label, exposed, count, failed)
             if before is None:
                 continue
-            self.version += 1
-            if exposed and (segment is None or segment[0] in self._sampled):
+            changes += 1
+            if exposed and (segment is None or segment[0] in sampled):
                 self._add_exposed(metric, segment, stage, count - before)
             if segment is None:
                 for guard in judged:
@@ -194,6 +197,7 @@ class EvidenceIntake:
                 found = guard.segments.get(segment)
                 if isinstance(found, FoldedRates):
                     found.changed(label, exposed)
+        self.version += changes
 
     def _add_exposed(self, metric: str, segment: SegmentKey, stage: int, added: int) -> None:
         """Exposed requests per (metric, segment, stage), and their largest over the metrics
@@ -277,7 +281,7 @@ class EvidenceIntake:
         counts them; the strata themselves are judged here, not handed over."""
         samples = [0] * (stage + 1)
         samples_per: list[dict[str, int]] = [{} for _ in range(stage + 1)]
-        per_attribute = [s.min_samples_per for s in self.plan.stages]
+        per_attribute = self._per_attribute
         for (segment, row_stage), count in self._best.items():
             if row_stage > stage:
                 continue
