@@ -171,9 +171,7 @@ class EvidenceIntake:
                     role = self._role(metric, segment[0])
                     if role is _IGNORED or (role is _COUNTED and not exposed):
                         continue
-                series = rates[key] = RateSeries(
-                    counted=segment is not None and role is _COUNTED
-                )
+                series = rates[key] = RateSeries(counted=segment is not None and role is _COUNTED)
             elif series.counted and not exposed:
                 continue
             before = series.set(label, exposed, count, failed)
