@@ -62,7 +62,8 @@ def _log_mean_exp(values: Sequence[float]) -> float:
 def ratios_adder(theta0: float, alternatives: tuple[float, ...]) -> RatiosAdder:
     """A function adding one stratum's log likelihood ratios against θ0, one per alternative
     θ0 × a, to ``sums`` (nothing for a stratum without information: no events, or one side
-    empty). The formula is here only: the full judgement (``_stratum_log_ratios``) and the
+    empty; ``ValueError`` for negative counts, which only data stored past the checks has).
+    The formula is here only: the full judgement (``_stratum_log_ratios``) and the
     incremental one (``_stage_sums.py``) make the same floating-point operations with it.
 
     With p = θr / (θr + 1), t = θ0 r and θ1 = a θ0: log(p1 / p0) = log a - [log(1 + a t) -
@@ -74,7 +75,9 @@ def ratios_adder(theta0: float, alternatives: tuple[float, ...]) -> RatiosAdder:
 
     def add(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
         events = x_t + x_c
-        if n_t == 0 or n_c == 0 or events == 0:
+        if n_t <= 0 or n_c <= 0 or x_t < 0 or x_c < 0 or events == 0:
+            if min(n_t, x_t, n_c, x_c) < 0:  # stored past the checks: judged as nothing else
+                raise ValueError(f"a stratum has negative counts: {(n_t, x_t, n_c, x_c)}")
             return
         t = theta0 * (n_t / n_c)
         base = log1p(t)
