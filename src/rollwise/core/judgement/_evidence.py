@@ -261,9 +261,10 @@ class RestartedBound:
     stages' sums from k on: max(0, max_a max_k S(k, a)). Exchanging the two maxima, it is
     max(0, max_a [C_a + M_a]), with C the last stage's sums and M_a the largest sum of the
     earlier stages from k up to the last (0 for none). M is kept while the earlier stages' sums
-    are the same lists (``Accumulator`` makes a new list whenever a stage's sums change) and
-    φ is the same. The sums are added in another order than ``restarted_log_evidence``'s, so
-    the two may differ in the last bits: callers add a margin far above that (1e-9)."""
+    are equal (compared as lists, identity first: ``Accumulator`` hands out the same list
+    until a stage's sums change) and φ is the same. The sums are added in another order than
+    ``restarted_log_evidence``'s, so the two may differ in the last bits: callers add a margin
+    far above that (1e-9)."""
 
     __slots__ = ("_before", "_earlier", "_phi")
 

@@ -11,8 +11,8 @@ stage are made in one call each (NumPy's per-call cost, not the draws, is what a
 here). A block ends early when the stage changes: the rest of it is dropped unseen, and the
 next block is drawn for the new stage. So a block reaches no further than the stage's bake at
 first (it cannot move on before), and after the bake no further than the time already spent
-in the stage. The ticks' draws are independent of each other and of
-the decisions, so dropping ones that were never read changes no distribution.
+in the stage. The ticks' draws are independent of each other and of the decisions, so
+dropping ones that were never read changes no distribution.
 """
 
 from __future__ import annotations
