@@ -311,27 +311,30 @@ def harm_log_evidence(
     return restarted_log_evidence(discounted_stages(per_stage, phi), stages)
 
 
-def rate_ratio(samples: Sequence[RateSample]) -> float | None:
-    """The estimate of θ across strata: the Mantel-Haenszel rate ratio (Rothman & Greenland,
-    *Modern Epidemiology*, ch. 15), which, unlike pooled totals, is not biased when the
-    exposed share moves with the base rate.
-
-    Summed stage by stage (each stage's strata in order, then the stages' sums in stage order),
-    like the e-values: the incremental judgement keeps each stage's sums and gets the same
-    floating-point result."""
-    return mantel_haenszel(_stage_terms(samples))
-
-
 #: A stratum as counts: (n_T, x_T, n_C, x_C, stage).
 StageRow = tuple[int, int, int, int, int]
 
 
+def stage_row(sample: RateSample) -> StageRow:
+    exposed, baseline = sample.exposed, sample.baseline
+    return exposed.requests, exposed.events, baseline.requests, baseline.events, sample.stage
+
+
+def rate_ratio(samples: Sequence[RateSample]) -> float | None:
+    """The estimate of θ across strata: the Mantel-Haenszel rate ratio (Rothman & Greenland,
+    *Modern Epidemiology*, ch. 15), which, unlike pooled totals, is not biased when the
+    exposed share moves with the base rate (``rate_ratio_of`` of their counts)."""
+    return rate_ratio_of([stage_row(sample) for sample in samples])
+
+
 def rate_ratio_of(rows: Sequence[StageRow]) -> float | None:
-    """``rate_ratio`` of strata given as counts: the same terms, added in the same order."""
+    """``rate_ratio`` of strata given as counts. Summed stage by stage (each stage's strata in
+    order, then the stages' sums in stage order), like the e-values: the incremental judgement
+    keeps each stage's sums (``add_plain``) and gets the same floating-point result."""
     per_stage: dict[int, list[float]] = {}
     for n_t, x_t, n_c, x_c, stage in rows:
         if not (n_t and n_c):
-            continue
+            continue  # one side empty: no term
         total = n_t + n_c
         sums = per_stage.get(stage)
         if sums is None:
@@ -339,29 +342,6 @@ def rate_ratio_of(rows: Sequence[StageRow]) -> float | None:
         sums[0] += x_t * n_c / total
         sums[1] += x_c * n_t / total
     return mantel_haenszel(per_stage)
-
-
-def mantel_haenszel_terms(sample: RateSample) -> tuple[float, float] | None:
-    """One stratum's terms of the Mantel-Haenszel numerator and denominator (None if a side is
-    empty)."""
-    n_t, n_c = sample.exposed.requests, sample.baseline.requests
-    if not (n_t and n_c):
-        return None
-    total = n_t + n_c
-    return sample.exposed.events * n_c / total, sample.baseline.events * n_t / total
-
-
-def _stage_terms(samples: Sequence[RateSample]) -> dict[int, list[float]]:
-    per_stage: dict[int, list[float]] = {}
-    for sample in samples:
-        terms = mantel_haenszel_terms(sample)
-        if terms is not None:
-            sums = per_stage.get(sample.stage)
-            if sums is None:
-                sums = per_stage[sample.stage] = [0.0, 0.0]
-            sums[0] += terms[0]
-            sums[1] += terms[1]
-    return per_stage
 
 
 def mantel_haenszel(per_stage: Mapping[int, Sequence[float]]) -> float | None:

@@ -172,22 +172,12 @@ def _flip(
 
 
 def ratio_interval(
-    samples: Sequence[RateSample], log_lower: float, log_upper: float
-) -> tuple[float, float]:
-    """An anytime-valid interval for θ from these strata: the lower end errs with probability
-    at most exp(-log_lower), the upper with exp(-log_upper); (0, inf) where the data do not
-    bound it. Cached on the strata's counts: a finished period is bounded once."""
-    counts = tuple(
-        (s.exposed.requests, s.exposed.events, s.baseline.requests, s.baseline.events)
-        for s in samples
-    )
-    return _ratio_interval(counts, log_lower, log_upper)
-
-
-def ratio_interval_of(
     counts: tuple[tuple[int, int, int, int], ...], log_lower: float, log_upper: float
 ) -> tuple[float, float]:
-    """``ratio_interval`` of strata given as (n_T, x_T, n_C, x_C) counts."""
+    """An anytime-valid interval for θ from strata given as (n_T, x_T, n_C, x_C) counts: the
+    lower end errs with probability at most exp(-log_lower), the upper with exp(-log_upper);
+    (0, inf) where the data do not bound it. Cached on the counts: a finished period is
+    bounded once."""
     return _ratio_interval(counts, log_lower, log_upper)
 
 

@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, StageRow, rate_ratio_of
-from rollwise.core.judgement._intervals import ratio_interval_of
+from rollwise.core.judgement._evidence import SAFE_ERROR_RATE, StageRow, rate_ratio_of, stage_row
+from rollwise.core.judgement._intervals import ratio_interval
 from rollwise.core.judgement._memo import IdentityMemo
 from rollwise.core.judgement._observations import LatencySample, RateSample, Tally
 
@@ -134,14 +134,7 @@ def unit_segment(
 def own_ratio(before: Sequence[RateSample], alpha: float, higher: bool) -> OwnRatio:
     """A unit's ratio to the other units from its strata while on the baseline (``before``: its
     baseline as the exposed side, the others' as the baseline), at half the segment's levels."""
-    return own_ratio_of(
-        [
-            (s.exposed.requests, s.exposed.events, s.baseline.requests, s.baseline.events, s.stage)
-            for s in before
-        ],
-        alpha,
-        higher,
-    )
+    return own_ratio_of([stage_row(sample) for sample in before], alpha, higher)
 
 
 def own_ratio_of(rows: Sequence[StageRow], alpha: float, higher: bool) -> OwnRatio:
@@ -149,7 +142,7 @@ def own_ratio_of(rows: Sequence[StageRow], alpha: float, higher: bool) -> OwnRat
     judgement keeps counts, not ``RateSample``s)."""
     harm_level = math.log(2 / alpha)
     safe_level = math.log(2 / SAFE_ERROR_RATE)
-    lower, upper = ratio_interval_of(
+    lower, upper = ratio_interval(
         tuple(row[:4] for row in rows),
         safe_level if higher else harm_level,
         harm_level if higher else safe_level,

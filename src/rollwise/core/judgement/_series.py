@@ -71,31 +71,14 @@ class RateSeries:
         labels = self.labels
         count = len(labels)
         if count and labels[-1] == label:  # the newest stratum again: the usual case
-            position = count - 1
-            requests_column, events_column = (
-                (self.n_t, self.x_t) if exposed else (self.n_c, self.x_c)
-            )
-            before = requests_column[position]
-            if before == requests and events_column[position] == events:
-                return None
-            requests_column[position] = requests
-            events_column[position] = events
-            if exposed and (requests if self.first_exposed < 0 else not requests):
-                self._first_exposed_changed(position, label, requests)
-            return before
-        if not count or labels[-1] < label:
-            position = count
+            position, inserted = count - 1, False
         else:
-            position = bisect_left(labels, label)
-        inserted = position == count or labels[position] != label
-        if position == count:
-            for column in (self.n_t, self.x_t, self.n_c, self.x_c):
-                column.append(0)
-            labels.append(label)
-        elif inserted:
-            for column in (self.n_t, self.x_t, self.n_c, self.x_c):
-                column.insert(position, 0)
-            labels.insert(position, label)
+            position = count if not count or labels[-1] < label else bisect_left(labels, label)
+            inserted = position == count or labels[position] != label
+            if inserted:
+                for column in (self.n_t, self.x_t, self.n_c, self.x_c):
+                    column.insert(position, 0)
+                labels.insert(position, label)
         requests_column, events_column = (self.n_t, self.x_t) if exposed else (self.n_c, self.x_c)
         before = requests_column[position]
         if not inserted and before == requests and events_column[position] == events:
@@ -103,18 +86,13 @@ class RateSeries:
         requests_column[position] = requests
         events_column[position] = events
         if exposed:
-            self._first_exposed_changed(position, label, requests)
+            if requests and (self.first_exposed < 0 or label < self.first_exposed):
+                self.first_exposed = label
+            elif not requests and label == self.first_exposed:
+                self.first_exposed = next(
+                    (labels[i] for i in range(position + 1, len(labels)) if self.n_t[i]), -1
+                )
         return before
-
-    def _first_exposed_changed(self, position: int, label: int, requests: int) -> None:
-        """Keep ``first_exposed`` after the exposed side at ``position`` was set."""
-        if requests and (self.first_exposed < 0 or label < self.first_exposed):
-            self.first_exposed = label
-        elif not requests and label == self.first_exposed:
-            labels = self.labels
-            self.first_exposed = next(
-                (labels[i] for i in range(position + 1, len(labels)) if self.n_t[i]), -1
-            )
 
     def head(self) -> tuple[int, int, int] | None:
         """(stage, window, -size) of the first stratum: how segments are ordered."""

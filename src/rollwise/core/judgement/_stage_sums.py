@@ -2,7 +2,7 @@
 ``FoldedRates`` (``_folding.py``) keeps of each of its e-processes.
 
 The sums are the same floating-point additions, in the same order, as the full judgement's
-(``_run_log_ratios``, ``_stage_terms``): each stage's strata in window order, from 0.0. A stage
+(``_run_log_ratios``, ``rate_ratio_of``): each stage's strata in window order, from 0.0. A stage
 keeps the sums of its strata up to a checkpoint — those whose window is older than the open
 horizon — and adds the ones after it again whenever one of them changed; a change before the
 checkpoint starts the stage over from its first stratum.
@@ -34,7 +34,7 @@ Add = Callable[[list[float], int, int, int, int], None]
 
 
 def add_plain(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
-    """Mantel-Haenszel terms (``mantel_haenszel_terms``) and the totals of each side."""
+    """Mantel-Haenszel terms (``rate_ratio_of``'s) and the totals of each side."""
     if n_t and n_c:
         total = n_t + n_c
         sums[0] += x_t * n_c / total
