@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from rollwise.core import RolloutAction
 from rollwise.store import (
@@ -143,3 +144,27 @@ def test_unknown_metrics_and_rollouts_are_refused(store: Store) -> None:
         store.check_batch(
             [_row(rollout.id)], [ExposureRow(rollout.id + 1, "acme", 0, True, NOW)], [], NOW
         )
+
+
+def test_a_batch_is_checked_in_one_statement(store: Store) -> None:
+    """Every SDK batch is checked: the rollouts it names and the flags file (for its gauge and
+    a metric only the file declares) come in one statement, once the plan and the file are
+    parsed (each once per version)."""
+    rollout = _started(store)
+    batch = (
+        [_row(rollout.id), _row(rollout.id, metric="checkout.abandoned")],
+        [ExposureRow(rollout.id, "acme", 0, True, NOW)],
+        [GaugeRow("payments.queue_depth", 3.0, NOW)],
+    )
+    store.check_batch(*batch, NOW)  # the plan and the flags file parsed
+    statements: list[str] = []
+
+    def executed(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", executed)
+    try:
+        store.check_batch(*batch, NOW)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", executed)
+    assert len(statements) == 1, statements

@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from rollwise.core import LIVE_STATUSES, FlagSet, Plan
 from rollwise.core.judgement import RolloutStatus, replicated_metrics
 from rollwise.store import _schema as t
-from rollwise.store._control import ControlStore, rollout_record
+from rollwise.store._control import LATEST_FLAGS, ControlStore, rollout_record
 from rollwise.store._errors import ConflictError, NotFoundError, RefusedError
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow, RolloutRecord
 
@@ -91,10 +92,17 @@ class BatchChecks(ControlStore):
         )
         if not named and not gauges:
             return
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(t.rollouts).where(t.rollouts.c.id.in_(list(named)))
-            ).all()
+        with self._reading() as connection:
+            # The rollouts and the flags file's version in one statement: one round trip, and
+            # one snapshot of both.
+            rows: Sequence[sa.Row[Any]] = []
+            if named:
+                rows = connection.execute(
+                    sa.select(
+                        t.rollouts, LATEST_FLAGS.scalar_subquery().label("flags_version")
+                    ).where(t.rollouts.c.id.in_(list(named)))
+                ).all()
+            version = rows[0].flags_version if rows else connection.execute(LATEST_FLAGS).scalar()
             targets = {row.id: self._target(connection, rollout_record(row), now) for row in rows}
             unknown = [rollout for rollout in named if rollout not in targets]
             flags: FlagSet | None = None
@@ -117,7 +125,7 @@ class BatchChecks(ControlStore):
                     )
                 if metric is None or metric in target.guarded:
                     continue
-                flags = flags if flags is not None else self._flags_in(connection)
+                flags = flags if flags is not None else self._flags_at(connection, version)
                 if metric not in flags.metrics:
                     raise InvalidBatch(
                         f"{path}.metric: rollout {rollout_id}'s plan does not guard {metric!r} "
@@ -125,7 +133,7 @@ class BatchChecks(ControlStore):
                         details={"path": f"{path}.metric", "rollout": rollout_id},
                     )
             if gauges:
-                self._check_gauges(connection, gauges)
+                self._check_gauges(connection, gauges, self._flags_at(connection, version))
 
     def _target(self, connection: sa.Connection, rollout: RolloutRecord, now: datetime) -> _Target:
         plan = self._parsed_plans.get(rollout.plan_id)
@@ -143,10 +151,12 @@ class BatchChecks(ControlStore):
             self.late_batch_grace,
         )
 
-    def _check_gauges(self, connection: sa.Connection, gauges: Sequence[GaugeRow]) -> None:
+    def _check_gauges(
+        self, connection: sa.Connection, gauges: Sequence[GaugeRow], flags: FlagSet
+    ) -> None:
         """A gauge is system-wide: its metric must be declared in the flags file or guarded by
         a live rollout."""
-        declared = set(self._flags_in(connection).metrics)
+        declared = flags.metrics
         live: set[str] | None = None
         for index, gauge in enumerate(gauges):
             if gauge.metric in declared:

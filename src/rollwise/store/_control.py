@@ -37,6 +37,8 @@ from rollwise.store._records import PlanRecord, RolloutRecord
 _SNAPSHOT = "snapshot_version"
 _LOCK = "control_lock"
 LIVE = tuple(sorted(s.value for s in LIVE_STATUSES))
+#: The version of the latest applied flags file (NULL before the first).
+LATEST_FLAGS = sa.select(sa.func.max(t.flag_files.c.version))
 
 
 def utc(moment: datetime) -> datetime:
@@ -111,14 +113,31 @@ class ControlStore:
         return int(value or 0)
 
     def snapshot_version(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return self._version(connection)
 
+    def _reading(self) -> sa.Connection:
+        """A connection for reads that need no transaction. On PostgreSQL it runs in
+        autocommit, so that a read is one round trip: in a transaction psycopg sends a BEGIN
+        before the first statement and SQLAlchemy a ROLLBACK when it is returned, each a round
+        trip of its own, which cost more than the query on the ingest path (a batch check per
+        SDK batch). Each statement then sees its own snapshot: reads that must agree are one
+        statement. On
+        SQLite a SELECT opens no transaction anyway (and switching a shared in-memory
+        connection to autocommit would commit what another thread has open on it)."""
+        connection = self.engine.connect()
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
     def _flags_in(self, connection: sa.Connection) -> FlagSet:
-        """The latest applied flags file, read and parsed once per version (files never
-        change): every SDK batch with a gauge reading asks, and a file may hold a thousand
-        flags."""
-        version = connection.execute(sa.select(sa.func.max(t.flag_files.c.version))).scalar()
+        """The latest applied flags file (``_flags_at``)."""
+        return self._flags_at(connection, connection.execute(LATEST_FLAGS).scalar())
+
+    def _flags_at(self, connection: sa.Connection, version: int | None) -> FlagSet:
+        """The flags file of ``version`` (None: none applied yet), read and parsed once per
+        version (files never change): every SDK batch with a gauge reading asks, and a file
+        may hold a thousand flags."""
         if version is None:
             return FlagSet()
         cached = self._parsed_flags

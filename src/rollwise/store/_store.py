@@ -32,6 +32,7 @@ from rollwise.store._evidence import decision_evidence, insert_decision
 from rollwise.store._ingest import GAUGE_RETENTION, IngestStore
 from rollwise.store._migrate import migrate
 from rollwise.store._outbox import OutboxStore
+from rollwise.store._pool import ping_when_idle
 from rollwise.store._records import (
     AuditEntry,
     DecisionRecord,
@@ -80,15 +81,17 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
             # from (auth, batch checks, the writer, the controller) instead of opening and
             # closing overflow connections, pragmas and all, under load.
             options: dict[str, Any] = {"pool_size": 16, "max_overflow": 48}
-        else:  # a pooled PostgreSQL connection can die with its server
-            options = {"pool_pre_ping": url.startswith("postgresql")}
+        else:
+            options = {}
         try:
             engine = sa.create_engine(url, **options)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise InputError(f"cannot use database URL {url!r}: {exc}", path="--db") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-        elif engine.dialect.name != "postgresql":
+        elif engine.dialect.name == "postgresql":
+            ping_when_idle(engine)  # a pooled connection can die with its server
+        else:
             raise InputError("the store runs on SQLite or PostgreSQL", path="--db")
         migrate(engine)
         return cls(engine)
