@@ -32,6 +32,7 @@ from rollwise.core.judgement import RolloutStatus
 from rollwise.store import _schema as t
 from rollwise.store._audit import write_audit
 from rollwise.store._errors import ConflictError, NotFoundError
+from rollwise.store._pool import reading
 from rollwise.store._records import PlanRecord, RolloutRecord
 
 _SNAPSHOT = "snapshot_version"
@@ -117,18 +118,8 @@ class ControlStore:
             return self._version(connection)
 
     def _reading(self) -> sa.Connection:
-        """A connection for reads that need no transaction. On PostgreSQL it runs in
-        autocommit, so that a read is one round trip: in a transaction psycopg sends a BEGIN
-        before the first statement and SQLAlchemy a ROLLBACK when it is returned, each a round
-        trip of its own, which cost more than the query on the ingest path (a batch check per
-        SDK batch). Each statement then sees its own snapshot: reads that must agree are one
-        statement. On
-        SQLite a SELECT opens no transaction anyway (and switching a shared in-memory
-        connection to autocommit would commit what another thread has open on it)."""
-        connection = self.engine.connect()
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        return connection
+        """A connection for reads that need no transaction (``reading``)."""
+        return reading(self.engine)
 
     def _flags_in(self, connection: sa.Connection) -> FlagSet:
         """The latest applied flags file (``_flags_at``)."""

@@ -37,6 +37,7 @@ from rollwise.store import _schema as t
 from rollwise.store._errors import NotFoundError
 from rollwise.store._ingest_pg import add_sightings, upsert_counts, write_histograms
 from rollwise.store._merging import AggregateKey, Merged, Sum, add_histogram, describe
+from rollwise.store._pool import reading
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
 
 __all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
@@ -135,7 +136,7 @@ class IngestStore:
         named |= {unit.rollout_id for batch in batches for unit in batch.exposures}
         if not named:
             return
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             known = set(
                 connection.execute(
                     sa.select(t.rollouts.c.id).where(t.rollouts.c.id.in_(named))

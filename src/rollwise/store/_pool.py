@@ -1,4 +1,5 @@
-"""How the store's PostgreSQL connections are kept: pinged before use only after sitting idle.
+"""How the store's PostgreSQL connections are kept: pinged before use only after sitting idle,
+and outside a transaction for reads that need none (``reading``).
 
 SQLAlchemy's ``pool_pre_ping`` sends a ping on every checkout ("Disconnect Handling —
 Pessimistic" in SQLAlchemy's pooling documentation): a round trip more for every read and
@@ -50,3 +51,18 @@ def ping_when_idle(engine: sa.Engine) -> None:
     sa.event.listen(engine, "connect", returned)
     sa.event.listen(engine, "checkin", returned)
     sa.event.listen(engine, "checkout", checkout)
+
+
+def reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads that need no transaction. On PostgreSQL it runs in autocommit,
+    so that a read is one round trip: in a transaction psycopg sends a BEGIN before the first
+    statement and SQLAlchemy a ROLLBACK when it is returned, each a round trip of its own,
+    which cost more than the query on the ingest path (a batch check per SDK batch, a look for
+    unknown rollouts per group written). Each statement then sees its own snapshot: reads that
+    must agree are one statement. On SQLite a SELECT opens no transaction anyway (and switching
+    a shared in-memory connection to autocommit would commit what another thread has open on
+    it)."""
+    connection = engine.connect()
+    if connection.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
