@@ -50,6 +50,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/mixture.py
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/server_ingestion.py
+	$(BIN)/python benchmarks/server_batch_cost.py
 	$(BIN)/python benchmarks/kill_switch.py
 	$(BIN)/python benchmarks/kill_switch_sdk.py --sweep 10
 	$(BIN)/python benchmarks/snapshot_apply.py
