@@ -204,7 +204,7 @@ class IngestStore:
                 rollout, stage, window, exposed, segment, metric, histogram = found
                 stored[(rollout, stage, window, bool(exposed), segment, metric)] = histogram
         written = [
-            (key, add_histogram(stored[key], adding, describe(key)))
+            (key, add_histogram(stored[key], adding, describe(key), merged[key].touched))
             for key in keys
             if (adding := merged[key].histogram) is not None
         ]

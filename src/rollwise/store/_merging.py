@@ -27,6 +27,9 @@ class Sum:
     requests: int
     events: int
     histogram: list[int] | None
+    #: The buckets ``histogram`` may have counts in, when the group sent it sparse only (what
+    #: the SDK sends: a few dozen of the 432); None when a dense one was added in.
+    touched: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -63,11 +66,13 @@ def _histogram_of(
     key: AggregateKey,
     dense: Sequence[Sequence[int]] | None,
     sparse: Sequence[Sequence[int]] | None,
-) -> list[int]:
-    """One key's histograms of a group added up, dense and sparse. Sparse ones are added a
-    non-zero bucket at a time: a latency spans a few dozen of the 432 buckets, so this is
-    several times cheaper than adding dense lists."""
+) -> tuple[list[int], list[int] | None]:
+    """One key's histograms of a group added up, dense and sparse, and the buckets the sum may
+    have counts in when all were sparse (None otherwise). Sparse ones are added a non-zero
+    bucket at a time: a latency spans a few dozen of the 432 buckets, so this is several times
+    cheaper than adding dense lists."""
     total = _sum_histograms(dense, describe(key)) if dense else [0] * LATENCY_BUCKETS
+    touched: set[int] | None = None if dense else set()
     if sparse:
         if len(total) != LATENCY_BUCKETS:
             raise _misfit(describe(key), LATENCY_BUCKETS, len(total))
@@ -87,15 +92,27 @@ def _histogram_of(
                         details={"bucket": index, "buckets": LATENCY_BUCKETS},
                     )
                 total[index] += count
-    return total
+            if touched is not None:
+                touched.update(buckets[::2])
+    return total, list(touched) if touched is not None else None
 
 
-def add_histogram(stored: list[int] | None, more: list[int], what: str) -> list[int]:
+def add_histogram(
+    stored: list[int] | None, more: list[int], what: str, touched: list[int] | None = None
+) -> list[int]:
+    """``stored`` + ``more``, bucket by bucket; with ``touched`` (``Sum.touched``) only the
+    buckets ``more`` may have counts in are added (the others are 0): a few dozen additions
+    instead of 432, on every key of every group written."""
     if stored is None:
         return more
     if len(stored) != len(more):
         raise _misfit(what, len(more), len(stored))
-    return [a + b for a, b in zip(stored, more, strict=True)]
+    if touched is None:
+        return [a + b for a, b in zip(stored, more, strict=True)]
+    total = list(stored)
+    for index in touched:
+        total[index] += more[index]
+    return total
 
 
 def describe(key: AggregateKey) -> str:
@@ -134,9 +151,11 @@ class Merged:
             key: Sum(
                 requests,
                 events,
-                _histogram_of(key, histograms.get(key), sparse.get(key))
-                if key in histograms or key in sparse
-                else None,
+                *(
+                    _histogram_of(key, histograms.get(key), sparse.get(key))
+                    if key in histograms or key in sparse
+                    else (None, None)
+                ),
             )
             for key, (requests, events) in counts.items()
         }
