@@ -45,12 +45,17 @@ _UPSERT = sa.text(
     *(t.aggregates.c[name] for name in ("segment", "metric", "histogram")),
 )
 
+# The histograms come as one JSON array, paired with the keys by position: psycopg dumps an
+# array of text element by element in Python, escaping each (42 strings of some 1,500
+# characters for the load test's batch); one JSON document is one string, parsed by the server.
 _HISTOGRAMS = sa.text(
     f"""
-    UPDATE aggregates AS a SET histogram = CAST(given.h AS json)
-    FROM unnest({_KEY_ARRAYS}, CAST(:histograms AS text[])) AS given(r, s, w, e, g, m, h)
-    WHERE a.rollout_id = given.r AND a.stage = given.s AND a."window" = given.w
-      AND a.exposed = given.e AND a.segment = given.g AND a.metric = given.m
+    UPDATE aggregates AS a SET histogram = given.h
+    FROM unnest({_KEY_ARRAYS}) WITH ORDINALITY AS k(r, s, w, e, g, m, o)
+    JOIN json_array_elements(CAST(:histograms AS json)) WITH ORDINALITY AS given(h, o)
+      ON given.o = k.o
+    WHERE a.rollout_id = k.r AND a.stage = k.s AND a."window" = k.w
+      AND a.exposed = k.e AND a.segment = k.g AND a.metric = k.m
     """
 )
 
@@ -81,9 +86,9 @@ def write_histograms(
     connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[list[int]]
 ) -> None:
     """Each key's histogram replaced (rows already locked by ``upsert_counts``)."""
-    arrays = _arrays(keys)
-    arrays["histograms"] = [json.dumps(histogram) for histogram in histograms]
-    connection.execute(_HISTOGRAMS, arrays)
+    parameters: dict[str, object] = {**_arrays(keys)}
+    parameters["histograms"] = json.dumps(histograms, separators=(",", ":"))
+    connection.execute(_HISTOGRAMS, parameters)
 
 
 _SIGHTINGS = sa.text(
