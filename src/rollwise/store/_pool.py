@@ -4,12 +4,13 @@ and outside a transaction for reads that need none (``reading``).
 SQLAlchemy's ``pool_pre_ping`` sends a ping on every checkout ("Disconnect Handling —
 Pessimistic" in SQLAlchemy's pooling documentation): a round trip more for every read and
 write, and the ingest path checks out a connection for each SDK batch's check and for each
-group it writes, so under 1,000 SDKs the pings were a third of the batch check's round trips.
-A connection that was in use a moment ago is very likely alive; one that sat in the pool is
-the one a database restart or an idle timeout may have killed. So a connection is pinged only
-when it comes out of the pool after ``IDLE_BEFORE_PING`` unused, the way the documentation's
-own checkout-event recipe does it: a failed ping raises ``DisconnectionError``, and the pool
-discards the connection and tries another (a new one, at the last).
+group it writes (the check took seven round trips, counted in psycopg's sends and commands;
+with ``reading`` and no ping it takes one). A connection that was in use a moment ago is very
+likely alive; one that sat in the pool is the one a database restart or an idle timeout may
+have killed. So a connection is pinged only when it comes out of the pool after
+``IDLE_BEFORE_PING`` unused, the way the documentation's checkout-event recipe does it: a
+failed ping raises ``InvalidatePoolError`` (a ``DisconnectionError``), and the pool replaces
+the connection and every older one as they come out.
 
 What this gives up: a connection used within the last second whose server died since fails
 its first statement instead of being replaced silently. The error invalidates the whole pool
