@@ -327,20 +327,30 @@ def rate_ratio(samples: Sequence[RateSample]) -> float | None:
     return rate_ratio_of([stage_row(sample) for sample in samples])
 
 
+def add_plain(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
+    """Add one stratum's Mantel-Haenszel terms (no term when a side is empty) and each side's
+    totals to a stage's sums [numerator, denominator, n_T, x_T, n_C, x_C]: ``rate_ratio_of``'s
+    and the incremental judgement's (``FoldedRates``) one home of the formula."""
+    if n_t and n_c:
+        total = n_t + n_c
+        sums[0] += x_t * n_c / total
+        sums[1] += x_c * n_t / total
+    sums[2] += n_t
+    sums[3] += x_t
+    sums[4] += n_c
+    sums[5] += x_c
+
+
 def rate_ratio_of(rows: Sequence[StageRow]) -> float | None:
     """``rate_ratio`` of strata given as counts. Summed stage by stage (each stage's strata in
     order, then the stages' sums in stage order), like the e-values: the incremental judgement
     keeps each stage's sums (``add_plain``) and gets the same floating-point result."""
     per_stage: dict[int, list[float]] = {}
     for n_t, x_t, n_c, x_c, stage in rows:
-        if not (n_t and n_c):
-            continue  # one side empty: no term
-        total = n_t + n_c
         sums = per_stage.get(stage)
         if sums is None:
-            sums = per_stage[stage] = [0.0, 0.0]
-        sums[0] += x_t * n_c / total
-        sums[1] += x_c * n_t / total
+            sums = per_stage[stage] = [0.0, 0.0, 0, 0, 0, 0]
+        add_plain(sums, n_t, x_t, n_c, x_c)
     return mantel_haenszel(per_stage)
 
 

@@ -23,6 +23,7 @@ from rollwise.core.judgement._evidence import (
     RestartedBound,
     StageRow,
     _log_mean_exp,
+    add_plain,
     discounted,
     discounted_stages,
     mantel_haenszel,
@@ -33,7 +34,7 @@ from rollwise.core.judgement._intervals import Row, rate_bounds_many
 from rollwise.core.judgement._observations import SegmentKey, Tally
 from rollwise.core.judgement._pairing import own_ratio_of
 from rollwise.core.judgement._series import RateSeries, stage_of
-from rollwise.core.judgement._stage_sums import Accumulator, Counts, add_plain
+from rollwise.core.judgement._stage_sums import Accumulator, Counts
 from rollwise.core.judgement._verdicts import (
     GuardVerdict,
     RateFacts,

@@ -33,18 +33,6 @@ Counts = tuple[int, int, int, int]
 Add = Callable[[list[float], int, int, int, int], None]
 
 
-def add_plain(sums: list[float], n_t: int, x_t: int, n_c: int, x_c: int) -> None:
-    """Mantel-Haenszel terms (``rate_ratio_of``'s) and the totals of each side."""
-    if n_t and n_c:
-        total = n_t + n_c
-        sums[0] += x_t * n_c / total
-        sums[1] += x_c * n_t / total
-    sums[2] += n_t
-    sums[3] += x_t
-    sums[4] += n_c
-    sums[5] += x_c
-
-
 class _Stage:
     __slots__ = ("count", "final", "final_count", "following", "stop", "sums")
 
