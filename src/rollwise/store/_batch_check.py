@@ -31,6 +31,7 @@ from rollwise.core.judgement import RolloutStatus, replicated_metrics
 from rollwise.store import _schema as t
 from rollwise.store._control import LATEST_FLAGS, ControlStore, rollout_record
 from rollwise.store._errors import ConflictError, NotFoundError, RefusedError
+from rollwise.store._pool import reading
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow, RolloutRecord
 
 __all__ = ["LATE_BATCH_GRACE", "BatchChecks", "InvalidBatch"]
@@ -92,7 +93,7 @@ class BatchChecks(ControlStore):
         )
         if not named and not gauges:
             return
-        with self._reading() as connection:
+        with reading(self.engine) as connection:
             # The rollouts and the flags file's version in one statement: one round trip, and
             # one snapshot of both.
             rows: Sequence[sa.Row[Any]] = []

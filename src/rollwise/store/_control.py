@@ -114,12 +114,8 @@ class ControlStore:
         return int(value or 0)
 
     def snapshot_version(self) -> int:
-        with self._reading() as connection:
+        with reading(self.engine) as connection:
             return self._version(connection)
-
-    def _reading(self) -> sa.Connection:
-        """A connection for reads that need no transaction (``reading``)."""
-        return reading(self.engine)
 
     def _flags_in(self, connection: sa.Connection) -> FlagSet:
         """The latest applied flags file (``_flags_at``)."""

@@ -60,7 +60,7 @@ _HISTOGRAMS = sa.text(
 )
 
 
-def _arrays(keys: Sequence[Key]) -> dict[str, list[object]]:
+def _arrays(keys: Sequence[Key]) -> dict[str, object]:
     columns = list(zip(*keys, strict=True)) if keys else [()] * 6
     names = ("rollouts", "stages", "windows", "exposed", "segments", "metrics")
     return {name: list(column) for name, column in zip(names, columns, strict=True)}
@@ -86,9 +86,9 @@ def write_histograms(
     connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[list[int]]
 ) -> None:
     """Each key's histogram replaced (rows already locked by ``upsert_counts``)."""
-    parameters: dict[str, object] = {**_arrays(keys)}
-    parameters["histograms"] = json.dumps(histograms, separators=(",", ":"))
-    connection.execute(_HISTOGRAMS, parameters)
+    arrays = _arrays(keys)
+    arrays["histograms"] = json.dumps(histograms, separators=(",", ":"))
+    connection.execute(_HISTOGRAMS, arrays)
 
 
 _SIGHTINGS = sa.text(

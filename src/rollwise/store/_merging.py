@@ -147,18 +147,13 @@ class Merged:
                     histograms.setdefault(key, []).append(row.histogram)
                 if row.buckets is not None:
                     sparse.setdefault(key, []).append(row.buckets)
-        aggregates = {
-            key: Sum(
-                requests,
-                events,
-                *(
-                    _histogram_of(key, histograms.get(key), sparse.get(key))
-                    if key in histograms or key in sparse
-                    else (None, None)
-                ),
+        aggregates = {}
+        for key, (requests, events) in counts.items():
+            dense, loose = histograms.get(key), sparse.get(key)
+            histogram, touched = (
+                _histogram_of(key, dense, loose) if dense or loose else (None, None)
             )
-            for key, (requests, events) in counts.items()
-        }
+            aggregates[key] = Sum(requests, events, histogram, touched)
         seen: dict[tuple[int, str], _Sighting] = {}
         for batch in batches:
             for unit in batch.exposures:
