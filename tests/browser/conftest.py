@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.live import CheckoutTraffic, LiveServer
+from tests.browser.live import EXAMPLES, CheckoutTraffic, LiveServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
@@ -101,6 +101,24 @@ class Checkout:
     rollout_id: int
     traffic: CheckoutTraffic
 
+    def assert_running(self) -> None:
+        """The rollout is running, or the test fails with the controller's latest reasons
+        (a test that needs a running rollout says why it is not, not just that it is not)."""
+        status = self.server.rollout(self.rollout_id)["status"]
+        if status != "running":
+            path = f"/api/v1/rollouts/{self.rollout_id}/decisions"
+            latest = self.server.admin.get(path, params={"limit": 1}).json()
+            raise AssertionError(f"the checkout rollout is {status}, not running: {latest}")
+
+
+#: The example plan pauses for a person after 3 simulated days in one stage
+#: (``max_stage_duration``): 216 s of real time at 1200×, which the tests of a module can
+#: take on a slow, busy machine while the rollout waits for the pilot's approval. Here the
+#: limit is 30 days (36 minutes), so what the tests see is what they do.
+EXAMPLE_PLAN = (EXAMPLES / "plan.yaml").read_text()
+LIVE_PLAN = EXAMPLE_PLAN.replace("max_stage_duration: 3d ", "max_stage_duration: 30d")
+assert LIVE_PLAN != EXAMPLE_PLAN, "the example plan no longer says max_stage_duration: 3d"
+
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Checkout]:
@@ -110,6 +128,6 @@ def checkout(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iter
     database = tmp_path_factory.mktemp("browser") / "rollwise.db"
     start = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
     with LiveServer(database, start=start, speed=1200.0) as server:
-        rollout_id = server.start_checkout()
+        rollout_id = server.start_checkout(LIVE_PLAN)
         with CheckoutTraffic(server, per_second=2000.0, internal_share=0.15) as traffic:
             yield Checkout(server, rollout_id, traffic)

@@ -86,6 +86,7 @@ def test_pause_asks_first_then_pauses_and_resume_resumes(
     """Pause opens an in-page confirmation; cancel changes nothing; confirming pauses (the
     API agrees, with the reason in the audit log); resume runs it again."""
     server, rollout_id = checkout.server, checkout.rollout_id
+    checkout.assert_running()
     dashboard = _dashboard(checkout, browser_page)
     dashboard.open(f"/rollouts/{rollout_id}", server.token(Role.OPERATOR, "release-manager"))
     expect(dashboard.status()).to_have_attribute("data-status", "running")
@@ -117,6 +118,7 @@ def test_a_viewer_is_told_it_needs_an_operator_token(
     """A viewer sees everything, but pressing pause says an operator token is needed, in the
     dialog, and nothing changes."""
     server, rollout_id = checkout.server, checkout.rollout_id
+    checkout.assert_running()
     dashboard = _dashboard(checkout, browser_page)
     dashboard.open(f"/rollouts/{rollout_id}", server.token(Role.VIEWER, "dashboard"))
     expect(dashboard.status()).to_have_attribute("data-status", "running")
@@ -134,6 +136,7 @@ def test_signing_in_by_hand_and_the_list_pages(
 ) -> None:
     """Without a token the page asks for one; a wrong one is refused with the server's reason;
     a good one shows the flags, the rollouts and the audit log."""
+    checkout.assert_running()
     dashboard = _dashboard(checkout, browser_page)
     dashboard.open("/flags")
     form = dashboard.testid("sign-in")
@@ -161,6 +164,7 @@ def test_the_kill_switch_kills_the_flag_and_the_rollout_rolls_back(
     """Kill (confirmed) turns the flag's kill switch on: the page shows it killed, the
     controller rolls the rollout back, and the flags page agrees with the API."""
     server, rollout_id = checkout.server, checkout.rollout_id
+    checkout.assert_running()
     dashboard = _dashboard(checkout, browser_page)
     dashboard.open(f"/rollouts/{rollout_id}", server.token(Role.OPERATOR, "on-call"))
     expect(dashboard.status()).to_have_attribute("data-status", "running")
