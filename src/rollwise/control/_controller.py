@@ -31,8 +31,7 @@ from rollwise.core.judgement import (
 )
 from rollwise.core.judgement._gates import next_gate_change
 from rollwise.store import ConflictError, RolloutRecord, Store
-from rollwise.store._changes import RunningRollouts
-from rollwise.store._store import ledger_exposure
+from rollwise.store._changes import RunningRollouts, ledger_exposure
 
 logger = logging.getLogger("rollwise.control")
 
@@ -188,7 +187,8 @@ class Controller:
         """What the decision would be now, with its bounds, without acting on it."""
         plan = self._plan(rollout.plan_id)
         state = _state(rollout, self.store.kill_switches().get(rollout.flag, False))
-        return decide(plan, state, self.store.observations(rollout, plan), now, rollout.approvals)
+        observations = self.store.followed_observations(rollout, plan)
+        return decide(plan, state, observations, now, rollout.approvals)
 
     def _poll_sources(self, running: list[RolloutRecord], now: datetime) -> dict[int, str]:
         """Let every source write what it read; the rollouts a source cannot read, with why.

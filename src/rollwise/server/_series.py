@@ -65,7 +65,7 @@ def rollout_series(
     }
     # Gauges are system-wide and keep being read after a rollout ends: judge an ended one on
     # the readings up to its end, as the controller last saw them.
-    observations = replace(store.observations(record, plan), gauges=gauges)
+    observations = replace(store.followed.observations(record, plan), gauges=gauges)
     decisions = history.read(store, record.id)
     ledger = store.ledger(record.id)
     events = rollout_events(store.audit_log(limit=MAX_AUDIT, target=record.flag), record, until)

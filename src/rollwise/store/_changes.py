@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from rollwise.core.judgement import Aggregate, RolloutStatus
+from rollwise.core import Plan, cumulative_audience
+from rollwise.core.judgement import Aggregate, Exposure, RolloutStatus
 from rollwise.store import _schema as t
 from rollwise.store._control import rollout_record
 from rollwise.store._records import RolloutRecord
@@ -106,18 +107,25 @@ def _aggregate(row: Sequence[Any]) -> Aggregate:
     )  # fmt: skip
 
 
-def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
-    """Every aggregate and first sighting written since ``cursor``, and the next cursor.
+def changes(engine: sa.Engine, cursor: ChangeCursor, rollout_id: int | None = None) -> Changes:
+    """Every aggregate and first sighting written since ``cursor`` (of one rollout when
+    ``rollout_id`` is given: a cursor then follows that rollout only), and the next cursor.
     Replicate aggregates (window 0, segment ``~replicate=k``) are delivered like the others:
     the judge's dispersion is made of them."""
+    aggregates_since = t.aggregates.c.seq >= cursor.aggregates
+    sightings_since = t.ledger.c.seq >= cursor.ledger
+    if rollout_id is not None:
+        # ``+ 0``: an expression no index covers, so that the rows are found by ``seq`` (the
+        # few written since) and not by the primary key's rollout prefix (all the rollout's
+        # rows, ~50,000 after a day and a half of the example plan), which SQLite prefers.
+        aggregates_since &= t.aggregates.c.rollout_id + 0 == rollout_id
+        sightings_since &= t.ledger.c.rollout_id + 0 == rollout_id
     with engine.connect() as connection:
         # The watermarks first: whatever commits after them is read now or next time.
         next_aggregates = _watermark(connection, t.aggregates)
         next_ledger = _watermark(connection, t.ledger)
         rows = connection.execute(
-            sa.select(*AGGREGATE_COLUMNS, t.aggregates.c.seq).where(
-                t.aggregates.c.seq >= cursor.aggregates
-            )
+            sa.select(*AGGREGATE_COLUMNS, t.aggregates.c.seq).where(aggregates_since)
         ).all()
         sightings = connection.execute(
             sa.select(
@@ -126,7 +134,7 @@ def changes(engine: sa.Engine, cursor: ChangeCursor) -> Changes:
                 t.ledger.c.stage,
                 t.ledger.c.first_exposed,
                 t.ledger.c.seq,
-            ).where(t.ledger.c.seq >= cursor.ledger)
+            ).where(sightings_since)
         ).all()
     aggregates: dict[int, list[Aggregate]] = {}
     read: set[tuple[Any, ...]] = set()
@@ -241,3 +249,20 @@ class RunningRollouts:
             for rollout_id, record in sorted(self._records.items())
             if record.status is RolloutStatus.RUNNING and rollout_id in versions
         ]
+
+
+def ledger_exposure(ledger_rows: Sequence[Any], plan: Plan, stage: int) -> list[Exposure]:
+    """Per stage, units first seen in it by side (the sample-ratio check's input)."""
+    exposure = [Exposure() for _ in range(stage + 1)]
+    for ledger_stage, exposed, count in ledger_rows:
+        # Units first seen in a stage were exposed with the stage's assigned share — unless the
+        # audience also names segments, whose members are exposed whatever their bucket: then
+        # the check cannot tell, and is left out.
+        if ledger_stage <= stage and not cumulative_audience(plan, ledger_stage).segments:
+            current = exposure[ledger_stage]
+            exposure[ledger_stage] = (
+                replace(current, exposed_units=current.exposed_units + count)
+                if exposed
+                else replace(current, baseline_units=current.baseline_units + count)
+            )
+    return exposure

@@ -16,19 +16,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rollwise.core import GuardKind, InputError, Plan, cumulative_audience
+from rollwise.core import GuardKind, InputError, Plan
 from rollwise.core.judgement import (
     Aggregate,
     AggregateTable,
     Decision,
-    Exposure,
     GaugeReading,
     Observations,
 )
 from rollwise.store import _schema as t
 from rollwise.store._batch_check import BatchChecks
-from rollwise.store._changes import AGGREGATE_COLUMNS
+from rollwise.store._changes import AGGREGATE_COLUMNS, ledger_exposure
 from rollwise.store._evidence import decision_evidence, insert_decision
+from rollwise.store._followed import FollowedObservations
 from rollwise.store._ingest import GAUGE_RETENTION, IngestStore
 from rollwise.store._migrate import migrate
 from rollwise.store._outbox import OutboxStore
@@ -65,6 +65,7 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
     def __init__(self, engine: sa.Engine) -> None:
         RolloutStore.__init__(self)
         self.engine = engine
+        self.followed = FollowedObservations(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -216,7 +217,15 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
                 .where(t.ledger.c.rollout_id == rollout.id)
                 .group_by(t.ledger.c.stage, t.ledger.c.first_exposed)
             ).all()
-        observations = build_observations(rows, ledger_rows, plan, rollout.stage)
+        return self._with_gauges(build_observations(rows, ledger_rows, plan, rollout.stage), plan)
+
+    def followed_observations(self, rollout: RolloutRecord, plan: Plan) -> Observations:
+        """What ``observations`` reads, for the API's reads of running rollouts: the rollouts
+        asked for lately are kept and only their rows written since the last call are read
+        (``_followed.py``)."""
+        return self._with_gauges(self.followed.observations(rollout, plan), plan)
+
+    def _with_gauges(self, observations: Observations, plan: Plan) -> Observations:
         metrics = [g.metric for g in plan.guards if g.kind is GuardKind.GAUGE]
         if metrics:
             observations = replace(observations, gauges=self.gauge_readings(metrics))
@@ -232,20 +241,3 @@ def build_observations(
     for _, *columns in rows:
         table.put(Aggregate(*columns))
     return table.observations(plan, stage, ledger_exposure(ledger_rows, plan, stage))
-
-
-def ledger_exposure(ledger_rows: Sequence[Any], plan: Plan, stage: int) -> list[Exposure]:
-    """Per stage, units first seen in it by side (the sample-ratio check's input)."""
-    exposure = [Exposure() for _ in range(stage + 1)]
-    for ledger_stage, exposed, count in ledger_rows:
-        # Units first seen in a stage were exposed with the stage's assigned share — unless the
-        # audience also names segments, whose members are exposed whatever their bucket: then
-        # the check cannot tell, and is left out.
-        if ledger_stage <= stage and not cumulative_audience(plan, ledger_stage).segments:
-            current = exposure[ledger_stage]
-            exposure[ledger_stage] = (
-                replace(current, exposed_units=current.exposed_units + count)
-                if exposed
-                else replace(current, baseline_units=current.baseline_units + count)
-            )
-    return exposure
