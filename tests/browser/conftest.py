@@ -62,8 +62,9 @@ class BrowserPage:
 
 
 #: How long an expectation waits for the page. The rollout page draws from ``/series``, which
-#: reads the rollout's aggregates (0.4 to 0.7 s on a quiet machine beside 2,000 checkouts a
-#: second); two test runs and two busy loops on two cores made it miss Playwright's 5 s.
+#: shares a process with 2,000 checkouts a second and the controller; when it read the rollout
+#: whole at every poll (before 2026-12-02: 0.4 to 0.7 s on a quiet machine, growing with the
+#: data), two test runs and two busy loops on two cores made it miss Playwright's 5 s.
 EXPECT_TIMEOUT_MS = 20_000
 
 
