@@ -3,16 +3,17 @@ changes: what the API judges "now" and the rollout page draws, at a cost that fo
 written since the last read instead of everything the rollout ever received.
 
 ``Store.observations`` reads a rollout's aggregates whole: about 50,000 rows after a day and a
-half of the example plan (15-minute windows, a segment per tenant), 1.2 s of a server's CPU, at
-every poll of the rollout page — twice (its status and its series), every few seconds, in the
-process that also takes the SDKs' batches. ``FollowedObservations`` reads a rollout whole the
-first time it is asked for, then only its rows written since (the controller's change cursor,
-``_changes.py``, narrowed to the one rollout), and puts them into the same ``AggregateTable``:
-a row read again replaces what it held, so the result is what a whole read gives (a test checks
-it on random batches). It follows the ``keep`` rollouts read most recently, and forgets a
-rollout nobody asked for in ``idle`` seconds: memory follows what is being looked at, and a
-read finds its rows by their version (the index on ``seq``), whose cost is every rollout's rows
-written since the last read — a few seconds' worth while a page polls, never hours' worth.
+half of the example plan (15-minute windows, a segment per tenant), 1.2 to 2 s of a server's
+CPU, at every poll of the rollout page — twice (its status and its series), every few seconds,
+in the process that also takes the SDKs' batches. ``FollowedObservations`` reads a rollout
+whole the first time it is asked for, then only its rows written since (the controller's change
+cursor, ``_changes.py``, narrowed to the one rollout), and puts them into the same
+``AggregateTable``: a row read again replaces what it held, so the result is what a whole read
+gives (a test checks it on random batches). It follows the ``keep`` rollouts read most
+recently, and forgets a rollout nobody asked for in ``idle`` seconds: memory follows what is
+being looked at, and a read finds its rows by their version (the index on ``seq``), whose cost
+is every rollout's rows written since the last read — a few seconds' worth while a page polls,
+never hours' worth.
 """
 
 from __future__ import annotations
