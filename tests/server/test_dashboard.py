@@ -241,9 +241,10 @@ def test_exposure_per_window_and_from_the_ledger(filled: Filled) -> None:
     assert (second["exposed_requests"], second["baseline_requests"]) == (1200, 8800)
     assert (first["exposed_units"], second["exposed_units"]) == (1, 2)
     assert exposure["exposed_units"] == 2
+    # The curve: units exposed by the end of each window that exposed some.
     assert [(u["at"], u["units"]) for u in exposure["units"]] == [
-        ((START + timedelta(minutes=5)).isoformat(), 1),
-        ((START + timedelta(minutes=70)).isoformat(), 2),
+        ((START + timedelta(minutes=15)).isoformat(), 1),
+        ((START + timedelta(minutes=75)).isoformat(), 2),
     ]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +194,34 @@ def test_the_ledger_keeps_first_sighting_and_first_exposure_apart(store: Store) 
         1,
     )
     assert store.ledger(rollout.id) == [("u2", 0, NOW), ("u1", 1, later)]
+
+
+def test_exposed_units_are_counted_as_the_ledger_lists_them(store: Store) -> None:
+    """Per stage and per window of 5 or 15 minutes, the database's counts are those of the
+    ledger's list, with units first exposed on a window's first microsecond, its last, and
+    in between; units never exposed are not counted; a unit seen twice counts once."""
+    rollout = _started(store)
+    rng = random.Random(20261202)
+    exposures = []
+    for n in range(300):
+        window = NOW + timedelta(minutes=15 * rng.randrange(12))
+        last = timedelta(minutes=15, microseconds=-1)
+        somewhere = timedelta(seconds=rng.uniform(0, 900))
+        offset = rng.choice([timedelta(0), last, timedelta(minutes=5), somewhere])
+        exposures.append(
+            ExposureRow(rollout.id, f"u{n}", rng.randrange(2), rng.random() < 0.8, window + offset)
+        )
+    store.ingest("b1", "sdk", [], exposures[:200], NOW)
+    store.ingest("b2", "sdk", [], exposures[150:], NOW)  # u150 to u199 seen again
+    listed = store.ledger(rollout.id)
+    assert 150 < len(listed) < 300
+    for minutes in (5, 15):
+        counted = store.exposed_units(rollout.id, minutes)
+        per_stage = Counter(stage for _, stage, _ in listed)
+        per_window = Counter(int(at.timestamp() // 60) // minutes * minutes for _, _, at in listed)
+        assert dict(counted.per_stage) == dict(per_stage)
+        assert list(counted.per_window) == sorted(per_window.items())
+        assert counted.total == len(listed)
 
 
 def test_a_batch_with_a_bad_row_applies_nothing(store: Store) -> None:

@@ -7,10 +7,11 @@ store's, which the controller and the SDKs both took from that clock.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from rollwise.core import GuardKind, Plan
@@ -35,7 +36,7 @@ from rollwise.server._guard_series import (
 )
 from rollwise.server._history import DecisionHistory
 from rollwise.server._timeline import rollout_events, stage_timeline
-from rollwise.store import RolloutRecord, Store, decision_evidence
+from rollwise.store import ExposedUnits, RolloutRecord, Store, decision_evidence
 
 #: Audit entries of the flag read to rebuild the timeline (transitions only, never holds).
 MAX_AUDIT = 1000
@@ -67,7 +68,7 @@ def rollout_series(
     # the readings up to its end, as the controller last saw them.
     observations = replace(store.followed.observations(record, plan), gauges=gauges)
     decisions = history.read(store, record.id)
-    ledger = store.ledger(record.id)
+    units = store.exposed_units(record.id, int(plan.stratum.total_seconds() // 60))
     events = rollout_events(store.audit_log(limit=MAX_AUDIT, target=record.flag), record, until)
     judged = None
     verdicts: dict[str, dict[str, Any]]
@@ -148,9 +149,9 @@ def rollout_series(
         "killed": killed,
         "decision": current,
         "latest_decision_id": decisions[-1].id if decisions else None,
-        "stages": stage_timeline(plan, record, events, ledger),
+        "stages": stage_timeline(plan, record, events, units.per_stage),
         "events": events,
-        "exposure": _exposure(observations, ledger, plan.stratum),
+        "exposure": _exposure(observations, units, plan.stratum),
         "guards": guards,
         "segments": segments,
     }
@@ -183,11 +184,9 @@ def _evidence(verdict: GuardVerdict) -> dict[str, Any]:
     }
 
 
-def _exposure(
-    observations: Observations, ledger: Sequence[tuple[str, int, datetime]], length: timedelta
-) -> dict[str, Any]:
+def _exposure(observations: Observations, units: ExposedUnits, length: timedelta) -> dict[str, Any]:
     """Per window of ``length``: requests on each side (of the metric that saw the most: every
-    metric is recorded per request) and exposed units so far, from the ledger."""
+    metric is recorded per request) and exposed units so far, from the ledger's counts."""
     per_window: dict[int, dict[str, list[int]]] = {}
     series: list[tuple[str, Iterable[Any]]] = [
         *((metric, s) for (metric, seg), s in observations.rates.items() if seg is None),
@@ -203,12 +202,16 @@ def _exposure(
             else:
                 sides[0] += exposed.requests
                 sides[1] += baseline.requests
-    first_exposed = sorted(at for _, _, at in ledger)
+    # Units exposed by the end of a window: those first exposed in it or before (windows of
+    # aggregates and of the ledger's counts start on the same grid).
+    starts = [start for start, _ in units.per_window]
+    so_far = list(accumulate(count for _, count in units.per_window))
     windows = []
     for window, metrics in sorted(per_window.items()):
         exposed, baseline = max(metrics.values(), key=lambda sides: (sum(sides), sides[0]))
         start = window_start(window)
         end = start + length
+        before = bisect_right(starts, window)
         windows.append(
             {
                 "start": start.isoformat(),
@@ -216,19 +219,21 @@ def _exposure(
                 "exposed_requests": exposed,
                 "baseline_requests": baseline,
                 "exposed_share": exposed / (exposed + baseline) if exposed + baseline else None,
-                "exposed_units": bisect_left(first_exposed, end),
+                "exposed_units": so_far[before - 1] if before else 0,
             }
         )
-    return {"windows": windows, "exposed_units": len(ledger), "units": _units(first_exposed)}
+    curve = [
+        (window_start(start) + length, total) for start, total in zip(starts, so_far, strict=True)
+    ]
+    return {"windows": windows, "exposed_units": units.total, "units": _units(curve)}
 
 
-def _units(first_exposed: Sequence[datetime]) -> list[dict[str, Any]]:
-    """Exposed units so far at each first exposure, as a step curve of at most
-    ``MAX_UNIT_POINTS`` steps (with many units, the count at the end of each slice of them)."""
-    total = len(first_exposed)
-    step = max(1, -(-total // MAX_UNIT_POINTS))
-    ends = [*range(step, total, step), total] if total else []
-    return [{"at": first_exposed[end - 1].isoformat(), "units": end} for end in ends]
+def _units(curve: Sequence[tuple[datetime, int]]) -> list[dict[str, Any]]:
+    """Exposed units so far at the end of each window that exposed some, as a step curve of
+    at most ``MAX_UNIT_POINTS`` steps (with more windows, every k-th and the last)."""
+    step = max(1, -(-len(curve) // MAX_UNIT_POINTS))
+    shown = [*curve[step - 1 : -1 : step], *curve[-1:]]
+    return [{"at": at.isoformat(), "units": units} for at, units in shown]
 
 
 def _share_of_tolerance(plan: Plan, verdict: Mapping[str, Any]) -> float | None:

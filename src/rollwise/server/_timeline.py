@@ -3,8 +3,7 @@ and left, and how (expanded, rolled back, completed), with the people's actions 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,12 +56,11 @@ def stage_timeline(
     plan: Plan,
     record: RolloutRecord,
     events: Sequence[dict[str, Any]],
-    ledger: Sequence[tuple[str, int, datetime]],
+    units: Mapping[int, int],
 ) -> list[dict[str, Any]]:
     """Every stage of the plan: when it was entered and left, and how; done, current or
-    ahead. Replayed from the audit log; the rollout's own record has the last word on the
-    stage it is in."""
-    units = Counter(stage for _, stage, _ in ledger)
+    ahead, with the units first exposed in it (``units``, by stage). Replayed from the audit
+    log; the rollout's own record has the last word on the stage it is in."""
     rows: list[dict[str, Any]] = []
     for index, stage in enumerate(plan.stages):
         if index < record.stage:

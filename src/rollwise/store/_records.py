@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -111,3 +112,19 @@ class GaugeRow:
     metric: str
     value: float
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExposedUnits:
+    """A rollout's exposed units counted by the database (the rollout page's account of who
+    was exposed), not read one by one: a rollout by user can expose hundreds of thousands."""
+
+    #: Units first exposed in each stage (stages that exposed none are left out).
+    per_stage: Mapping[int, int]
+    #: (window start in minutes since the epoch, units first exposed in that window), for the
+    #: windows that exposed some, oldest first.
+    per_window: Sequence[tuple[int, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_stage.values())

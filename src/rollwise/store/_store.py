@@ -36,6 +36,7 @@ from rollwise.store._pool import ping_when_idle
 from rollwise.store._records import (
     AuditEntry,
     DecisionRecord,
+    ExposedUnits,
     RolloutRecord,
 )
 from rollwise.store._rollouts import RolloutStore
@@ -47,6 +48,15 @@ __all__ = ["GAUGE_RETENTION", "Store", "build_observations", "decision_evidence"
 def _utc(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; everything in rollwise is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _epoch_minutes(column: Any, dialect: str) -> Any:
+    """Whole minutes since the epoch of a stored time, in SQL. SQLite keeps times as UTC text
+    (``2026-11-26 09:14:59.999999``) and its ``strftime`` rounds the fraction (to 09:15): the
+    seconds are read from the first 19 characters."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.floor(sa.extract("epoch", column) / 60), sa.BigInteger)
+    return sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.BigInteger) // 60
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -146,6 +156,27 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
                 .order_by(t.ledger.c.exposed_at, t.ledger.c.unit)
             ).all()
         return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
+
+    def exposed_units(self, rollout_id: int, window_minutes: int) -> ExposedUnits:
+        """The rollout's exposed units counted per stage and per window of ``window_minutes``
+        (windows start at multiples of it since the epoch, as the SDKs' do), by the database:
+        two grouped queries, whatever the number of units."""
+        exposed = (t.ledger.c.rollout_id == rollout_id) & (t.ledger.c.exposed == sa.true())
+        with self.engine.connect() as connection:
+            minute = _epoch_minutes(t.ledger.c.exposed_at, connection.dialect.name)
+            window = (minute // window_minutes * window_minutes).label("window")
+            per_window = connection.execute(
+                sa.select(window, sa.func.count()).where(exposed).group_by(window).order_by(window)
+            ).all()
+            per_stage = connection.execute(
+                sa.select(t.ledger.c.exposed_stage, sa.func.count())
+                .where(exposed)
+                .group_by(t.ledger.c.exposed_stage)
+            ).all()
+        return ExposedUnits(
+            {int(stage): int(count) for stage, count in per_stage},
+            [(int(start), int(count)) for start, count in per_window],
+        )
 
     def data_fingerprints(self, rollout_ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
         """Per rollout, numbers that change whenever its aggregates or ledger change (one
