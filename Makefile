@@ -58,6 +58,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/ofrep.py
 	$(BIN)/python benchmarks/simulate.py
 	$(BIN)/python benchmarks/controller.py
+	$(BIN)/python benchmarks/rollout_page.py
 
 # Not part of `make test`: a real server per database (SQLite, then PostgreSQL at
 # ROLLWISE_TEST_POSTGRES_URL or 127.0.0.1:5432) and 10,000 generated requests each; fails on any

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -45,6 +43,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from _databases import fresh_database
 from rollwise.control import Controller
 from rollwise.control._tracking import READ_SECONDS
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
@@ -66,7 +65,6 @@ stages:
   - {{name: all, audience: {{percent: 100}}, holdback: 2%}}
 """
 HERE = Path(__file__).resolve().parent
-POSTGRES = os.environ.get("ROLLWISE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _histograms(requests: int) -> tuple[str, list[int]]:
@@ -317,16 +315,8 @@ def main() -> int:
             f"\n{database}: {args.rollouts:,} running rollouts, {args.days} days of "
             f"{args.stratum}-minute windows, whole traffic + {len(TENANTS)} tenants"
         )
-        with tempfile.TemporaryDirectory() as directory:
-            if database == "sqlite":
-                url = f"sqlite:///{Path(directory) / 'bench.db'}"
-            else:
-                url = _postgres_schema()
-            try:
-                result = measure(url, args)
-            finally:
-                if database == "postgresql":
-                    _drop_postgres_schema(url)
+        with fresh_database(database) as url:
+            result = measure(url, args)
         results.append(result)
         verdict = (
             "met" if result["target_met"] else f"MISSED by {result['steady_worst_s'] - 1.0:.2f}s"
@@ -349,25 +339,6 @@ def main() -> int:
     output.write_text(json.dumps({"runs": runs + results}, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
-
-
-_SCHEMA = "rw_bench_" + uuid.uuid4().hex[:8]
-
-
-def _postgres_schema() -> str:
-    import psycopg
-
-    with psycopg.connect(POSTGRES, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{_SCHEMA}"')
-    separator = "&" if "?" in POSTGRES else "?"
-    return f"{POSTGRES}{separator}options=-csearch_path%3D{_SCHEMA}"
-
-
-def _drop_postgres_schema(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES, autocommit=True) as connection:
-        connection.execute(f'DROP SCHEMA "{_SCHEMA}" CASCADE')
 
 
 if __name__ == "__main__":
