@@ -184,7 +184,9 @@ class Controller:
         return outcomes
 
     def current(self, rollout: RolloutRecord, now: datetime) -> Decision:
-        """What the decision would be now, with its bounds, without acting on it."""
+        """What the decision would be now, with its bounds, without acting on it: judged from
+        scratch on the rollout's observations, which the store follows between calls
+        (``Store.followed_observations``), so that a page polling it reads only new rows."""
         plan = self._plan(rollout.plan_id)
         state = _state(rollout, self.store.kill_switches().get(rollout.flag, False))
         observations = self.store.followed_observations(rollout, plan)
