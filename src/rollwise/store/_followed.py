@@ -39,7 +39,8 @@ from rollwise.store._changes import (
 )
 from rollwise.store._records import RolloutRecord
 
-#: Rollouts followed at once: the ones the last people's pages asked for.
+#: Rollouts followed at once: the ones the last people's pages asked for. One costs about 9 MB
+#: with 48 hours of the example plan's windows and 120 tenants (27,000 rows; tracemalloc).
 FOLLOWED = 32
 #: Seconds after its last read that a rollout is forgotten (read whole when asked again).
 IDLE = 60.0
