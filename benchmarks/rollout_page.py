@@ -26,6 +26,7 @@ benchmarks/results/rollout_page.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -126,14 +127,14 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         plan = store.parsed_plan(record.plan_id)
         rng = np.random.default_rng(7)
         tenants = [f"tenant-{n:03d}" for n in range(args.tenants)]
-        written = [setup["windows"]]
+        following = itertools.count(setup["windows"])
 
         def new_window() -> None:
             """A batch for the next window, as the SDKs keep sending them."""
-            window = int(START.timestamp() // 60) + WINDOW * written[0]
+            index = next(following)
+            window = int(START.timestamp() // 60) + WINDOW * index
             rows = _window_rows(record.id, window, tenants, rng)
-            store.ingest(f"window-{written[0]}", "bench", rows, [], START)
-            written[0] += 1
+            store.ingest(f"window-{index}", "bench", rows, [], START)
 
         def nothing() -> None:
             pass

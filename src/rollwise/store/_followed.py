@@ -113,10 +113,8 @@ class FollowedObservations:
         # The cursor first: rows written while reading are read whole now and again next time
         # (a row read again replaces itself); units below it are counted here, the rest then.
         cursor = change_cursor(self.engine)
-        table = AggregateTable()
         for _, aggregates in rollout_aggregates(self.engine, [rollout_id]):
-            table.put_all(aggregates)
-        followed.table = table
+            followed.table.put_all(aggregates)  # a new one: read whole only once
         followed.units = unit_counts(self.engine, [rollout_id], cursor)[rollout_id]
         followed.cursor = cursor
         self.whole_reads += 1
