@@ -1,9 +1,9 @@
 """Reading the server-sent event stream: which snapshot the server serves now.
 
 Implements the parts of the WHATWG server-sent events format the protocol uses
-(html.spec.whatwg.org, "Interpreting an event stream"): ``field: value`` lines, several
-``data`` lines joined by newlines, a blank line dispatching the event, ``:`` comment lines
-(the server's keep-alives) ignored.
+(html.spec.whatwg.org, "Interpreting an event stream"): lines ended by CR LF, LF or CR, UTF-8
+decoded with replacement, ``field: value`` lines, several ``data`` lines joined by newlines, a
+blank line dispatching the event, ``:`` comment lines (the server's keep-alives) ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +19,25 @@ class Event:
 
     type: str
     data: str
+
+
+def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines in a stream of bytes as it arrives, without their endings. A line is yielded
+    once its end has arrived: a CR at the end of a chunk waits for the next one, which may
+    begin with the LF of the same CR LF. What follows the last line ending is not a line (the
+    format drops it)."""
+    pending = b""
+    for chunk in chunks:
+        data = pending + chunk if pending else chunk
+        lines = data.splitlines(keepends=True)  # on bytes: CR LF, LF and CR only
+        last = lines[-1] if lines else b""
+        if last.endswith(b"\n"):
+            pending = b""
+        else:  # no ending yet, or a CR whose LF may come next
+            pending = lines.pop() if lines else b""
+        for line in lines:
+            end = 2 if line.endswith(b"\r\n") else 1
+            yield line[:-end].decode("utf-8", "replace")
 
 
 def read_events(lines: Iterable[str]) -> Iterator[Event]:
