@@ -91,10 +91,17 @@ class Flag:
 
     def kill_switched(self, killed: bool) -> Flag:
         """This flag with its kill switch set to ``killed``, keeping the compiled program (one
-        not compiled yet is made anew by ``replace``, and compiles lazily as ever)."""
-        changed = replace(self, killed=killed)
-        if self.program.compiled:
-            object.__setattr__(changed, "program", self.program.kill_switched(changed))
+        not compiled yet is made anew by ``replace``, and compiles lazily as ever). A compiled
+        flag is copied field by field, not made anew: ``replace`` would check the flag and
+        start a program again only for it to be replaced (a kill switch pushed to a thousand
+        SDKs pays this a thousand times)."""
+        if not self.program.compiled:
+            return replace(self, killed=killed)
+        changed = object.__new__(Flag)
+        for name in Flag.__slots__:
+            object.__setattr__(changed, name, getattr(self, name))
+        object.__setattr__(changed, "killed", killed)
+        object.__setattr__(changed, "program", self.program.kill_switched(changed))
         return changed
 
     @property
