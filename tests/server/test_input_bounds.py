@@ -688,3 +688,38 @@ def test_readyz_tells_why_only_to_a_known_token(
     assert anonymous.json() == stranger.json() == {"status": "unavailable"}
     assert "db.internal" in known.json()["detail"]
     assert any("db.internal" in record.getMessage() for record in caplog.records)
+
+
+def test_only_a_request_with_a_body_is_counted() -> None:
+    """An HTTP/1.1 request without a body (no Content-Length, no Transfer-Encoding: an event
+    stream's GET) reaches the route with the server's own receive and send, unwrapped: every
+    write of a stream would otherwise go through the counter. A chunked body, a declared one,
+    and any request of another HTTP version are counted."""
+    import anyio
+
+    seen: list[tuple[Any, Any]] = []
+
+    async def route(scope: Any, receive_: Any, send_: Any) -> None:
+        seen.append((receive_, send_))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    def scope(version: str, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+        path = "/sdk/v1/stream"
+        return {"type": "http", "path": path, "headers": list(headers), "http_version": version}
+
+    limit = BodyLimit(route, {"/sdk/v1": 1000})
+    for request in (
+        scope("1.1"),
+        scope("1.0", (b"content-length", b"0")),
+        scope("1.1", (b"transfer-encoding", b"chunked")),
+        scope("1.1", (b"content-length", b"10")),
+        scope("2", (b"accept", b"text/event-stream")),
+    ):
+        anyio.run(limit, request, receive, send)
+    unwrapped = [r is receive and s is send for r, s in seen]
+    assert unwrapped == [True, True, False, False, False]

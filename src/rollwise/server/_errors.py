@@ -293,6 +293,11 @@ class BodyLimit:
         if declared is not None and declared > limit:
             await _too_large(limit)(scope, receive, send)
             return
+        if _bodiless(scope, declared):
+            # Nothing to count, so nothing to wrap: an event stream's every write would go
+            # through ``watched`` (a kill switch is written to a thousand streams at once).
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 
@@ -317,6 +322,17 @@ class BodyLimit:
             if started:
                 raise
             await _too_large(limit)(scope, receive, send)
+
+
+def _bodiless(scope: Scope, declared: int | None) -> bool:
+    """An HTTP/1.x request without a body: ``Content-Length: 0``, or neither that header nor
+    ``Transfer-Encoding`` (RFC 9112 §6.3: then there is no body; the server's parser frames
+    it so, and gives the application nothing more)."""
+    if scope.get("http_version") not in ("1.0", "1.1"):
+        return False
+    if declared is not None:
+        return declared == 0
+    return all(name != b"transfer-encoding" for name, _ in scope.get("headers", ()))
 
 
 def _content_length(scope: Scope) -> int | None:
