@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from _databases import fresh_database
 from _local_server import free_port
 from _sdk_load import Shape, SimulatedSdk, Tally
 from _server_process import ServerProcess
@@ -74,7 +75,15 @@ def _post(url: str, key: str, bodies: list[bytes], threads: int) -> None:
 
 
 def measure(kind: str, batches: int, threads: int, directory: Path) -> dict[str, Any]:
-    db = f"sqlite:///{directory}/bench.db" if kind == "sqlite" else _postgres_url()
+    if kind == "sqlite":
+        # A new file every round: a second round on the first's would find its rollout running
+        # and be refused the start (409).
+        with fresh_database(kind) as db:
+            return _measure(db, kind, batches, threads, directory)
+    return _measure(_postgres_url(), kind, batches, threads, directory)
+
+
+def _measure(db: str, kind: str, batches: int, threads: int, directory: Path) -> dict[str, Any]:
     server = ServerProcess(db, free_port(), ADMIN, directory / f"{kind}.log", controller=False)
     server.start()
     try:
