@@ -208,6 +208,7 @@ def test_a_proxy_in_the_environment_leaves_the_stream_to_httpx(
     assert direct_possible("http://rollwise.internal:8000")
     assert direct_possible("https://rollwise.internal")
     assert not direct_possible("unix:///tmp/socket")
+    assert not direct_possible("https://user:secret@rollwise.internal"), "httpx sends them"
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert direct_possible("http://rollwise.internal:8000"), "a proxy for https only"
     assert not direct_possible("https://rollwise.internal")

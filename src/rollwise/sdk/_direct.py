@@ -34,10 +34,13 @@ READ_BYTES = 65_536
 
 
 def direct_possible(base: str) -> bool:
-    """Whether a stream from ``base`` may be read here: http(s), and no proxy for it in the
-    environment (in doubt, httpx reads it)."""
+    """Whether a stream from ``base`` may be read here: http(s), no credentials in the URL
+    (httpx would send them), and no proxy for it in the environment (in doubt, httpx reads
+    it)."""
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.username is not None or parts.password is not None:
         return False
     try:
         proxies = urllib.request.getproxies_environment()
