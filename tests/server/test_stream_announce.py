@@ -270,3 +270,45 @@ def test_a_kill_through_another_replica_reaches_the_streams_as_a_kill_event(
     finally:
         first.close()
         second.close()
+
+
+def test_streams_are_kept_alive_by_one_beat_and_still_get_every_change(tmp_path: Path) -> None:
+    """Every stream writes ``: ping`` at each keep-alive beat (one timer for them all, here
+    every 0.2 s instead of 15), and a change between beats still comes as its event."""
+    from rollwise.server._app import VersionWatch
+
+    store = Store.open(f"sqlite:///{tmp_path / 'beat.db'}")
+    app = create_app(store, controller=False, watch_interval=3600.0, admin_token=ADMIN)
+    app.state.versions = VersionWatch(keepalive=0.2)
+    try:
+        with (
+            serving(app) as url,
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin,
+        ):
+            flags = (ROOT / "examples/checkout/flags.yaml").read_text()
+            admin.put("/api/v1/flags", content=flags).raise_for_status()
+            key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
+            headers = {"Authorization": f"Bearer {key.json()['secret']}"}
+            with (
+                httpx.Client(base_url=url, headers=headers) as sdk,
+                sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as first,
+                sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as second,
+            ):
+                streams = [first.iter_lines(), second.iter_lines()]
+                for lines in streams:
+                    assert [kind for kind, _ in _events(lines, 1)] == ["snapshot"]
+                for lines in streams:
+                    pings = 0
+                    for line in lines:
+                        if line == ": ping":
+                            pings += 1
+                            if pings == 3:
+                                break
+                        else:
+                            assert line == "", f"only keep-alives between changes: {line!r}"
+                admin.post("/api/v1/flags/new-checkout/kill").raise_for_status()
+                for lines in streams:
+                    ((kind, data),) = _events(lines, 1)
+                    assert kind == "kill" and json.loads(data)["killed"] is True
+    finally:
+        store.close()

@@ -56,13 +56,17 @@ logger = logging.getLogger("rollwise.server")
 
 
 class VersionWatch:
-    """The snapshot version, and a way for streams to wait until it changes."""
+    """The snapshot version, and a way for streams to wait until it changes or their next
+    keep-alive is due."""
 
     #: Kill events kept, by version: a stream that fell further behind gets the snapshot.
     KILLS_KEPT = 64
+    #: Seconds between keep-alive beats: at each, every stream writes a comment line.
+    KEEPALIVE_SECONDS = 15.0
 
-    def __init__(self) -> None:
+    def __init__(self, keepalive: float = KEEPALIVE_SECONDS) -> None:
         self.current = 0
+        self._keepalive = keepalive
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Version → the ``kill`` event of a version whose only change was a kill switch
@@ -70,8 +74,19 @@ class VersionWatch:
         self._kills: dict[int, bytes] = {}
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The event loop the streams wait on (``announce`` reaches it from other threads)."""
+        """The event loop the streams wait on (``announce`` reaches it from other threads);
+        called on it, which starts the keep-alive beats."""
         self._loop = loop
+        loop.call_later(self._keepalive, self._beat)
+
+    def _beat(self) -> None:
+        """Wake every stream for its keep-alive: one timer for them all, where a timeout per
+        stream cost a timer set and cancelled at every change, in every stream (a kill
+        switch is written to a thousand streams at once)."""
+        self._wake()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_later(self._keepalive, self._beat)
 
     def announce(self, version: int, kill: tuple[str, bool] | None = None) -> None:
         """``publish`` from a request's worker thread: a change made by this replica reaches its
@@ -103,7 +118,9 @@ class VersionWatch:
         return None if any(frame is None for frame in frames) else frames  # type: ignore[return-value]
 
     async def changed(self, last: int) -> None:
-        while self.current == last:
+        """Until the version is other than ``last``, or the next keep-alive beat (then the
+        version is still ``last``)."""
+        if self.current == last:
             await self._changed.wait()
 
     def publish(self, version: int) -> None:
@@ -112,8 +129,11 @@ class VersionWatch:
         (streams would send the snapshot from before a kill, OFREP would evaluate it)."""
         if version > self.current:
             self.current = version
-            event, self._changed = self._changed, asyncio.Event()
-            event.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
 
 
 class Metrics:

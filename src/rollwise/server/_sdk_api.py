@@ -32,8 +32,6 @@ from rollwise.store import (
 router = APIRouter(prefix="/sdk/v1", tags=["sdk"])
 SdkKey = Annotated[TokenRecord, Depends(requires(Role.SDK))]
 
-KEEPALIVE_SECONDS = 15.0
-
 
 def snapshot_bytes(app: Any, version: int) -> tuple[int, bytes]:
     """The snapshot as JSON, built once per version and shared by every request and stream:
@@ -99,9 +97,9 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
     versions = request.app.state.versions
 
     async def events() -> AsyncIterator[bytes]:
-        # A change wakes every stream at once: what each does then is kept small (no task per
-        # wait, no look at the connection; a gone client is noticed at the next keep-alive,
-        # when writing to it fails or it reads as disconnected).
+        # A change wakes every stream at once: what each does then is kept small (no task or
+        # timer per wait, no look at the connection; a gone client is noticed at the next
+        # keep-alive beat, when writing to it fails or it reads as disconnected).
         last = -1
         while True:
             current = versions.current
@@ -113,10 +111,8 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
                         yield frame
                 else:
                     yield await asyncio.to_thread(snapshot_frame, request.app, current)
-            try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    await versions.changed(last)
-            except TimeoutError:
+            await versions.changed(last)
+            if versions.current == last:  # the keep-alive beat
                 if await request.is_disconnected():
                     return
                 yield b": ping\n\n"
