@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from rollwise.sdk._stream import read_lines
-from rollwise.sdk._transport import StreamRefused
+from rollwise.sdk._transport import refuse_unless_stream
 
 #: The most read at once; an event is far smaller, a snapshot event far larger.
 READ_BYTES = 65_536
@@ -94,7 +94,8 @@ class DirectStream:
         """Connect, check the answer, and yield the stream's lines until it ends.
 
         Raises:
-            StreamRefused: a status other than 200, or not an event stream.
+            StreamRefused: a status other than 200, or not an event stream
+                (``refuse_unless_stream``).
             OSError, http.client.HTTPException: the connection failed, timed out or broke.
         """
         parts = urlsplit(self._url)
@@ -119,11 +120,7 @@ class DirectStream:
             sock.settimeout(self._read_timeout)
             response = connection.getresponse()
             try:
-                if response.status != 200:
-                    raise StreamRefused(response.status)
-                kind = response.getheader("Content-Type", "")
-                if kind and not kind.startswith("text/event-stream"):
-                    raise StreamRefused(response.status, kind)
+                refuse_unless_stream(response.status, response.getheader("Content-Type", ""))
                 yield from read_lines(iter(lambda: response.read1(READ_BYTES), b""))
             finally:
                 response.close()

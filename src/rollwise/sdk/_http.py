@@ -6,12 +6,13 @@ import contextlib
 import http.client
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import httpx
 
 from rollwise.sdk._direct import DirectStream, direct_possible, shut_down
-from rollwise.sdk._transport import Reply, StreamRefused
+from rollwise.sdk._transport import Reply, StreamRefused, refuse_unless_stream
 
 SNAPSHOT_PATH = "/sdk/v1/snapshot"
 #: ``kills=true``: a kill switch comes as ``event: kill``, not as a whole snapshot to read.
@@ -63,9 +64,10 @@ class HttpTransport:
         self._stream_read_timeout = stream_read_timeout
         self._direct = {base: self._owns_http and direct_possible(base) for base in self._bases}
         self._ssl: ssl.SSLContext | None = None
-        self._streaming: httpx.Response | None = None
-        self._stream_socket: socket.socket | None = None
-        self._direct_stream: DirectStream | None = None
+        #: Ends the stream being read, from another thread (``close``); None while none is.
+        #: A reader sets it before it reads ``_closed``, and ``close`` sets ``_closed`` before
+        #: it reads this: whichever comes second sees the other.
+        self._cancel: Callable[[], None] | None = None
         self._closed = False
 
     @property
@@ -97,17 +99,17 @@ class HttpTransport:
     def stream(self) -> Iterator[str]:
         headers = {**self._headers, "Accept": "text/event-stream"}
         base = self.url
+        read = self._stream_direct if self._direct[base] else self._stream
         try:
-            if self._direct[base]:
-                yield from self._stream_direct(base, headers)
-            else:
-                yield from self._stream(base, headers)
+            yield from read(base, headers)
         except StreamRefused as exc:
             self._judge(base, exc.status)
             raise
         except (httpx.TransportError, OSError, http.client.HTTPException):
             self._failed(base)  # refused, reset, timed out: the next try goes elsewhere
             raise
+        finally:
+            self._cancel = None
 
     def _stream_direct(self, base: str, headers: dict[str, str]) -> Iterator[str]:
         if base.startswith("https:") and self._ssl is None:
@@ -119,30 +121,19 @@ class HttpTransport:
             read_timeout=self._stream_read_timeout,
             context=self._ssl,
         )
-        self._direct_stream = direct
-        try:
-            if not self._closed:
-                yield from direct.lines()
-        finally:
-            self._direct_stream = None
+        self._cancel = direct.cancel
+        if not self._closed:
+            yield from direct.lines()
 
     def _stream(self, base: str, headers: dict[str, str]) -> Iterator[str]:
         with self._http.stream(
             "GET", base + STREAM_PATH, headers=headers, timeout=self._stream_timeout
         ) as response:
-            if response.status_code != 200:
-                raise StreamRefused(response.status_code)
-            # A page in its place (a proxy's, a captive portal's) would read as a stream
-            # without events; a response that does not say what it is is taken at its word.
-            kind = response.headers.get("Content-Type", "")
-            if kind and not kind.startswith("text/event-stream"):
-                raise StreamRefused(response.status_code, kind)
-            self._streaming = response
-            self._stream_socket = _socket_of(response)
-            try:
-                yield from response.iter_lines()
-            finally:
-                self._streaming = self._stream_socket = None
+            refuse_unless_stream(response.status_code, response.headers.get("Content-Type", ""))
+            self._cancel = partial(_end, response)
+            if self._closed:
+                return
+            yield from response.iter_lines()
 
     def post_events(self, body: bytes) -> Reply:
         headers = {**self._headers, "Content-Type": "application/json"}
@@ -158,18 +149,23 @@ class HttpTransport:
     def close(self) -> None:
         """Release the connections; a stream being read in another thread ends now."""
         self._closed = True
-        direct, sock, streaming = self._direct_stream, self._stream_socket, self._streaming
-        if direct is not None:
-            direct.cancel()
-        elif sock is not None:
-            shut_down(sock)
-        elif streaming is not None:
-            # No socket to reach (a transport of the caller's own): close the response, best
-            # effort (the reading thread is a daemon, and its read times out in any case).
-            with contextlib.suppress(Exception):
-                streaming.close()
+        cancel = self._cancel
+        if cancel is not None:
+            cancel()
         if self._owns_http:
             self._http.close()
+
+
+def _end(response: httpx.Response) -> None:
+    """End the read of a streamed response another thread is blocked in: shut its socket
+    down, or, with no socket to reach (a transport of the caller's own), close the response,
+    best effort (the reading thread is a daemon, and its read times out in any case)."""
+    sock = _socket_of(response)
+    if sock is not None:
+        shut_down(sock)
+        return
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _socket_of(response: httpx.Response) -> socket.socket | None:

@@ -30,11 +30,8 @@ def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     for chunk in chunks:
         data = pending + chunk if pending else chunk
         lines = data.splitlines(keepends=True)  # on bytes: CR LF, LF and CR only
-        last = lines[-1] if lines else b""
-        if last.endswith(b"\n"):
-            pending = b""
-        else:  # no ending yet, or a CR whose LF may come next
-            pending = lines.pop() if lines else b""
+        # The last piece waits when it has no ending yet, or a CR whose LF may come next.
+        pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
         for line in lines:
             end = 2 if line.endswith(b"\r\n") else 1
             yield line[:-end].decode("utf-8", "replace")

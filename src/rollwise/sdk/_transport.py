@@ -35,6 +35,17 @@ class StreamRefused(RollwiseError):
         super().__init__(f"the event stream answered {status}{what}")
 
 
+def refuse_unless_stream(status: int, content_type: str) -> None:
+    """Raise ``StreamRefused`` unless the answer to the stream request is an event stream: 200,
+    and ``text/event-stream`` or no ``Content-Type`` at all. A page in its place (a proxy's, a
+    captive portal's) would read as a stream without events; an answer that does not say what
+    it is is taken at its word."""
+    if status != 200:
+        raise StreamRefused(status)
+    if content_type and not content_type.startswith("text/event-stream"):
+        raise StreamRefused(status, content_type)
+
+
 class Transport(Protocol):
     """How the live client reaches the server (``GET /sdk/v1/snapshot``, ``GET /sdk/v1/stream``,
     ``POST /sdk/v1/events``), with the SDK key already attached."""
