@@ -77,16 +77,16 @@ class VersionWatch:
         """The event loop the streams wait on (``announce`` reaches it from other threads);
         called on it, which starts the keep-alive beats."""
         self._loop = loop
-        loop.call_later(self._keepalive, self._beat)
+        loop.call_later(self._keepalive, self._beat, loop)
 
-    def _beat(self) -> None:
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wake every stream for its keep-alive: one timer for them all, where a timeout per
         stream cost a timer set and cancelled at every change, in every stream (a kill
-        switch is written to a thousand streams at once)."""
-        self._wake()
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_later(self._keepalive, self._beat)
+        switch is written to a thousand streams at once). The beats of a loop the watch was
+        attached to before (an app started again, in tests) stop."""
+        if loop is self._loop:
+            self._wake()
+            loop.call_later(self._keepalive, self._beat, loop)
 
     def announce(self, version: int, kill: tuple[str, bool] | None = None) -> None:
         """``publish`` from a request's worker thread: a change made by this replica reaches its
@@ -117,7 +117,7 @@ class VersionWatch:
         frames = [self._kills.get(version) for version in range(last + 1, current + 1)]
         return None if any(frame is None for frame in frames) else frames  # type: ignore[return-value]
 
-    async def changed(self, last: int) -> None:
+    async def wait(self, last: int) -> None:
         """Until the version is other than ``last``, or the next keep-alive beat (then the
         version is still ``last``)."""
         if self.current == last:

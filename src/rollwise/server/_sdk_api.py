@@ -111,7 +111,7 @@ async def stream(request: Request, key: SdkKey, kills: bool = False) -> Streamin
                         yield frame
                 else:
                     yield await asyncio.to_thread(snapshot_frame, request.app, current)
-            await versions.changed(last)
+            await versions.wait(last)
             if versions.current == last:  # the keep-alive beat
                 if await request.is_disconnected():
                     return
