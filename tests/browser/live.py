@@ -24,6 +24,7 @@ from rollwise import Client
 from rollwise.control import ScaledClock
 from rollwise.server import create_app
 from rollwise.store import Role, Store
+from tests._serving import TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "checkout"
@@ -73,7 +74,9 @@ class LiveServer:
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.admin = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"})
+        self.admin = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
+        )
 
     def __enter__(self) -> LiveServer:
         self.thread.start()

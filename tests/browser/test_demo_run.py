@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from rollwise.demo import Demo, DemoOptions
+from tests._serving import TIMEOUT
 from tests.browser.conftest import BrowserPage
 from tests.browser.dashboard import Dashboard
 
@@ -31,7 +32,9 @@ class RunningDemo:
         self.report: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.api = httpx.Client(
-            base_url=demo.url, headers={"Authorization": f"Bearer {demo.viewer_token}"}
+            base_url=demo.url,
+            headers={"Authorization": f"Bearer {demo.viewer_token}"},
+            timeout=TIMEOUT,
         )
 
     def _run(self) -> None:

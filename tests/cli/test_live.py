@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from rollwise.cli import main
+from tests._serving import TIMEOUT
 from tests.e2e.test_server_process import ADMIN, Server
 
 FLAGS = Path(__file__).resolve().parents[2] / "examples/checkout/flags.yaml"
@@ -33,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.start()
     try:
         with httpx.Client(
-            base_url=running.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+            base_url=running.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
         ) as admin:
             admin.put("/api/v1/flags", content=FLAGS.read_bytes()).raise_for_status()
             plan = admin.post("/api/v1/plans", content=PLAN.read_bytes())

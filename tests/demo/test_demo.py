@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from rollwise.cli import main
 from rollwise.core import bucket
 from rollwise.demo import DEFECT_TENANT, Demo, DemoOptions, render
+from tests._serving import TIMEOUT
 
 START = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
 
@@ -58,7 +59,7 @@ def test_the_blast_radius_agrees_with_the_ledger_aggregates_and_service(
     demo, report = finished
     radius = report["blast_radius"]
     with httpx.Client(
-        base_url=demo.url, headers={"Authorization": f"Bearer {demo.viewer_token}"}
+        base_url=demo.url, headers={"Authorization": f"Bearer {demo.viewer_token}"}, timeout=TIMEOUT
     ) as api:
         ledger = api.get(f"/api/v1/rollouts/{demo.rollout_id}/ledger").json()["units"]
     units = {entry["unit"] for entry in ledger}

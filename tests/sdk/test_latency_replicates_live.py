@@ -19,7 +19,7 @@ from rollwise.core.judgement import harm_alpha, judge_guard, parse_replicate
 from rollwise.server import create_app
 from rollwise.store import Role, Store
 from rollwise.store import _schema as t
-from tests._serving import serving
+from tests._serving import TIMEOUT, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_latency-replicates-test"
@@ -42,7 +42,9 @@ def live(tmp_path: Path) -> Iterator[tuple[str, str, Store]]:
     app = create_app(store, controller=False, admin_token=ADMIN)
     try:
         with serving(app) as url:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
+            ) as admin:
                 flags = (ROOT / "examples/checkout/flags.yaml").read_text()
                 admin.put("/api/v1/flags", content=flags).raise_for_status()
                 plan = admin.post("/api/v1/plans", content=PLAN).json()
