@@ -13,7 +13,8 @@ written and the reads are timed:
 - the rollout's observations read whole (``Store.observations``: what every poll did before),
   against followed (``Store.followed_observations``: the rows written since the last read);
 - the ledger listed unit by unit (``Store.ledger``: what the series did before), against the
-  exposed units counted by the database (``Store.exposed_units``);
+  exposed units counted by the database (``Store.exposed_units``), and one page of the ledger
+  as ``GET …/ledger`` reads it (``Store.ledger_page``), the first and one from the middle;
 - the work of each endpoint now (``Controller.current``, ``rollout_series``), without HTTP.
 
 Prints a table (median seconds; before/now ratios) and writes
@@ -142,6 +143,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         now = START + timedelta(hours=args.hours)
         controller = Controller(store)
         history = DecisionHistory()
+        middle = f"unit-{args.units // 2:07d}"  # the units are unit-0000000 on (_build)
         first_followed = _median(lambda: store.followed_observations(record, plan), nothing, 1)
         rows = {
             "observations read whole (before: every poll, twice)": _median(
@@ -153,6 +155,12 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "observations followed, first read": first_followed,
             "ledger listed (before: the series, every poll)": _median(
                 lambda: store.ledger(record.id), nothing, args.repeat
+            ),
+            "GET /ledger: the first page of 1,000 units": _median(
+                lambda: store.ledger_page(record.id, after=None, limit=1000), nothing, args.repeat
+            ),
+            "GET /ledger: a page of 1,000 units from the middle": _median(
+                lambda: store.ledger_page(record.id, after=middle, limit=1000), nothing, args.repeat
             ),
             "exposed units counted": _median(
                 lambda: store.exposed_units(record.id, WINDOW), nothing, args.repeat

@@ -61,7 +61,9 @@ def test_the_blast_radius_agrees_with_the_ledger_aggregates_and_service(
     with httpx.Client(
         base_url=demo.url, headers={"Authorization": f"Bearer {demo.viewer_token}"}, timeout=TIMEOUT
     ) as api:
-        ledger = api.get(f"/api/v1/rollouts/{demo.rollout_id}/ledger").json()["units"]
+        page = api.get(f"/api/v1/rollouts/{demo.rollout_id}/ledger").json()
+    ledger = page["units"]
+    assert page["next"] is None and page["exposed_units"] == len(ledger)
     units = {entry["unit"] for entry in ledger}
     assert radius["units_exposed"] == len(ledger)
     assert {u["unit"] for u in radius["units"]} == units

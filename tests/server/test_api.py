@@ -240,6 +240,53 @@ def test_event_batches_are_applied_once_and_bad_ones_refused(client: TestClient)
     assert [u["unit"] for u in ledger["units"]] == ["abc123"]
 
 
+def test_the_ledger_is_read_a_page_at_a_time(client: TestClient) -> None:
+    """``limit`` units a page, in the units' order, ``next`` leading to the next page and null
+    on the last; a limit or cursor out of bounds is a 422 naming it, a rollout that does not
+    exist a 404."""
+    sdk = _token(client, Role.SDK)
+    rollout = _start(client)
+    at = START.isoformat()
+    units = [f"u{n:03d}" for n in range(25)]
+    batch = {
+        "batch": str(uuid.uuid4()),
+        "aggregates": [],
+        "exposures": [
+            {"rollout": rollout["id"], "unit": unit, "stage": 0, "exposed": True, "at": at}
+            for unit in reversed(units)
+        ],
+    }
+    accepted = client.post("/sdk/v1/events", json=batch, headers=sdk)
+    assert accepted.status_code == 202, accepted.text
+    path = f"/api/v1/rollouts/{rollout['id']}/ledger"
+    listed: list[str] = []
+    params: dict[str, object] = {"limit": 10}
+    while True:
+        page = client.get(path, params=params).json()
+        assert page["exposed_units"] == 25 and len(page["units"]) <= 10
+        listed += [entry["unit"] for entry in page["units"]]
+        if page["next"] is None:
+            break
+        params = {"limit": 10, "after": page["next"]}
+    assert listed == units
+    assert [len(client.get(path).json()["units"])] == [25]  # 1,000 by default
+    assert client.get(path, params={"from_stage": 1}).json() == {
+        "rollout_id": rollout["id"],
+        "exposed_units": 0,
+        "units": [],
+        "next": None,
+    }
+    for bad, field in (
+        ({"limit": 0}, "limit"),
+        ({"limit": 10_001}, "limit"),
+        ({"after": "x" * 65}, "after"),
+        ({"from_stage": -1}, "from_stage"),
+    ):
+        refused = client.get(path, params=bad)
+        assert refused.status_code == 422 and field in refused.text, (bad, refused.text)
+    assert client.get("/api/v1/rollouts/999/ledger").status_code == 404
+
+
 def test_controller_rolls_back_a_regression_and_the_decision_says_why(
     client: TestClient, clock: ManualClock
 ) -> None:

@@ -224,6 +224,46 @@ def test_exposed_units_are_counted_as_the_ledger_lists_them(store: Store) -> Non
         assert counted.total == len(listed)
 
 
+def test_the_ledger_pages_list_every_exposed_unit_once_in_unit_order(store: Store) -> None:
+    """Followed page after page (``after`` = the last unit of the page before), any page size
+    lists each exposed unit once, in the units' order, with the stage and time of its first
+    exposure; ``from_stage`` keeps the units first exposed at that stage or later; the count is
+    of them all, on every page; units never exposed are not listed."""
+    rollout = _started(store)
+    rng = random.Random(20261202)
+    exposures = [
+        ExposureRow(
+            rollout.id,
+            f"unit-{rng.randrange(10**6):06d}",
+            rng.randrange(3),
+            rng.random() < 0.8,
+            NOW + timedelta(minutes=rng.randrange(600)),
+        )
+        for _ in range(500)
+    ]
+    store.ingest("b1", "sdk", [], exposures, NOW)
+    listed = store.ledger(rollout.id)
+    assert 300 < len(listed) < 500
+    for from_stage in (0, 1, 2, 3):
+        expected = sorted(entry for entry in listed if entry[1] >= from_stage)
+        for size in (1, 7, 100, len(listed), 10_000):
+            pages: list[list[tuple[str, int, datetime]]] = []
+            after = None
+            while True:
+                entries, more, total = store.ledger_page(
+                    rollout.id, after=after, limit=size, from_stage=from_stage
+                )
+                assert total == len(expected)
+                assert len(entries) <= size and (not more or len(entries) == size)
+                pages.append(entries)
+                if not more:
+                    break
+                after = entries[-1][0]
+            assert [entry for page in pages for entry in page] == expected
+            if size == 1 and expected:
+                assert len(pages) == len(expected)
+
+
 def test_a_batch_with_a_bad_row_applies_nothing(store: Store) -> None:
     """A row for a rollout that does not exist refuses the whole batch, naming it."""
     rollout = _started(store)

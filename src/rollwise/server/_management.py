@@ -45,6 +45,8 @@ MAX_ID = 2**31 - 1
 RolloutId = Annotated[int, Path(ge=1, le=MAX_ID, description="a rollout's id")]
 PlanId = Annotated[int, Path(ge=1, le=MAX_ID, description="a plan's id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+#: The most units one page of a rollout's ledger lists.
+MAX_LEDGER_PAGE = 10_000
 #: Management bodies are YAML text (a flags file, a plan), declared so clients and fuzzers
 #: can send them; the server caps their size before reading (see _errors.py).
 YAML_BODY: dict[str, Any] = {
@@ -320,12 +322,28 @@ def decisions(
 
 
 @router.get("/rollouts/{rollout_id}/ledger")
-def ledger(rollout_id: RolloutId, request: Request, token: Viewer) -> dict[str, Any]:
-    """Units exposed by the rollout, with the stage and time of their first exposure."""
-    entries = _store(request).ledger(rollout_id)
+def ledger(
+    rollout_id: RolloutId,
+    request: Request,
+    token: Viewer,
+    limit: Annotated[int, Query(ge=1, le=MAX_LEDGER_PAGE)] = 1000,
+    after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    from_stage: Annotated[int, Query(ge=0, le=1000)] = 0,
+) -> dict[str, Any]:
+    """Units exposed by the rollout, with the stage and time of their first exposure, a page
+    at a time in the order of the units: ``next`` is the ``after`` of the next page (null on
+    the last one); ``from_stage`` keeps the units first exposed at that stage or later (an
+    irreversible stage's report); ``exposed_units`` counts them all."""
+    store = _store(request)
+    store.rollout(rollout_id)  # 404 for a rollout that does not exist
+    entries, more, total = store.ledger_page(
+        rollout_id, after=after, limit=limit, from_stage=from_stage
+    )
     return {
         "rollout_id": rollout_id,
+        "exposed_units": total,
         "units": [{"unit": u, "stage": s, "first_seen": at.isoformat()} for u, s, at in entries],
+        "next": entries[-1][0] if more else None,
     }
 
 

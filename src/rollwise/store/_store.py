@@ -157,6 +157,28 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
             ).all()
         return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
 
+    def ledger_page(
+        self, rollout_id: int, *, after: str | None, limit: int, from_stage: int = 0
+    ) -> tuple[list[tuple[str, int, datetime]], bool, int]:
+        """A page of ``ledger``, in the order of the units (the table's key: a page reads a
+        range of its index, however many units the rollout exposed): up to ``limit`` exposed
+        units after ``after``, first exposed at ``from_stage`` or later; whether more follow;
+        and how many there are in all."""
+        ledger = t.ledger.c
+        exposed = (
+            (ledger.rollout_id == rollout_id)
+            & (ledger.exposed == sa.true())
+            & (ledger.exposed_stage >= from_stage)
+        )
+        query = sa.select(ledger.unit, ledger.exposed_stage, ledger.exposed_at).where(exposed)
+        if after is not None:
+            query = query.where(ledger.unit > after)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(ledger.unit).limit(limit + 1)).all()
+            total = connection.execute(sa.select(sa.func.count()).where(exposed)).scalar_one()
+        entries = [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows[:limit]]
+        return entries, len(rows) > limit, int(total)
+
     def exposed_units(self, rollout_id: int, window_minutes: int) -> ExposedUnits:
         """The rollout's exposed units counted per stage and per window of ``window_minutes``
         (windows start at multiples of it since the epoch, as the SDKs' do), by the database:

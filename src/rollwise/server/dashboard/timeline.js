@@ -153,8 +153,8 @@ export function ledgerSummary(series, rollout, unit) {
     note = h("div", { class: "callout warn", testid: "irreversible-note" },
       h("strong", {}, `“${irreversible.name}” is irreversible.`),
       ` Since ${dateTime(parseTime(irreversible.entered_at))}, ${count(since)} unit${since === 1 ? "" : "s"} first exposed from this stage on may have written state that turning the flag off does not undo. `,
-      `The ledger lists them with the stage and time of their first exposure: `,
-      h("code", {}, `GET /api/v1/rollouts/${rollout.id}/ledger`), ".");
+      `The ledger lists them with the stage and time of their first exposure, a page at a time: `,
+      h("code", {}, `GET /api/v1/rollouts/${rollout.id}/ledger?from_stage=${irreversible.index}`), ".");
   } else if (irreversible) {
     note = h("div", { class: "callout", testid: "irreversible-note" },
       `Stage “${irreversible.name}” ahead is irreversible: from there on, a rollback stops exposure but does not undo state written by the new path.`);
