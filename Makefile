@@ -52,7 +52,9 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/server_ingestion.py
 	$(BIN)/python benchmarks/server_batch_cost.py
 	$(BIN)/python benchmarks/kill_switch.py
-	$(BIN)/python benchmarks/kill_switch_sdk.py --sweep 10
+	$(BIN)/python benchmarks/kill_switch_sdk.py --rounds 10
+	$(BIN)/python benchmarks/kill_switch_floor.py --target raw
+	$(BIN)/python benchmarks/kill_switch_floor.py --target rollwise
 	$(BIN)/python benchmarks/snapshot_apply.py
 	$(BIN)/python benchmarks/sdk_close.py
 	$(BIN)/python benchmarks/ofrep.py
