@@ -269,7 +269,7 @@ def test_the_ledger_is_read_a_page_at_a_time(client: TestClient) -> None:
             break
         params = {"limit": 10, "after": page["next"]}
     assert listed == units
-    assert [len(client.get(path).json()["units"])] == [25]  # 1,000 by default
+    assert len(client.get(path).json()["units"]) == 25  # up to 1,000 by default
     assert client.get(path, params={"from_stage": 1}).json() == {
         "rollout_id": rollout["id"],
         "exposed_units": 0,
