@@ -25,7 +25,7 @@ from rollwise.core.judgement import (
     judge_rate,
     segment_alpha,
 )
-from rollwise.core.judgement._pairing import unit_segment
+from rollwise.core.judgement._pairing import own_ratio, unit_segment
 from rollwise.core.judgement._rollout import RolloutEvidence
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "checkout" / "plan.yaml"
@@ -196,6 +196,35 @@ def test_a_whole_unit_is_judged_against_its_history_at_its_position_level() -> N
 
     assert second == judged_at(segment_alpha(alpha, guard, 0, 1))
     assert second != judged_at(alpha)
+
+
+def test_a_units_own_ratio_is_found_at_the_level_asked_whatever_was_asked_before() -> None:
+    """A unit's own ratio is kept between calls for the same history: asked at another level,
+    or for a guard where lower is worse, it is found again at that level. The full judgement
+    once answered with the ratio of the level first asked (the kept ratio's key lacked the
+    level): the incremental judgement, which finds it at its own level, then disagreed with it
+    (tests/core/judgement/test_incremental.py, in CI)."""
+    whole = [
+        RateSample(Tally(), Tally(500_000, 5_000), 0, 0),
+        RateSample(Tally(), Tally(480_000, 4_700), 0, 15),
+        RateSample(Tally(60_000, 620), Tally(440_000, 4_400), 0, 30),
+    ]
+    raw = [
+        RateSample(Tally(), Tally(50_000, 560), 0, 0),
+        RateSample(Tally(), Tally(48_000, 520), 0, 15),
+        RateSample(Tally(50_000, 600), Tally(), 0, 30),
+    ]
+    before = [
+        RateSample(Tally(50_000, 560), Tally(450_000, 4_440), 0, 0),
+        RateSample(Tally(48_000, 520), Tally(432_000, 4_180), 0, 15),
+    ]
+    found = {}
+    for level in (0.01, 0.0001, 0.01):
+        for higher in (True, False):
+            _, own = unit_segment(raw, whole, level, higher)
+            assert own == own_ratio(before, level, higher), (level, higher)
+            found[level, higher] = own
+    assert found[0.01, True] != found[0.0001, True]
 
 
 # --- the incremental judgement agrees ---------------------------------------------------------

@@ -106,7 +106,9 @@ def unit_segment(
     ]
     baselines = {(s.stage, s.window): s.baseline for s in whole}
     everyone = [baselines.get((s.stage, s.window)) for s in earlier]
-    key = (tuple(earlier), tuple(everyone))
+    # The ratio is found at the segment's level and on its guard's side: both are in the key
+    # (a segment's level is its position's, and positions move when a late batch reorders).
+    key = (tuple(earlier), tuple(everyone), alpha, higher)
     known = _OWN.get(key[0][0] if earlier else None)
     if known is not None and known[0] == key:
         own = known[1]
@@ -152,8 +154,9 @@ def own_ratio_of(rows: Sequence[StageRow], alpha: float, higher: bool) -> OwnRat
 
 OWN_LIMIT = 1_024
 #: A unit's own ratio by its history (the strata and the baselines it was computed from, kept
-#: and compared by value; a unit's history stops growing once it is exposed).
+#: and compared by value; a unit's history stops growing once it is exposed), and by the level
+#: and side it was found at.
 _OWN: dict[
     RateSample | None,
-    tuple[tuple[tuple[RateSample, ...], tuple[Tally | None, ...]], OwnRatio],
+    tuple[tuple[tuple[RateSample, ...], tuple[Tally | None, ...], float, bool], OwnRatio],
 ] = {}
