@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rollwise.core import load_plan
@@ -110,6 +110,14 @@ def streams(draw: st.DrawFn) -> tuple[str, int, list[tuple[bool, int, list[Batch
     return unit, open_minutes, ticks
 
 
+#: Ten windows of the whole traffic at the same 30 % error rate on both sides: safe verdicts
+#: whatever the random streams reach (500 random examples reached none in one run of 28).
+_SAME = [
+    Batch(0, False, "err", "", True, 4000, 0.3, 0),
+    Batch(0, False, "err", "", False, 4000, 0.3, 0),
+]
+SAFE_STREAM = ("user", 0, [(False, 15, _SAME)] * 10)
+
 RUN: Counter[str] = Counter()
 
 
@@ -146,6 +154,7 @@ def _aggregate(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(stream=streams(), bounds_at=st.integers(0, 39))
+@example(stream=SAFE_STREAM, bounds_at=9)
 def test_incremental_judgement_equals_the_full_recomputation(
     stream: tuple[str, int, list[tuple[bool, int, list[Batch]]]], bounds_at: int
 ) -> None:
