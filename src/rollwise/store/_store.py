@@ -50,6 +50,22 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+#: A ledger entry as the store lists it: the unit, the stage and the time of its first exposure.
+LedgerEntry = tuple[str, int, datetime]
+_LEDGER_ENTRY = (t.ledger.c.unit, t.ledger.c.exposed_stage, t.ledger.c.exposed_at)
+
+
+def _exposed(rollout_id: int, from_stage: int = 0) -> Any:
+    """The ledger rows of the rollout's exposed units, first exposed at ``from_stage`` or later."""
+    ledger = t.ledger.c
+    rows = (ledger.rollout_id == rollout_id) & (ledger.exposed == sa.true())
+    return rows & (ledger.exposed_stage >= from_stage) if from_stage else rows
+
+
+def _entries(rows: Iterable[Any]) -> list[LedgerEntry]:
+    return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
+
+
 def _epoch_minutes(column: Any, dialect: str) -> Any:
     """Whole minutes since the epoch of a stored time, in SQL. SQLite keeps times as UTC text
     (``2026-11-26 09:14:59.999999``) and its ``strftime`` rounds the fraction (to 09:15): the
@@ -147,43 +163,34 @@ class Store(RolloutStore, TokenStore, OutboxStore, IngestStore, BatchChecks):
             for r in rows
         ]
 
-    def ledger(self, rollout_id: int) -> list[tuple[str, int, datetime]]:
-        """Exposed units with the stage and time of their first exposure."""
+    def ledger(self, rollout_id: int) -> list[LedgerEntry]:
+        """Exposed units with the stage and time of their first exposure, in that order."""
+        query = sa.select(*_LEDGER_ENTRY).where(_exposed(rollout_id))
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(t.ledger.c.unit, t.ledger.c.exposed_stage, t.ledger.c.exposed_at)
-                .where((t.ledger.c.rollout_id == rollout_id) & (t.ledger.c.exposed == sa.true()))
-                .order_by(t.ledger.c.exposed_at, t.ledger.c.unit)
-            ).all()
-        return [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows]
+            rows = connection.execute(query.order_by(t.ledger.c.exposed_at, t.ledger.c.unit))
+            return _entries(rows)
 
     def ledger_page(
         self, rollout_id: int, *, after: str | None, limit: int, from_stage: int = 0
-    ) -> tuple[list[tuple[str, int, datetime]], bool, int]:
+    ) -> tuple[list[LedgerEntry], bool, int]:
         """A page of ``ledger``, in the order of the units (the table's key: a page reads a
         range of its index, however many units the rollout exposed): up to ``limit`` exposed
         units after ``after``, first exposed at ``from_stage`` or later; whether more follow;
         and how many there are in all."""
-        ledger = t.ledger.c
-        exposed = (
-            (ledger.rollout_id == rollout_id)
-            & (ledger.exposed == sa.true())
-            & (ledger.exposed_stage >= from_stage)
-        )
-        query = sa.select(ledger.unit, ledger.exposed_stage, ledger.exposed_at).where(exposed)
+        exposed = _exposed(rollout_id, from_stage)
+        query = sa.select(*_LEDGER_ENTRY).where(exposed)
         if after is not None:
-            query = query.where(ledger.unit > after)
+            query = query.where(t.ledger.c.unit > after)
         with self.engine.connect() as connection:
-            rows = connection.execute(query.order_by(ledger.unit).limit(limit + 1)).all()
+            rows = connection.execute(query.order_by(t.ledger.c.unit).limit(limit + 1)).all()
             total = connection.execute(sa.select(sa.func.count()).where(exposed)).scalar_one()
-        entries = [(row.unit, row.exposed_stage, _utc(row.exposed_at)) for row in rows[:limit]]
-        return entries, len(rows) > limit, int(total)
+        return _entries(rows[:limit]), len(rows) > limit, int(total)
 
     def exposed_units(self, rollout_id: int, window_minutes: int) -> ExposedUnits:
         """The rollout's exposed units counted per stage and per window of ``window_minutes``
         (windows start at multiples of it since the epoch, as the SDKs' do), by the database:
         two grouped queries, whatever the number of units."""
-        exposed = (t.ledger.c.rollout_id == rollout_id) & (t.ledger.c.exposed == sa.true())
+        exposed = _exposed(rollout_id)
         with self.engine.connect() as connection:
             minute = _epoch_minutes(t.ledger.c.exposed_at, connection.dialect.name)
             window = (minute // window_minutes * window_minutes).label("window")
