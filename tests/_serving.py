@@ -10,12 +10,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
-#: Seconds a test waits for a live server's answer. httpx's default of 5 s failed a CI run once, on
-#: a machine running about 3x slow (an OFREP request, in a 1,279-s suite): a test checks what the
-#: server answers, not how fast, and speed is measured in ``benchmarks/``.
+#: Seconds a test waits for a live server's answer (``server_client``). httpx's default of 5 s
+#: failed a CI run once, on a machine running about 3x slow (an OFREP request, in a 1,279-s
+#: suite): a test checks what the server answers, not how fast; speed is measured in
+#: ``benchmarks/``.
 TIMEOUT = 60.0
+
+
+def server_client(
+    url: str,
+    token: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+) -> httpx.Client:
+    """A client of a live test server at ``url``: ``token`` as its bearer token, if any, and
+    ``TIMEOUT`` to wait for each answer."""
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=url, headers=sent, timeout=timeout)
 
 
 def free_port() -> int:

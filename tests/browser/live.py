@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
 from rollwise import Client
 from rollwise.control import ScaledClock
 from rollwise.server import create_app
 from rollwise.store import Role, Store
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "checkout"
@@ -74,9 +73,7 @@ class LiveServer:
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.admin = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-        )
+        self.admin = server_client(self.url, ADMIN)
 
     def __enter__(self) -> LiveServer:
         self.thread.start()

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from rollwise.demo import Demo, DemoOptions
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 from tests.browser.conftest import BrowserPage
 from tests.browser.dashboard import Dashboard
 
@@ -31,11 +30,7 @@ class RunningDemo:
         self.demo = demo
         self.report: dict[str, Any] | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self.api = httpx.Client(
-            base_url=demo.url,
-            headers={"Authorization": f"Bearer {demo.viewer_token}"},
-            timeout=TIMEOUT,
-        )
+        self.api = server_client(demo.url, demo.viewer_token)
 
     def _run(self) -> None:
         self.report = self.demo.run()

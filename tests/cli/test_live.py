@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rollwise.cli import main
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 from tests.e2e.test_server_process import ADMIN, Server
 
 FLAGS = Path(__file__).resolve().parents[2] / "examples/checkout/flags.yaml"
@@ -33,9 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = Server(f"sqlite:///{folder / 'live.db'}")
     running.start()
     try:
-        with httpx.Client(
-            base_url=running.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-        ) as admin:
+        with server_client(running.url, ADMIN) as admin:
             admin.put("/api/v1/flags", content=FLAGS.read_bytes()).raise_for_status()
             plan = admin.post("/api/v1/plans", content=PLAN.read_bytes())
             plan.raise_for_status()

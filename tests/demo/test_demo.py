@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from rollwise.cli import main
 from rollwise.core import bucket
 from rollwise.demo import DEFECT_TENANT, Demo, DemoOptions, render
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 
 START = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
 
@@ -58,9 +57,7 @@ def test_the_blast_radius_agrees_with_the_ledger_aggregates_and_service(
     and failures exposed are the stored aggregates' sums and what the service served."""
     demo, report = finished
     radius = report["blast_radius"]
-    with httpx.Client(
-        base_url=demo.url, headers={"Authorization": f"Bearer {demo.viewer_token}"}, timeout=TIMEOUT
-    ) as api:
+    with server_client(demo.url, demo.viewer_token) as api:
         page = api.get(f"/api/v1/rollouts/{demo.rollout_id}/ledger").json()
     ledger = page["units"]
     assert page["next"] is None and page["exposed_units"] == len(ledger)

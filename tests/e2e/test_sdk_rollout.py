@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
 from rollwise.control import ScaledClock
 from rollwise.server import create_app
 from rollwise.store import Role, Store
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_sdk-e2e-secret"
@@ -88,9 +87,7 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
 def _run(live: LiveServer, exposed_error_rate: float, seconds: float) -> dict[str, object]:
     from rollwise import Client
 
-    with httpx.Client(
-        base_url=live.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-    ) as admin:
+    with server_client(live.url, ADMIN) as admin:
         flags = (ROOT / "examples/checkout/flags.yaml").read_text()
         # The plan here buckets by user: so must the flag.
         flags = flags.replace("    unit: tenant", "    unit: user")

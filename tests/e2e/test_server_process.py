@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rollwise.cli import main
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 
 ROOT = Path(__file__).resolve().parents[2]
 # The example flags with new-checkout bucketed by user, as the plans here are.
@@ -158,9 +158,7 @@ def _post_safe_events(client: httpx.Client, rollout_id: int, stage: int) -> None
 
 
 def _client(server: Server, secret: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=TIMEOUT
-    )
+    return server_client(server.url, secret)
 
 
 def test_kill_9_in_the_middle_of_a_rollout_loses_and_repeats_no_transition(server: Server) -> None:

@@ -10,13 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rollwise import Client
 from rollwise.sdk import Reply
 from rollwise.store import Role
-from tests._serving import TIMEOUT as HTTP_TIMEOUT
+from tests._serving import server_client
 from tests.e2e.test_sdk_rollout import ADMIN, PLAN, ROOT, LiveServer
 from tests.sdk.test_live_client import ACME, FakeServer, live_client, wait_until
 
@@ -31,8 +30,7 @@ def server(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
     """A real server with the example flags (bucketed by user) and a rollout running on
     new-checkout; yields it and an SDK key."""
     with LiveServer(tmp_path) as live:
-        headers = {"Authorization": f"Bearer {ADMIN}"}
-        with httpx.Client(base_url=live.url, headers=headers, timeout=HTTP_TIMEOUT) as admin:
+        with server_client(live.url, ADMIN) as admin:
             flags = (ROOT / "examples/checkout/flags.yaml").read_text()
             admin.put("/api/v1/flags", content=flags.replace("    unit: tenant", "    unit: user"))
             plan = admin.post("/api/v1/plans", content=PLAN.encode()).json()["id"]

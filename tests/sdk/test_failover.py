@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
@@ -19,7 +18,7 @@ from rollwise.core import Reason
 from rollwise.sdk._http import HttpTransport
 from rollwise.server import create_app
 from rollwise.store import Role, Store
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_failover-test"
@@ -64,9 +63,7 @@ def replicas(tmp_path: Path) -> Iterator[tuple[Replica, Replica, str]]:
     Store.open(f"sqlite:///{database}").close()  # migrated once, before both open it
     first, second = Replica(database), Replica(database)
     try:
-        with httpx.Client(
-            base_url=first.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-        ) as api:
+        with server_client(first.url, ADMIN) as api:
             api.put("/api/v1/flags", content=(ROOT / "examples/checkout/flags.yaml").read_text())
             key = api.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
         yield first, second, key.json()["secret"]
@@ -107,9 +104,7 @@ def test_a_client_follows_another_replica_when_its_own_stops(
         transport = client._live._transport  # type: ignore[union-attr]
         assert isinstance(transport, HttpTransport) and transport.url == first.url
         first.stop()
-        with httpx.Client(
-            base_url=second.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-        ) as api:
+        with server_client(second.url, ADMIN) as api:
             api.post("/api/v1/flags/new-checkout/kill").raise_for_status()
         assert _until(lambda: client.resolve("new-checkout", CONTEXT).reason is Reason.KILLED)
         assert transport.url == second.url

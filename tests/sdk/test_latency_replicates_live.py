@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -19,7 +18,7 @@ from rollwise.core.judgement import harm_alpha, judge_guard, parse_replicate
 from rollwise.server import create_app
 from rollwise.store import Role, Store
 from rollwise.store import _schema as t
-from tests._serving import TIMEOUT, serving
+from tests._serving import server_client, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_latency-replicates-test"
@@ -42,9 +41,7 @@ def live(tmp_path: Path) -> Iterator[tuple[str, str, Store]]:
     app = create_app(store, controller=False, admin_token=ADMIN)
     try:
         with serving(app) as url:
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-            ) as admin:
+            with server_client(url, ADMIN) as admin:
                 flags = (ROOT / "examples/checkout/flags.yaml").read_text()
                 admin.put("/api/v1/flags", content=flags).raise_for_status()
                 plan = admin.post("/api/v1/plans", content=PLAN).json()

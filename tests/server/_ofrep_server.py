@@ -13,7 +13,7 @@ import httpx
 
 from rollwise.server import create_app
 from rollwise.store import Role, Store
-from tests._serving import TIMEOUT, serving
+from tests._serving import server_client, serving
 
 ADMIN = "rw_admin_ofrep-test"
 
@@ -79,9 +79,7 @@ class OfrepServer:
     rollout: int
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-        )
+        return server_client(self.url, ADMIN)
 
 
 @contextmanager
@@ -92,9 +90,7 @@ def ofrep_server(tmp_path: Path, **options: Any) -> Iterator[OfrepServer]:
     options.setdefault("controller", False)
     try:
         with serving(create_app(store, admin_token=ADMIN, **options)) as url:
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-            ) as admin:
+            with server_client(url, ADMIN) as admin:
                 admin.put("/api/v1/flags", content=FLAGS).raise_for_status()
                 started = admin.post("/api/v1/rollouts", json={"plan": PLAN})
                 started.raise_for_status()

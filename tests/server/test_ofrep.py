@@ -18,7 +18,7 @@ from rollwise import Client
 from rollwise.core import Reason, ledger_unit
 from rollwise.core._remote import OPENFEATURE_REASONS
 from rollwise.store import _schema as t
-from tests._serving import TIMEOUT
+from tests._serving import server_client
 from tests.server._ofrep_server import OfrepServer, ofrep_server
 
 FLAGS = ("new-checkout", "search-v2", "page-size", "discount")
@@ -32,11 +32,7 @@ def server(tmp_path: Path) -> Iterator[OfrepServer]:
 
 @pytest.fixture
 def ofrep(server: OfrepServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{server.url}/ofrep/v1",
-        headers={"Authorization": f"Bearer {server.key}"},
-        timeout=TIMEOUT,
-    ) as client:
+    with server_client(f"{server.url}/ofrep/v1", server.key) as client:
         yield client
 
 
@@ -136,7 +132,7 @@ def test_failures_carry_the_protocols_error_codes(ofrep: httpx.Client, server: O
     )
     assert huge.status_code == 413
 
-    with httpx.Client(base_url=f"{server.url}/ofrep/v1", timeout=TIMEOUT) as anonymous:
+    with server_client(f"{server.url}/ofrep/v1") as anonymous:
         assert anonymous.post("/evaluate/flags/discount", json={"context": {}}).status_code == 401
         wrong = anonymous.post(
             "/evaluate/flags/discount", json={"context": {}}, headers={"X-API-Key": "rw_nope"}
@@ -311,9 +307,7 @@ def test_too_many_evaluations_are_answered_429_with_retry_after_in_seconds(
     rate = 2.0
     with (
         ofrep_server(tmp_path, ofrep_rate=rate) as server,
-        httpx.Client(
-            base_url=server.url, headers={"X-API-Key": server.key}, timeout=TIMEOUT
-        ) as client,
+        server_client(server.url, headers={"X-API-Key": server.key}) as client,
     ):
         started = time.monotonic()
         answers = [

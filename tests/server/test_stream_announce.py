@@ -19,7 +19,7 @@ from rollwise import Client
 from rollwise.core import Reason
 from rollwise.server import create_app
 from rollwise.store import Role, Store
-from tests._serving import TIMEOUT, serving
+from tests._serving import TIMEOUT, server_client, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "rw_admin_stream-announce-test"
@@ -44,10 +44,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _admin(url: str) -> httpx.Client:
-    """The admin's client. A change is answered in milliseconds; ``TIMEOUT`` is for a machine
-    that stalls (httpx's 5-s default once timed out a kill under a busy suite), not a claim about
-    speed."""
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT)
+    """The admin's client."""
+    return server_client(url, ADMIN)
 
 
 def _until(condition: object, seconds: float = 10.0) -> bool:
@@ -108,9 +106,7 @@ def test_a_stream_that_asks_for_kills_gets_the_switch_not_the_snapshot(
     url, key = server
     path = "/sdk/v1/stream?kills=true" if kills else "/sdk/v1/stream"
     with (
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT
-        ) as sdk,
+        server_client(url, key) as sdk,
         _admin(url) as admin,
         sdk.stream("GET", path, timeout=30) as stream,
     ):
@@ -147,9 +143,7 @@ def test_a_kill_applied_from_the_event_is_the_servers_snapshot_of_that_version(
     with (
         Client(url, key, flush_interval=60.0, poll_interval=3600.0, startup_timeout=10.0) as client,
         # Storing a plan lints it, simulating it: seconds on a busy machine.
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=2 * TIMEOUT
-        ) as admin,
+        server_client(url, ADMIN, timeout=2 * TIMEOUT) as admin,
     ):
         plan = (ROOT / "examples/checkout/plan.yaml").read_text()
         plan_id = admin.post("/api/v1/plans", content=plan).json()["id"]
@@ -247,8 +241,7 @@ def test_a_kill_through_another_replica_reaches_the_streams_as_a_kill_event(
             admin = _admin(near_url)
             version = admin.put("/api/v1/flags", content=flags).json()["snapshot_version"]
             key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
-            sdk_headers = {"Authorization": f"Bearer {key.json()['secret']}"}
-            with httpx.Client(base_url=far_url, headers=sdk_headers, timeout=TIMEOUT) as sdk:
+            with server_client(far_url, key.json()["secret"]) as sdk:
                 # The far replica's streams follow its watcher, not the store: wait for both.
                 assert _until(lambda: sdk.get("/sdk/v1/snapshot").json()["version"] == version)
                 assert _until(lambda: far.state.versions.current == version)
@@ -296,9 +289,8 @@ def test_streams_are_kept_alive_by_one_beat_and_still_get_every_change(tmp_path:
             flags = (ROOT / "examples/checkout/flags.yaml").read_text()
             admin.put("/api/v1/flags", content=flags).raise_for_status()
             key = admin.post("/api/v1/tokens", json={"name": "app", "role": Role.SDK.value})
-            headers = {"Authorization": f"Bearer {key.json()['secret']}"}
             with (
-                httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as sdk,
+                server_client(url, key.json()["secret"]) as sdk,
                 sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as first,
                 sdk.stream("GET", "/sdk/v1/stream?kills=true", timeout=30) as second,
             ):

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -19,7 +18,7 @@ from rollwise.server import create_app
 from rollwise.sources import PrometheusFeed
 from rollwise.store import Store
 from rollwise.store import _schema as t
-from tests._serving import TIMEOUT, serving
+from tests._serving import server_client, serving
 from tests.sources._prometheus_env import PER_TICK, Service, prometheus, service, wait_for_samples
 
 ADMIN = "rw_admin_prometheus-test"
@@ -79,9 +78,7 @@ def test_a_regression_in_prometheus_rolls_back_and_a_healthy_rollout_expands(
     try:
         with (
             serving(app) as url,
-            httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=TIMEOUT
-            ) as api,
+            server_client(url, ADMIN) as api,
         ):
             api.put("/api/v1/flags", content=FLAGS).raise_for_status()
             ids = {}
