@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from _local_server import local_server, sdk_key
+from _stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "rw_admin_benchmark-kill-switch"
@@ -86,10 +87,6 @@ async def run(url: str, secret: str, clients: int, rounds: int) -> list[list[flo
     return latencies
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=1000)
@@ -109,8 +106,8 @@ def main() -> int:
         row = {
             "round": index,
             "reached": len(values),
-            "p50_ms": _percentile(values, 0.5),
-            "p99_ms": _percentile(values, 0.99),
+            "p50_ms": percentile(values, 0.5),
+            "p99_ms": percentile(values, 0.99),
             "max_ms": values[-1] if values else None,
         }
         rows.append(row)

@@ -44,6 +44,9 @@ from typing import Any
 
 import httpx
 
+from _local_server import local_server, sdk_key
+from _stats import percentile
+
 HERE = Path(__file__).resolve().parent
 ADMIN = "rw_admin_benchmark-kill-switch-floor"
 #: A kill event as the server sends it (``event: kill``, the version, the flag, the switch).
@@ -94,7 +97,12 @@ def _clients(
         if request:
             connection.sendall(request)
             while b"event: snapshot\n" not in buffered or not buffered.endswith(b"\n\n\r\n"):
-                buffered += connection.recv(65536)
+                data = connection.recv(65536)
+                if not data:
+                    raise ConnectionError(
+                        f"the stream ended before its snapshot: {buffered[:200]!r}"
+                    )
+                buffered += data
             buffered = b""
         opened.release()
         while True:
@@ -125,11 +133,6 @@ def _clients(
         pipe.send(list(stamps))
     for connection in connections:
         connection.close()
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class _Raw:
@@ -164,8 +167,6 @@ class _Rollwise:
     flipped through the API."""
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
-        from _local_server import local_server, sdk_key
-
         url = stack.enter_context(local_server(ADMIN, controller=False))
         self.port = int(url.rsplit(":", 1)[1])
         key = sdk_key(url, ADMIN)
@@ -235,8 +236,8 @@ def main() -> int:
                 {
                     "round": number,
                     "first_ms": round(min(latencies), 1),
-                    "p50_ms": round(_percentile(latencies, 0.50), 1),
-                    "p99_ms": round(_percentile(latencies, 0.99), 1),
+                    "p50_ms": round(percentile(latencies, 0.50), 1),
+                    "p99_ms": round(percentile(latencies, 0.99), 1),
                     "max_ms": round(max(latencies), 1),
                     "server_cpu_ms": None if cpu is None else round(cpu, 1),
                 }

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from _local_server import FLAGS, local_server, sdk_key
+from _stats import percentile
 from rollwise.core import load_flags
 
 ADMIN = "rw_admin_benchmark-kill-switch-sdk"
@@ -145,11 +146,6 @@ def _worker(
             client.close(timeout=1.0)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--processes", type=int, default=10)
@@ -221,8 +217,8 @@ def main() -> int:
                         "missing": missing,
                         "api_answered_ms": answered,
                         "first_ms": min(seen) if seen else None,
-                        "p50_ms": _percentile(seen, 0.5),
-                        "p99_ms": _percentile(seen, 0.99),
+                        "p50_ms": percentile(seen, 0.5),
+                        "p99_ms": percentile(seen, 0.99),
                         "max_ms": max(seen) if seen else None,
                     }
                 )

@@ -25,17 +25,13 @@ import time
 from pathlib import Path
 
 from _local_server import local_server, sdk_key
+from _stats import percentile
 from rollwise import Client
 
 HERE = Path(__file__).resolve().parent
 ADMIN = "rw_admin_benchmark-sdk-close"
 TARGET_TOTAL_S = 5.0
 TARGET_EACH_MS = 100.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> int:
@@ -64,7 +60,7 @@ def main() -> int:
             each.append((time.perf_counter() - before) * 1000.0)
         total = time.perf_counter() - started
 
-    p50, p99, worst = _percentile(each, 0.5), _percentile(each, 0.99), max(each)
+    p50, p99, worst = percentile(each, 0.5), percentile(each, 0.99), max(each)
     print(f"Closing {args.clients} connected clients one by one (timeout {args.timeout:g} s)")
     print(f"  {'total':>10}{'p50':>10}{'p99':>10}{'max':>10}{'mean':>10}")
     print(

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from _local_server import FLAGS, free_port
 from _sdk_load import EXPOSURES_PER_BATCH, Shape, SimulatedSdk, Tally
 from _server_process import ServerProcess
+from _stats import percentile
 from rollwise.store import EventBatch, ExposureRow, Store
 from rollwise.store import _schema as t
 
@@ -59,11 +60,6 @@ stages:
   - {name: five-percent, audience: {percent: 5}, bake: 1d, min_samples: 100000000}
   - {name: all, audience: {percent: 100}, holdback: 2%}
 """
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
 def _postgres_url() -> str:
@@ -239,13 +235,13 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
         "batches_acked": len(acked),
         "dropped_4xx": len(tally.dropped),
         "ack_ms_steady": {
-            "p50": _percentile(steady, 0.5),
-            "p99": _percentile(steady, 0.99),
+            "p50": percentile(steady, 0.5),
+            "p99": percentile(steady, 0.99),
             "max": max(steady, default=float("nan")),
         },
         "ack_ms_after_restart": {
-            "p50": _percentile(after, 0.5),
-            "p99": _percentile(after, 0.99),
+            "p50": percentile(after, 0.5),
+            "p99": percentile(after, 0.99),
         },
         "statuses": statuses,
         "http_5xx": server_errors,
@@ -262,7 +258,7 @@ def scenario(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, 
         "expected_requests": expected_requests,
         "kill_switch_ms": {
             "changes": len(flips),
-            "p50": _percentile(flips, 0.5),
+            "p50": percentile(flips, 0.5),
             "max": max(flips, default=float("nan")),
         },
         "rollout_status_after": status,
