@@ -7,13 +7,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from rollwise.sdk._direct import direct_possible
+from rollwise.sdk._direct import bound_reads, direct_possible
 from rollwise.sdk._http import HttpTransport
 from rollwise.sdk._stream import read_lines
 from rollwise.sdk._transport import StreamRefused
@@ -217,3 +219,48 @@ def test_a_proxy_in_the_environment_leaves_the_stream_to_httpx(
     monkeypatch.setenv("NO_PROXY", "localhost,.internal")
     assert direct_possible("http://rollwise.internal:8000"), "NO_PROXY names it"
     assert not direct_possible("http://rollwise.example.com")
+
+
+@pytest.mark.parametrize("bounded_by_kernel", [True, False])
+def test_a_silent_stream_times_out_and_fails_over(
+    serve: Callable[[Script], RawServer], monkeypatch: pytest.MonkeyPatch, bounded_by_kernel: bool
+) -> None:
+    """A server that stops talking (no event, no keep-alive) is given up after the read
+    timeout, as a failed exchange: the next try goes to the next server. The same whether the
+    kernel bounds each read (``SO_RCVTIMEO``, where the platform has it) or Python does."""
+    release = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
+        release.wait(30)
+
+    if not bounded_by_kernel:
+        monkeypatch.setattr(sys, "platform", "win32")
+    first, second = serve(script), serve(script)
+    transport = HttpTransport([first.url, second.url], "sdk-key", stream_read_timeout=0.3)
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        lines.extend(transport.stream())
+    waited = time.monotonic() - started
+    release.set()
+    assert lines == ["event: snapshot", "data: {}", ""]
+    assert 0.3 <= waited < 20, f"gave up after {waited:.2f} s, not at the 0.3-s read timeout"
+    assert transport.url == second.url
+    transport.close()
+
+
+def test_reads_are_bounded_by_the_kernel_where_they_can_be() -> None:
+    """One blocking ``recv`` per read where the platform takes ``SO_RCVTIMEO`` (not a poll and
+    then a ``recv``, each giving up the GIL); Python's timeout on a TLS socket or elsewhere."""
+    with socket.socket() as sock:
+        kernel = bound_reads(sock, 2.5)
+        assert kernel == (sys.platform in ("linux", "darwin"))
+        if kernel:
+            assert sock.gettimeout() is None
+            seconds, micro = struct.unpack(
+                "ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+            )
+            assert (seconds, micro) == (2, 500_000)
+        else:
+            assert sock.gettimeout() == 2.5
