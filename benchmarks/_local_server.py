@@ -26,10 +26,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(
-    admin_token: str, *, controller: bool = True, options: Sequence[str] = ()
+    admin_token: str,
+    *,
+    controller: bool = True,
+    options: Sequence[str] = (),
+    started: list[int] | None = None,
 ) -> Iterator[str]:
     """Start ``rollwise server`` (with ``options``) on a temporary SQLite database, wait until it
-    is ready, apply the example flags, and yield its URL; stop it afterwards."""
+    is ready, apply the example flags, and yield its URL; stop it afterwards. ``started``, if
+    given, is told the server's process id (for ``cpu_seconds``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as directory:
@@ -52,6 +57,8 @@ def local_server(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        if started is not None:
+            started.append(server.pid)
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -75,3 +82,17 @@ def sdk_key(url: str, admin_token: str) -> str:
         response = admin.post("/api/v1/tokens", json={"name": "bench", "role": "sdk"})
         response.raise_for_status()
         return str(response.json()["secret"])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by process ``pid`` and its children (``rollwise server --workers
+    N`` runs N), every thread included, ended ones too: Linux's CPU clock of a process,
+    ``clock_getcpuclockid``'s id ((~pid << 3) | CPUCLOCK_SCHED), to the nanosecond rather
+    than the clock tick of /proc/PID/stat. None where it cannot be read."""
+    try:
+        pids = [pid]
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(child) for child in (task / "children").read_text().split()]
+        return sum(time.clock_gettime((~each << 3) | 2) for each in pids)
+    except (OSError, ValueError):
+        return None
