@@ -5,7 +5,15 @@ The harm test of a rate guard mixes likelihood ratios over alternatives θ1 = θ
 tuned for large regressions is slow on small ones and the reverse; this measures mean exposed
 requests to detection for several grids and regressions, on identical streams (fixed seed),
 with the real ``rate_log_evidence``. 5 % of traffic exposed, base error rate 1 %, tolerance 10 %,
-α = 1 %. Prints a table and writes benchmarks/results/mixture.json.
+α = 1 %.
+
+Two references on the same streams: the oracle, an SPRT that knows the regression (the one
+alternative θ1 = the true ratio, the same looks and the same threshold 1/α: what no mixture
+can beat by more than luck), and Wald's approximation of the SPRT's expected sample size (no
+looks, no overshoot: what ``benchmarks/validity.py``'s detection targets are relative to).
+Their ratio says how much of a mixture's distance from Wald's figure is the looks' and the
+boundary's, which any test judged at these looks pays. Prints a table and writes
+benchmarks/results/mixture.json.
 
     python benchmarks/mixture.py [--runs 300] [--seed 1]
 """
@@ -21,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rollwise.core.judgement import HARM_ALTERNATIVES, RateSample, Tally, rate_log_evidence
+from validity import sprt_exposed
 
 GRIDS: dict[str, tuple[float, ...]] = {
     f"rollwise ({HARM_ALTERNATIVES[0]:g}-{HARM_ALTERNATIVES[-1]:g}, "
@@ -31,6 +40,7 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "wide (1.05-20, 24 points)": tuple(np.geomspace(1.05, 20, 24)),
 }
 REGRESSIONS = (1.3, 2.0, 4.0)
+ORACLE = "oracle: an SPRT knowing the regression, same looks"
 THETA0 = 1.1
 ALPHA = 0.01
 TICK = 1000  # requests per look, 50 exposed
@@ -68,6 +78,14 @@ def main() -> int:
         results[name] = {
             f"x{factor:g}": detection(grid, factor, args.runs, args.seed) for factor in REGRESSIONS
         }
+    oracle = {
+        f"x{factor:g}": detection((factor / THETA0,), factor, args.runs, args.seed)
+        for factor in REGRESSIONS
+    }
+    wald = {
+        f"x{factor:g}": sprt_exposed(THETA0, factor, 0.05, 0.01, ALPHA) for factor in REGRESSIONS
+    }
+    results[ORACLE] = oracle
     header = ["mixture", *(f"x{f:g} mean exposed (detected)" for f in REGRESSIONS)]
     rows = [
         [
@@ -77,8 +95,27 @@ def main() -> int:
                 for r in results[name].values()
             ),
         ]
-        for name in GRIDS
+        for name in results
     ]
+    rows.append(["Wald's approximation (no looks)", *(f"{wald[key]:,.0f}" for key in wald)])
+
+    def mean(name: str, key: str) -> float:
+        return results[name][key]["mean_exposed_requests"]
+
+    def ratio(name: str, key: str) -> str:
+        """A mean over the runs that detected is a fair figure only when nearly all did."""
+        if results[name][key]["detected"] < 0.95:
+            return "- (power < 95 %)"
+        return f"{mean(name, key) / mean(ORACLE, key):.2f}"
+
+    for name in GRIDS:
+        rows.append([f"  {name} / oracle", *(ratio(name, key) for key in wald)])
+    rows.append(
+        [
+            "  oracle / Wald's approximation",
+            *(f"{mean(ORACLE, key) / wald[key]:.2f}" for key in wald),
+        ]
+    )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     print(f"Mean exposed requests to detect a regression ({args.runs} runs, seed {args.seed})")
     for row in [header, *rows]:
@@ -93,6 +130,7 @@ def main() -> int:
                 "theta0": THETA0,
                 "alpha": ALPHA,
                 "results": results,
+                "wald_expected_exposed": wald,
             },
             indent=2,
         )
