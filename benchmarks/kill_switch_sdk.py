@@ -20,8 +20,8 @@ once every client serves the current snapshot, record when each evaluates the fl
 The parent posts the kill and reads every worker's times. Rounds alternate kill and unkill.
 The worker processes, the server and this process share the machine's cores, so the table also
 says what each round cost them: the worker processes' CPU per client (``getrusage``, from the
-round's start until all its clients changed) and the server's (Linux's per-thread scheduler
-statistics, from the round's start until every worker answered). ``--processes 1 --clients
+round's start until all its clients changed) and the server's (its process's CPU clock, from
+the round's start until every worker answered). ``--processes 1 --clients
 100`` measures a client's CPU per kill with little else competing. Prints a table and writes
 benchmarks/results/kill_switch_sdk.json.
 
@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from _local_server import FLAGS, cpu_seconds, local_server, sdk_key
+from _local_server import FLAGS, local_server_process, sdk_key
 from _stats import percentile
 from rollwise.core import load_flags
 
@@ -178,8 +178,8 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * total + 256)), hard))
     flags = flags_file(args.flags)
     options = ["--workers", str(args.server_workers)] if args.server_workers > 1 else []
-    started: list[int] = []
-    with local_server(ADMIN, controller=False, options=options, started=started) as url:
+    with local_server_process(ADMIN, controller=False, options=options) as server:
+        url = server.url
         admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
         admin.put("/api/v1/flags", content=flags.encode()).raise_for_status()
         snapshot_bytes = len(
@@ -206,7 +206,7 @@ def main() -> int:
         try:
             for index in range(args.rounds):
                 action = "kill" if index % 2 == 0 else "unkill"
-                server_cpu = cpu_seconds(started[0])
+                server_cpu = server.cpu_seconds()
                 began = time.monotonic()
                 for pipe in pipes:
                     pipe.send(action)
@@ -220,7 +220,6 @@ def main() -> int:
                     seen += [(moment - began) * 1000 for moment in times]
                     missing += left
                     clients_cpu += cpu
-                server_after = cpu_seconds(started[0])
                 rounds.append(
                     {
                         "round": index,
@@ -235,9 +234,7 @@ def main() -> int:
                         # Each worker's whole process from the round's start until all its
                         # clients changed (its main thread waits meanwhile).
                         "client_cpu_us": clients_cpu / total * 1e6,
-                        "server_cpu_ms": (server_after - server_cpu) * 1000
-                        if server_cpu is not None and server_after is not None
-                        else None,
+                        "server_cpu_ms": (server.cpu_seconds() - server_cpu) * 1000,
                     }
                 )
                 time.sleep(1.0)
@@ -262,7 +259,7 @@ def main() -> int:
             f"  {row['round']:<8}{row['action']:<8}{row['reached']:>9}"
             f"{row['api_answered_ms']:>9.0f}{(row['first_ms'] or 0):>9.0f}{row['p50_ms']:>9.0f}"
             f"{row['p99_ms']:>9.0f}{(row['max_ms'] or 0):>9.0f}{row['client_cpu_us']:>11.0f}"
-            + (f"{row['server_cpu_ms']:>11.1f}" if row["server_cpu_ms"] is not None else "")
+            f"{row['server_cpu_ms']:>11.1f}"
         )
     print("  (API: until the kill request was answered; first: the first client to change;")
     print("   client µs: CPU of the worker processes per client, until each changed;")
