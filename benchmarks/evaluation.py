@@ -12,10 +12,13 @@ each peer: its own way of evaluating for a dict, conversion included). rollwise 
 this process (the project's environment) through its public call,
 ``client.enabled(flag, context)``, with the peers' own harness (benchmarks/peers/run_peers.py:
 same pool, pre-bound calls, warm-up, best of N timed repeats). The peers run in their own
-environment (``make bench`` builds .venv-bench), one child process each. Prints a table and
-writes JSON to benchmarks/results/evaluation.json.
+environment (``make bench`` builds .venv-bench), one child process each. rollwise and the
+peers take turns, round after round, so that a change in the machine's speed (this virtual
+machine's varies by minutes) falls on both: the table keeps each one's best over the rounds,
+and the ratios are also given round by round. Prints a table and writes JSON to
+benchmarks/results/evaluation.json.
 
-    python benchmarks/evaluation.py [--peers-python PATH] [--seconds 2] [--repeats 3]
+    python benchmarks/evaluation.py [--peers-python PATH] [--rounds 3] [--seconds 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
                 ]
             )
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    print("Evaluations per second, one thread, best of the repeats (higher is better)")
+    print("Evaluations per second, one thread, best of the rounds (higher is better)")
     for row in [header, *rows]:
         print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
     for name in peers:
@@ -179,30 +182,85 @@ def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
     return verdicts
 
 
+def _best_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One SDK's results over the rounds: each measured label at its best round, with every
+    round's rate (``rounds_evals_per_s``); an SDK that failed in every round keeps its error."""
+    measured = [result for result in rounds if "error" not in result]
+    if not measured:
+        return rounds[-1]
+    merged = dict(measured[-1])
+    for label, figures in measured[-1].items():
+        if not isinstance(figures, dict) or "evals_per_s" not in figures:
+            continue
+        each = [result[label] for result in measured if isinstance(result.get(label), dict)]
+        merged[label] = {
+            **figures,
+            "evals_per_s": max(entry["evals_per_s"] for entry in each),
+            "rounds_evals_per_s": [entry["evals_per_s"] for entry in each],
+            "repeats_evals_per_s": [r for entry in each for r in entry["repeats_evals_per_s"]],
+            "background_cpu_share": max(entry["background_cpu_share"] for entry in each),
+            "equivalent": all(entry.get("equivalent", False) for entry in each),
+        }
+    return merged
+
+
+def round_ratios(rounds: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, list[float]]:
+    """Per label, rollwise over the fastest peer within each round (the same minutes)."""
+    ratios: dict[str, list[float]] = {}
+    for ours, peers in rounds:
+        for scenario in run_peers.SCENARIOS:
+            for suffix in KINDS.values():
+                label = scenario + suffix
+                mine = _rate(ours, label)
+                theirs = [
+                    rate
+                    for entry in peers.values()
+                    if "error" not in entry and (rate := _rate(entry, label)) is not None
+                ]
+                if mine and theirs:
+                    ratios.setdefault(label, []).append(round(mine / max(theirs), 2))
+    return ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="rollwise vs peer SDKs: local evaluation rate")
     parser.add_argument("--peers-python", help="python of the peers' environment (.venv-bench)")
+    parser.add_argument("--rounds", type=int, default=3, help="rollwise, then the peers, N times")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="timed repeats per round")
     parser.add_argument("--warmup", type=float, default=0.3)
     parser.add_argument("--output", default=str(HERE / "results" / "evaluation.json"))
     args = parser.parse_args()
+    if args.rounds < 1 or args.repeats < 1 or args.seconds <= 0:
+        parser.error("--rounds and --repeats must be >= 1, --seconds > 0")
     started = time.time()
-    rollwise = bench_rollwise(args.seconds, args.repeats, args.warmup)
-    peers = (
-        bench_peers(args.peers_python, args.seconds, args.repeats, args.warmup)
-        if args.peers_python
-        else {}
-    )
-    if "error" in peers:
-        print(f"peers not measured: {peers['error']}", file=sys.stderr)
-        peers = {}
+    rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for _ in range(args.rounds):
+        ours = bench_rollwise(args.seconds, args.repeats, args.warmup)
+        theirs: dict[str, Any] = {}
+        if args.peers_python:
+            theirs = bench_peers(args.peers_python, args.seconds, args.repeats, args.warmup)
+            if "error" in theirs:
+                print(f"peers not measured: {theirs['error']}", file=sys.stderr)
+                theirs = {}
+        rounds.append((ours, theirs))
+    rollwise = _best_of([ours for ours, _ in rounds])
+    names = {name for _, theirs in rounds for name in theirs}
+    peers = {
+        name: _best_of([theirs[name] for _, theirs in rounds if name in theirs])
+        for name in sorted(names, key=list(run_peers.PEERS).index)
+    }
     verdicts = report(rollwise, peers)
+    per_round = round_ratios(rounds)
+    for label, ratios in per_round.items():
+        print(f"  ratio to the fastest peer round by round, {label}: {ratios}")
+        verdicts[label]["ratio_to_fastest_peer_by_round"] = ratios
     document = {
         "benchmark": "evaluation",
         "python": platform.python_version(),
         "machine": platform.machine(),
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "repeats": args.repeats,
         "started": started,
         "rollwise": rollwise,
