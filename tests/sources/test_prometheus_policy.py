@@ -23,6 +23,7 @@ from rollwise.core.judgement import LATENCY_BUCKETS, RolloutStatus, latency_buck
 from rollwise.sources import PrometheusFeed
 from rollwise.store import Store
 from rollwise.store import _schema as t
+from rollwise.store._merging import histogram_counts
 from tests._serving import free_port
 
 START = datetime(2026, 11, 30, 9, 0, 30, tzinfo=UTC)
@@ -303,7 +304,7 @@ stages:
     expected[latency_bucket(5.0)] = 10
     expected[latency_bucket(50.0)] = 20
     expected[LATENCY_BUCKETS - 1] = 1
-    assert all(list(histogram) == expected for histogram in histograms)
+    assert all(list(histogram_counts(histogram) or ()) == expected for histogram in histograms)
     assert gauges == [("queue.depth", 42.0)]
     assert rollout_id
 

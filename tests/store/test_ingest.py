@@ -25,6 +25,7 @@ from rollwise.store import (
     Store,
 )
 from rollwise.store import _schema as t
+from rollwise.store._merging import histogram_counts
 from tests.store._checkout import FLAGS, NOW, PLAN
 
 BUCKETS = 8
@@ -43,10 +44,16 @@ def _aggregates(store: Store) -> dict[tuple[Any, ...], tuple[int, int, list[int]
         (r.rollout_id, r.stage, r.window, bool(r.exposed), r.segment, r.metric): (
             r.requests,
             r.events,
-            r.histogram,
+            _counts(r.histogram),
         )
         for r in rows
     }
+
+
+def _counts(stored: object) -> list[int] | None:
+    """The histogram column as its bucket counts (the column keeps them sparse)."""
+    counts = histogram_counts(stored)
+    return None if counts is None else list(counts)
 
 
 def _ledger(store: Store) -> dict[tuple[int, str], tuple[Any, ...]]:
@@ -245,6 +252,39 @@ def test_sparse_and_dense_histograms_add_up_alike(store: Store) -> None:
     stored = _aggregates(store)
     assert {key: histogram for key, (_, _, histogram) in stored.items()} == expected
     assert all(requests == sum(expected[key]) for key, (requests, _, _) in stored.items())
+
+
+def test_a_histogram_stored_dense_before_is_added_to_and_read_alike(store: Store) -> None:
+    """Rows written before histograms were stored sparse hold the dense list of 432 counts: a
+    new group adds to it bucket by bucket, the judgement's read (``observations``) gives the
+    sum, and the row is written back sparse (non-zero buckets only)."""
+    rollout = _started(store)
+    dense = [0] * LATENCY_BUCKETS
+    dense[3], dense[40], dense[LATENCY_BUCKETS - 1] = 5, 2, 1
+    with store.engine.begin() as connection:
+        connection.execute(
+            t.aggregates.insert().values(
+                rollout_id=rollout.id, stage=0, window=100, exposed=True, segment="",
+                metric="checkout.latency", requests=8, events=0, histogram=dense,
+            )
+        )  # fmt: skip
+    row = AggregateRow(rollout.id, 0, 100, True, "", "checkout.latency", 4, 0, buckets=(3, 1, 7, 3))
+    assert store.ingest_many([EventBatch("after", "sdk", NOW, (row,))]) == [True]
+    summed = list(dense)
+    summed[3] += 1
+    summed[7] += 3
+    assert _aggregates(store)[(rollout.id, 0, 100, True, "", "checkout.latency")] == (
+        12,
+        0,
+        summed,
+    )
+    with store.engine.connect() as connection:
+        raw = connection.execute(sa.select(t.aggregates.c.histogram)).scalar_one()
+    assert raw == {"length": LATENCY_BUCKETS, "buckets": [3, 6, 7, 3, 40, 2, 431, 1]}
+    plan = store.parsed_plan(rollout.plan_id)
+    observations = store.observations(store.rollout(rollout.id), plan)
+    samples = observations.latencies[("checkout.latency", None)]
+    assert [(list(sample.exposed), sample.window) for sample in samples] == [(summed, 100)]
 
 
 @pytest.mark.parametrize("index", [-1, LATENCY_BUCKETS])

@@ -7,9 +7,12 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import pytest
+
 from rollwise.core.judgement import LATENCY_BUCKETS
 from rollwise.store import AggregateRow, EventBatch
-from rollwise.store._merging import Merged, add_histogram
+from rollwise.store._errors import RefusedError
+from rollwise.store._merging import Merged, add_histogram, histogram_counts
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
@@ -52,7 +55,31 @@ def test_merged_histograms_add_to_the_stored_ones_bucket_by_bucket() -> None:
         assert (total.touched is None) == with_dense
         if total.touched is not None:
             assert set(total.touched) >= {i for i, count in enumerate(expected) if count}
-        stored = [rng.randint(0, 50) for _ in range(LATENCY_BUCKETS)]
-        merged = add_histogram(list(stored), total.histogram, "key", total.touched)
-        assert merged == [a + b for a, b in zip(stored, expected, strict=True)]
-        assert add_histogram(None, total.histogram, "key", total.touched) == expected
+        # What the column holds: a dense list (rows written before 2026-12-02) or the sparse
+        # form this writes; either way the sum is read back bucket by bucket.
+        stored = [rng.choice([0, 0, 0, rng.randint(1, 50)]) for _ in range(LATENCY_BUCKETS)]
+        summed = [a + b for a, b in zip(stored, expected, strict=True)]
+        as_written = add_histogram(None, stored, "key")
+        for before in (list(stored), as_written):
+            merged = add_histogram(before, total.histogram, "key", total.touched)
+            assert histogram_counts(merged) == tuple(summed)
+            assert merged == {
+                "length": LATENCY_BUCKETS,
+                "buckets": [x for i, count in enumerate(summed) if count for x in (i, count)],
+            }
+        assert histogram_counts(add_histogram(None, total.histogram, "key", total.touched)) == (
+            tuple(expected)
+        )
+
+
+def test_a_stored_histogram_of_another_length_is_refused_in_either_form() -> None:
+    """A group's histogram that does not fit the stored one is refused, whether the stored
+    one is dense or sparse, naming both lengths."""
+    for stored in ([1, 0, 2], {"length": 3, "buckets": [0, 1, 2, 2]}):
+        with pytest.raises(
+            RefusedError, match="a histogram of 4 buckets cannot be added to one of 3"
+        ):
+            add_histogram(stored, [0, 1, 0, 0], "key", [1])
+    assert histogram_counts({"length": 3, "buckets": [0, 1, 2, 2]}) == (1, 0, 2)
+    assert histogram_counts([1, 0, 2]) == (1, 0, 2)
+    assert histogram_counts(None) is None

@@ -36,6 +36,7 @@ from rollwise.core import Plan, cumulative_audience
 from rollwise.core.judgement import Aggregate, Exposure, RolloutStatus
 from rollwise.store import _schema as t
 from rollwise.store._control import rollout_record
+from rollwise.store._merging import histogram_counts
 from rollwise.store._records import RolloutRecord
 
 #: The columns of an aggregate, in ``Aggregate``'s order after the rollout id.
@@ -99,11 +100,10 @@ def change_cursor(engine: sa.Engine) -> ChangeCursor:
         return ChangeCursor(_watermark(connection, t.aggregates), _watermark(connection, t.ledger))
 
 
-def _aggregate(row: Sequence[Any]) -> Aggregate:
-    histogram = row[8]
+def aggregate_of(row: Sequence[Any]) -> Aggregate:
+    """A row of ``AGGREGATE_COLUMNS`` as the judgement reads it."""
     return Aggregate(
-        row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7],
-        tuple(histogram) if histogram is not None else None,
+        row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7], histogram_counts(row[8])
     )  # fmt: skip
 
 
@@ -144,7 +144,7 @@ def changes(engine: sa.Engine, cursor: ChangeCursor, rollout_id: int | None = No
             read.add(version)  # may be read again next time
         if version in cursor.read:
             continue  # read last time, unchanged since
-        aggregates.setdefault(row[0], []).append(_aggregate(row))
+        aggregates.setdefault(row[0], []).append(aggregate_of(row))
     units: dict[int, UnitCounts] = {}
     again: set[Sighting] = set()
     for rollout_id, unit, stage, first_exposed, seq in sightings:
@@ -180,7 +180,7 @@ def rollout_aggregates(
                     if current is not None:
                         yield current, batch
                     current, batch = row[0], []
-                batch.append(_aggregate(row))
+                batch.append(aggregate_of(row))
             if current is not None:
                 yield current, batch
 

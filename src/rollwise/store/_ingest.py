@@ -3,11 +3,12 @@
 A group of batches (one, or several that the server's writer coalesced) is written in one
 transaction with one statement per table: the batch ids (``INSERT … ON CONFLICT DO NOTHING
 RETURNING``: a retried id is counted once, a duplicate inside the group too), the aggregates
-(``INSERT … ON CONFLICT DO UPDATE``, counts added by the database, plus one ``executemany``
-writing the merged latency histograms back), the ledger (``INSERT … ON CONFLICT DO UPDATE …
-WHERE``), and the gauge readings. Rows of the group are merged by key in Python first
-(``_merging.py``), so a statement never names a key twice. On PostgreSQL the aggregate and
-ledger statements take arrays, in one text whatever the group's size (``_ingest_pg.py``).
+(``INSERT … ON CONFLICT DO UPDATE``, counts added by the database, plus one statement writing
+the merged latency histograms back, sparse: ``_merging.sparse_histogram``), the ledger
+(``INSERT … ON CONFLICT DO UPDATE … WHERE``), and the gauge readings. Rows of the group are
+merged by key in Python first (``_merging.py``), so a statement never names a key twice. The
+aggregate statements are of fixed text on either database (``_ingest_pg.py`` takes arrays,
+``_ingest_sqlite.py`` plain tuples), and on PostgreSQL the ledger's too.
 
 Why it is right when batches are written concurrently (several threads, or several replicas on
 PostgreSQL):
@@ -33,9 +34,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rollwise.store import _ingest_pg, _ingest_sqlite
 from rollwise.store import _schema as t
 from rollwise.store._errors import NotFoundError
-from rollwise.store._ingest_pg import add_sightings, upsert_counts, write_histograms
+from rollwise.store._ingest_pg import add_sightings
 from rollwise.store._merging import AggregateKey, Merged, Sum, add_histogram, describe
 from rollwise.store._pool import reading
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
@@ -174,57 +176,20 @@ class IngestStore:
         if not merged:
             return
         keys = sorted(merged)
+        counts = [(merged[key].requests, merged[key].events) for key in keys]
+        # One statement each of fixed text per database (_ingest_pg.py, _ingest_sqlite.py).
         postgresql = connection.dialect.name == "postgresql"
-        stored: dict[AggregateKey, list[int] | None]
-        if postgresql:  # one statement of constant text (store/_ingest_pg.py)
-            counts = [(merged[key].requests, merged[key].events) for key in keys]
-            stored = upsert_counts(connection, keys, counts)
-        else:
-            statement = _insert(connection, t.aggregates)
-            statement = statement.on_conflict_do_update(
-                index_elements=list(_AGGREGATE_KEY),
-                set_={
-                    "requests": t.aggregates.c.requests + statement.excluded.requests,
-                    "events": t.aggregates.c.events + statement.excluded.events,
-                },
-            ).returning(
-                *(t.aggregates.c[name] for name in _AGGREGATE_KEY), t.aggregates.c.histogram
-            )
-            values = [
-                {
-                    **dict(zip(_AGGREGATE_KEY, key, strict=True)),
-                    "requests": merged[key].requests,
-                    "events": merged[key].events,
-                    "histogram": None,
-                }
-                for key in keys
-            ]
-            stored = {}
-            for found in connection.execute(statement, values):
-                rollout, stage, window, exposed, segment, metric, histogram = found
-                stored[(rollout, stage, window, bool(exposed), segment, metric)] = histogram
+        statements = _ingest_pg if postgresql else _ingest_sqlite
+        stored = statements.upsert_counts(connection, keys, counts)
         written = [
             (key, add_histogram(stored[key], adding, describe(key), merged[key].touched))
             for key in keys
             if (adding := merged[key].histogram) is not None
         ]
-        if not written:
-            return
-        if postgresql:
-            write_histograms(connection, [key for key, _ in written], [h for _, h in written])
-            return
-        where = [t.aggregates.c[name] == sa.bindparam(f"k_{name}") for name in _AGGREGATE_KEY]
-        merged_histogram = sa.bindparam("new_histogram", type_=t.aggregates.c.histogram.type)
-        connection.execute(
-            t.aggregates.update().where(*where).values(histogram=merged_histogram),
-            [
-                {
-                    **{f"k_{name}": part for name, part in zip(_AGGREGATE_KEY, key, strict=True)},
-                    "new_histogram": histogram,
-                }
-                for key, histogram in written
-            ],
-        )
+        if written:
+            statements.write_histograms(
+                connection, [key for key, _ in written], [h for _, h in written]
+            )
 
     @staticmethod
     def _add_exposures(connection: sa.Connection, sightings: list[dict[str, Any]]) -> None:

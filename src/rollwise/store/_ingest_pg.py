@@ -68,13 +68,13 @@ def _arrays(keys: Sequence[Key]) -> dict[str, object]:
 
 def upsert_counts(
     connection: sa.Connection, keys: Sequence[Key], counts: Sequence[tuple[int, int]]
-) -> dict[Key, list[int] | None]:
+) -> dict[Key, object]:
     """Add (requests, events) to each key's row, inserting it when new, in the order of
     ``keys``; each row's histogram as it was, read under the row's lock."""
     arrays = _arrays(keys)
     arrays["requests"] = [requests for requests, _ in counts]
     arrays["events"] = [events for _, events in counts]
-    stored: dict[Key, list[int] | None] = {}
+    stored: dict[Key, object] = {}  # the histogram column as read, either form
     for rollout, stage, window, exposed, segment, metric, histogram in connection.execute(
         _UPSERT, arrays
     ):
@@ -83,7 +83,7 @@ def upsert_counts(
 
 
 def write_histograms(
-    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[list[int]]
+    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[dict[str, Any]]
 ) -> None:
     """Each key's histogram replaced (rows already locked by ``upsert_counts``)."""
     arrays = _arrays(keys)

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from rollwise.core import GuardKind, InputError, Plan
 from rollwise.core.judgement import (
-    Aggregate,
     AggregateTable,
     Decision,
     GaugeReading,
@@ -26,7 +25,7 @@ from rollwise.core.judgement import (
 )
 from rollwise.store import _schema as t
 from rollwise.store._batch_check import BatchChecks
-from rollwise.store._changes import AGGREGATE_COLUMNS, ledger_exposure
+from rollwise.store._changes import AGGREGATE_COLUMNS, aggregate_of, ledger_exposure
 from rollwise.store._evidence import decision_evidence, insert_decision
 from rollwise.store._followed import FollowedObservations
 from rollwise.store._ingest import GAUGE_RETENTION, IngestStore
@@ -298,6 +297,6 @@ def build_observations(
     """Aggregate rows (the columns of t.aggregates) and ledger counts → the judgement's strata,
     through the same ``AggregateTable`` the simulator uses."""
     table = AggregateTable()
-    for _, *columns in rows:
-        table.put(Aggregate(*columns))
+    for row in rows:
+        table.put(aggregate_of(row))
     return table.observations(plan, stage, ledger_exposure(ledger_rows, plan, stage))

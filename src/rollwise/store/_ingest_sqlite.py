@@ -1,0 +1,72 @@
+"""The aggregate statements of the ingest path on SQLite, as the driver's own SQL.
+
+On SQLite the server's writer holds the database's write lock for a group's statements, and the
+aggregates are most of them (84 rows per SDK batch in the load test, 42 of them latency
+histograms). Through SQLAlchemy's expression language each group's upsert and write-back paid
+for building the statement's cache key, and each row for having its parameters processed one by
+one in Python; here the text is fixed (one per number of rows) and the rows go to ``sqlite3``
+as plain tuples. The statements are those SQLAlchemy wrote, so what is stored is the same: the
+counts added by the database, each histogram read through the upsert's ``RETURNING`` and
+written back (JSON text, ``_merging.sparse_histogram``). PostgreSQL has its own
+(``_ingest_pg.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+#: (rollout, stage, window, exposed, segment, metric)
+Key = tuple[int, int, int, bool, str, str]
+
+_KEY = 'rollout_id, stage, "window", exposed, segment, metric'
+#: Rows per upsert: 8 parameters each, well within SQLite's 32,766 (3.32 and later).
+ROWS_PER_STATEMENT = 1000
+_UPSERT_HEAD = f"INSERT INTO aggregates ({_KEY}, requests, events, histogram) VALUES "
+_UPSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+_UPSERT_TAIL = (
+    f" ON CONFLICT ({_KEY}) DO UPDATE"
+    " SET requests = aggregates.requests + excluded.requests,"
+    " events = aggregates.events + excluded.events"
+    f" RETURNING {_KEY}, histogram"
+)
+_HISTOGRAM = (
+    "UPDATE aggregates SET histogram = ? WHERE rollout_id = ? AND stage = ?"
+    ' AND "window" = ? AND exposed = ? AND segment = ? AND metric = ?'
+)
+
+
+def upsert_counts(
+    connection: sa.Connection, keys: Sequence[Key], counts: Sequence[tuple[int, int]]
+) -> dict[Key, object]:
+    """Add (requests, events) to each key's row, inserting it (histogram empty) when new; each
+    row's histogram as it was, decoded (None for a new row)."""
+    stored: dict[Key, object] = {}
+    for start in range(0, len(keys), ROWS_PER_STATEMENT):
+        chunk = keys[start : start + ROWS_PER_STATEMENT]
+        parameters: list[Any] = []
+        for key, (requests, events) in zip(chunk, counts[start:], strict=False):
+            parameters += (*key, requests, events)
+        statement = _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * len(chunk)) + _UPSERT_TAIL
+        for row in connection.exec_driver_sql(statement, tuple(parameters)):
+            rollout, stage, window, exposed, segment, metric, histogram = row
+            stored[(rollout, stage, window, bool(exposed), segment, metric)] = (
+                None if histogram is None else json.loads(histogram)
+            )
+    return stored
+
+
+def write_histograms(
+    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[dict[str, Any]]
+) -> None:
+    """Each key's histogram replaced, as JSON text (one ``executemany``)."""
+    connection.exec_driver_sql(
+        _HISTOGRAM,
+        [
+            (json.dumps(histogram, separators=(",", ":")), *key)
+            for key, histogram in zip(keys, histograms, strict=True)
+        ],
+    )
