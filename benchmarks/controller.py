@@ -49,6 +49,7 @@ from rollwise.control._tracking import READ_SECONDS
 from rollwise.core.simulation._simulator import _lognormal_bucket_probabilities
 from rollwise.store import AggregateRow, ExposureRow, Store
 from rollwise.store import _schema as t
+from rollwise.store._merging import sparse_histogram
 
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 TENANTS = [f"t{n:02d}" for n in range(20)]
@@ -68,11 +69,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _histograms(requests: int) -> tuple[str, list[int]]:
-    """A latency histogram of ``requests`` (p95 120 ms), as JSON text and as counts."""
+    """A latency histogram of ``requests`` (p95 120 ms), as JSON text in the form the store
+    writes (``sparse_histogram``) and as counts."""
     counts = np.floor(_lognormal_bucket_probabilities(120.0, 0.5, 1.0, 0.0) * requests)
     counts[200] += requests - counts.sum()
     values = [int(v) for v in counts]
-    return json.dumps(values), values
+    stored = sparse_histogram(len(values), {i: count for i, count in enumerate(values) if count})
+    return json.dumps(stored), values
 
 
 def build(store: Store, rollouts: int, days: int, stratum: int) -> dict[str, float]:
