@@ -119,6 +119,16 @@ def _rate(entry: dict[str, Any], scenario: str) -> float | None:
     return float(figures["evals_per_s"])
 
 
+def _fastest(peers: dict[str, Any], label: str) -> tuple[str, float | None]:
+    """The peer measured fastest on ``label`` (an equivalent result, no error), and its rate."""
+    rates = [
+        (name, rate)
+        for name, entry in peers.items()
+        if "error" not in entry and (rate := _rate(entry, label)) is not None
+    ]
+    return max(rates, key=lambda item: item[1], default=("none", None))
+
+
 def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
     names = [name for name in peers if "error" not in peers[name]]
     header = ["scenario", "context", "rollwise", *names, "fastest peer", "ratio", "targets"]
@@ -128,11 +138,7 @@ def report(rollwise: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
             label = scenario + suffix
             ours = _rate(rollwise, label) or 0.0
             theirs = {name: _rate(peers[name], label) for name in names}
-            fastest_name, fastest = max(
-                ((n, r) for n, r in theirs.items() if r is not None),
-                key=lambda item: item[1],
-                default=("none", None),
-            )
+            fastest_name, fastest = _fastest(peers, label)
             ratio = ours / fastest if fastest else None
             met = ours >= FLOORS[scenario] and (ratio is None or ratio >= RATIO_TARGET)
             verdicts[label] = {
@@ -211,14 +217,9 @@ def round_ratios(rounds: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[st
         for scenario in run_peers.SCENARIOS:
             for suffix in KINDS.values():
                 label = scenario + suffix
-                mine = _rate(ours, label)
-                theirs = [
-                    rate
-                    for entry in peers.values()
-                    if "error" not in entry and (rate := _rate(entry, label)) is not None
-                ]
-                if mine and theirs:
-                    ratios.setdefault(label, []).append(round(mine / max(theirs), 2))
+                mine, (_, fastest) = _rate(ours, label), _fastest(peers, label)
+                if mine and fastest:
+                    ratios.setdefault(label, []).append(round(mine / fastest, 2))
     return ratios
 
 

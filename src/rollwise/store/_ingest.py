@@ -47,8 +47,6 @@ __all__ = ["GAUGE_RETENTION", "EventBatch", "IngestStore"]
 #: How long gauge readings are kept (guards read the latest few).
 GAUGE_RETENTION = timedelta(days=1)
 
-_AGGREGATE_KEY = ("rollout_id", "stage", "window", "exposed", "segment", "metric")
-
 
 @dataclass(frozen=True, slots=True)
 class EventBatch:

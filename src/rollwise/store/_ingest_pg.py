@@ -19,9 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rollwise.store import _schema as t
-
-#: (rollout, stage, window, exposed, segment, metric)
-Key = tuple[int, int, int, bool, str, str]
+from rollwise.store._merging import AggregateKey, StoredHistogram
 
 _KEY_ARRAYS = """
     CAST(:rollouts AS integer[]), CAST(:stages AS integer[]), CAST(:windows AS bigint[]),
@@ -60,21 +58,21 @@ _HISTOGRAMS = sa.text(
 )
 
 
-def _arrays(keys: Sequence[Key]) -> dict[str, object]:
+def _arrays(keys: Sequence[AggregateKey]) -> dict[str, object]:
     columns = list(zip(*keys, strict=True)) if keys else [()] * 6
     names = ("rollouts", "stages", "windows", "exposed", "segments", "metrics")
     return {name: list(column) for name, column in zip(names, columns, strict=True)}
 
 
 def upsert_counts(
-    connection: sa.Connection, keys: Sequence[Key], counts: Sequence[tuple[int, int]]
-) -> dict[Key, object]:
+    connection: sa.Connection, keys: Sequence[AggregateKey], counts: Sequence[tuple[int, int]]
+) -> dict[AggregateKey, StoredHistogram | None]:
     """Add (requests, events) to each key's row, inserting it when new, in the order of
     ``keys``; each row's histogram as it was, read under the row's lock."""
     arrays = _arrays(keys)
     arrays["requests"] = [requests for requests, _ in counts]
     arrays["events"] = [events for _, events in counts]
-    stored: dict[Key, object] = {}  # the histogram column as read, either form
+    stored: dict[AggregateKey, StoredHistogram | None] = {}
     for rollout, stage, window, exposed, segment, metric, histogram in connection.execute(
         _UPSERT, arrays
     ):
@@ -83,7 +81,7 @@ def upsert_counts(
 
 
 def write_histograms(
-    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[dict[str, Any]]
+    connection: sa.Connection, keys: Sequence[AggregateKey], histograms: Sequence[dict[str, Any]]
 ) -> None:
     """Each key's histogram replaced (rows already locked by ``upsert_counts``)."""
     arrays = _arrays(keys)

@@ -19,8 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-#: (rollout, stage, window, exposed, segment, metric)
-Key = tuple[int, int, int, bool, str, str]
+from rollwise.store._merging import AggregateKey, StoredHistogram
 
 _KEY = 'rollout_id, stage, "window", exposed, segment, metric'
 #: Rows per upsert: 8 parameters each, well within SQLite's 32,766 (3.32 and later).
@@ -40,19 +39,18 @@ _HISTOGRAM = (
 
 
 def upsert_counts(
-    connection: sa.Connection, keys: Sequence[Key], counts: Sequence[tuple[int, int]]
-) -> dict[Key, object]:
+    connection: sa.Connection, keys: Sequence[AggregateKey], counts: Sequence[tuple[int, int]]
+) -> dict[AggregateKey, StoredHistogram | None]:
     """Add (requests, events) to each key's row, inserting it (histogram empty) when new; each
     row's histogram as it was, decoded (None for a new row)."""
-    stored: dict[Key, object] = {}
-    for start in range(0, len(keys), ROWS_PER_STATEMENT):
-        chunk = keys[start : start + ROWS_PER_STATEMENT]
-        parameters: list[Any] = []
-        for key, (requests, events) in zip(chunk, counts[start:], strict=False):
-            parameters += (*key, requests, events)
+    stored: dict[AggregateKey, StoredHistogram | None] = {}
+    rows = [(*key, *count) for key, count in zip(keys, counts, strict=True)]
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
         statement = _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * len(chunk)) + _UPSERT_TAIL
-        for row in connection.exec_driver_sql(statement, tuple(parameters)):
-            rollout, stage, window, exposed, segment, metric, histogram = row
+        parameters = tuple(value for row in chunk for value in row)
+        for found in connection.exec_driver_sql(statement, parameters):
+            rollout, stage, window, exposed, segment, metric, histogram = found
             stored[(rollout, stage, window, bool(exposed), segment, metric)] = (
                 None if histogram is None else json.loads(histogram)
             )
@@ -60,7 +58,7 @@ def upsert_counts(
 
 
 def write_histograms(
-    connection: sa.Connection, keys: Sequence[Key], histograms: Sequence[dict[str, Any]]
+    connection: sa.Connection, keys: Sequence[AggregateKey], histograms: Sequence[dict[str, Any]]
 ) -> None:
     """Each key's histogram replaced, as JSON text (one ``executemany``)."""
     connection.exec_driver_sql(

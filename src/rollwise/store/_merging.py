@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 #: (rollout, stage, window, exposed, segment, metric): Python's order on it is the lock order.
 AggregateKey = tuple[int, int, int, bool, str, str]
+#: The ``histogram`` column as read: ``sparse_histogram``'s form, or the dense list of counts
+#: that rows written before 2026-12-02 hold.
+StoredHistogram = dict[str, Any] | list[int]
 
 
 @dataclass(slots=True)
@@ -98,7 +101,7 @@ def _histogram_of(
 
 
 def add_histogram(
-    stored: object, more: list[int], what: str, touched: list[int] | None = None
+    stored: StoredHistogram | None, more: list[int], what: str, touched: list[int] | None = None
 ) -> dict[str, Any]:
     """``stored`` + ``more``, bucket by bucket, as the column stores it (``sparse_histogram``);
     ``stored`` as read from the column (either form), or None for a new row. With
@@ -129,16 +132,15 @@ def sparse_histogram(length: int, totals: dict[int, int]) -> dict[str, Any]:
     return {"length": length, "buckets": flat}
 
 
-def _stored_buckets(stored: object) -> tuple[int, dict[int, int]]:
+def _stored_buckets(stored: StoredHistogram) -> tuple[int, dict[int, int]]:
     """A stored histogram, either form: its length and non-zero buckets."""
     if isinstance(stored, dict):
         buckets = stored["buckets"]
         return int(stored["length"]), dict(zip(buckets[::2], buckets[1::2], strict=True))
-    counts = cast("list[int]", stored)
-    return len(counts), {index: count for index, count in enumerate(counts) if count}
+    return len(stored), {index: count for index, count in enumerate(stored) if count}
 
 
-def histogram_counts(stored: object) -> tuple[int, ...] | None:
+def histogram_counts(stored: StoredHistogram | None) -> tuple[int, ...] | None:
     """A stored histogram (either form, or None) as its bucket counts."""
     if stored is None:
         return None
@@ -148,7 +150,7 @@ def histogram_counts(stored: object) -> tuple[int, ...] | None:
         for position in range(0, len(buckets), 2):
             counts[buckets[position]] = buckets[position + 1]
         return tuple(counts)
-    return tuple(cast("list[int]", stored))
+    return tuple(stored)
 
 
 def describe(key: AggregateKey) -> str:
