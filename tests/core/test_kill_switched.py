@@ -34,7 +34,7 @@ def test_a_kill_switched_flag_answers_as_a_flag_read_with_that_switch(compiled: 
 def test_a_flag_set_with_one_flag_changed_shares_the_rest() -> None:
     flags = load_flags(FLAGS)
     killed = flags.flags["checkout"].kill_switched(True)
-    changed = flags.with_flag(killed, flags.version + 1)
+    changed = flags.with_flags([killed], flags.version + 1)
     assert changed.version == flags.version + 1
     assert changed.flags["checkout"] is killed and changed.by_key["checkout"] is killed
     assert changed.flags["search"] is flags.flags["search"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -142,11 +142,12 @@ class FlagSet:
         for name in ("segments", "metrics"):
             object.__setattr__(self, name, MappingProxyType(dict_of(getattr(self, name))))
 
-    def with_flag(self, flag: Flag, version: int) -> FlagSet:
-        """This set with ``flag`` in place of the one of its key, as ``version``: the flags
-        copied once, the segments and metrics shared (a kill switch pushed to an SDK)."""
+    def with_flags(self, flags: Iterable[Flag], version: int) -> FlagSet:
+        """This set with each of ``flags`` in place of the one of its key, as ``version``: the
+        table copied once, the segments and metrics shared (kill switches pushed to an SDK)."""
         plain = self.by_key.copy()
-        plain[flag.key] = flag
+        for flag in flags:
+            plain[flag.key] = flag
         changed = object.__new__(FlagSet)
         for name, value in (
             ("by_key", plain),

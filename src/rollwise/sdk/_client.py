@@ -183,7 +183,7 @@ class Client:
     @property
     def flags(self) -> FlagSet:
         """The flag set being served (the latest snapshot's, for a live client)."""
-        return self._served.flags
+        return self._served.snapshot.flags
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -193,14 +193,16 @@ class Client:
         """The variant ``context`` gets for ``flag``, with the reason."""
         served = self._served
         found = served.by_key.get(flag)
+        if served.switched:  # a kill switch set since the table was read
+            found = served.switched.get(flag, found)
         if found is None:
             missing = Resolution.not_found(flag, default)
             if self._events is not None:
-                self._events.emit(missing, context, served.flags.version)
+                self._events.emit(missing, context, served.version)
             return missing
         resolution = evaluate(found, context)
         if self._events is not None:
-            self._events.emit(resolution, context, served.flags.version)
+            self._events.emit(resolution, context, served.version)
         if resolution.error is ErrorCode.GENERAL or resolution.error is ErrorCode.INVALID_CONTEXT:
             self._log.warning(
                 f"evaluate:{flag}",
@@ -232,11 +234,11 @@ class Client:
         # The same evaluation as resolve(), without its wrapping: this is the most called method.
         served = self._served
         found = served.by_key.get(flag)
+        if served.switched:  # a kill switch set since the table was read
+            found = served.switched.get(flag, found)
         if found is None:
             if self._events is not None:
-                self._events.emit(
-                    Resolution.not_found(flag, default), context, served.flags.version
-                )
+                self._events.emit(Resolution.not_found(flag, default), context, served.version)
             return default
         try:
             resolution = found.program.run(context)
@@ -252,7 +254,7 @@ class Client:
         if rollouts is not None:
             self._expose(flag, rollouts, read_in_place(context), resolution)
         if self._events is not None:
-            self._events.emit(resolution, context, served.flags.version)
+            self._events.emit(resolution, context, served.version)
         return resolution.enabled
 
     def _expose(
@@ -385,7 +387,7 @@ class Client:
     def stats(self) -> ClientStats:
         """The client's counters: snapshot version, batches sent and waiting, what was dropped."""
         if self._live is None:
-            return ClientStats(snapshot_version=self._served.flags.version)
+            return ClientStats(snapshot_version=self._served.version)
         return self._live.stats()
 
     def __enter__(self) -> Client:

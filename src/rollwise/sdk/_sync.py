@@ -186,7 +186,7 @@ class SnapshotFollower:
             or current is None
             or self.version is None
             or kill.version != self.version + 1
-            or kill.flag not in current.flags.flags
+            or current.flag(kill.flag) is None
         ):
             self.refresh()
             return
