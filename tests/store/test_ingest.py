@@ -327,7 +327,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(
     store: Store, statements: list[str]
 ) -> None:
     """Ten rows or 10,000 exposures and 2,000 aggregates: one statement per table (and one
-    histogram write-back), never one per row."""
+    histogram write-back), or a few pages of thousands of rows, never one per row."""
     rollout = _started(store)
 
     def batch(name: str, size: int) -> EventBatch:
@@ -367,11 +367,12 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(
     small = list(statements)
     statements.clear()
     store.ingest_many([batch("large", 10_000)])
-    # The aggregates' upsert may be sent in pages (SQLAlchemy's insertmanyvalues): a page holds
-    # at least a few hundred rows, so 2,000 keys are at most a handful of pages.
+    # The upserts may be sent in pages (SQLAlchemy's insertmanyvalues on PostgreSQL; on SQLite
+    # 1,000 aggregates or 4,000 units a statement): 2,000 keys and 10,000 units are at most a
+    # handful of pages.
     assert len(statements) <= len(small) + 4, (small, statements)
     assert set(statements) == set(small), (small, statements)
-    assert statements.count("INSERT ledger") == statements.count("UPDATE aggregates") == 1
+    assert statements.count("INSERT ledger") <= 3 and statements.count("UPDATE aggregates") == 1
 
 
 def test_a_duplicate_inside_a_group_leaves_the_group_in_order(store: Store) -> None:
@@ -383,3 +384,65 @@ def test_a_duplicate_inside_a_group_leaves_the_group_in_order(store: Store) -> N
     b = EventBatch("batch-b", "sdk", later, (), (ExposureRow(rollout.id, "acme", 0, True, later),))
     assert store.ingest_many([a, b, a]) == [True, True, False]
     assert _ledger(store)[(rollout.id, "acme")] == (0, True, NOW, False, 0, later)
+
+
+def test_the_ledger_rows_on_sqlite_are_stored_as_sqlalchemy_stores_them(tmp_path: Any) -> None:
+    """The SQLite ledger upsert is the driver's own SQL: the same rows, to the character, as
+    SQLAlchemy's statement writes (times as its column type writes them), first sightings and
+    later exposures alike."""
+    from rollwise.store import _ingest_sqlite
+
+    def rows(connection: sa.Connection) -> list[tuple[Any, ...]]:
+        return list(
+            connection.exec_driver_sql(
+                "SELECT rollout_id, unit, stage, exposed, first_seen, first_exposed,"
+                " exposed_stage, exposed_at, typeof(first_seen) FROM ledger ORDER BY unit"
+            )
+        )
+
+    def sightings(rng: random.Random) -> list[dict[str, Any]]:
+        found = []
+        for unit in sorted(rng.sample(range(40), 25)):
+            exposed = rng.random() < 0.5
+            at = NOW + timedelta(seconds=rng.randint(0, 10**6), microseconds=rng.choice([0, 7]))
+            found.append(
+                {
+                    "rollout_id": 1,
+                    "unit": f"u{unit:02d}",
+                    "stage": rng.randint(0, 3),
+                    "exposed": exposed,
+                    "first_seen": at,
+                    "first_exposed": exposed and rng.random() < 0.5,
+                    "exposed_stage": rng.randint(0, 3) if exposed else None,
+                    "exposed_at": at + timedelta(minutes=1) if exposed else None,
+                }
+            )
+        return found
+
+    stored = []
+    for way in ("sqlalchemy", "driver"):
+        engine = sa.create_engine(f"sqlite:///{tmp_path / way}.db")
+        t.ledger.create(engine)
+        rng = random.Random(5)
+        with engine.begin() as connection:
+            for _ in range(3):  # first sightings, then exposures of units seen unexposed
+                batch = sightings(rng)
+                if way == "driver":
+                    _ingest_sqlite.add_sightings(connection, batch)
+                    continue
+                statement = sa.dialects.sqlite.insert(t.ledger)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["rollout_id", "unit"],
+                    set_={
+                        "exposed": sa.true(),
+                        "exposed_stage": statement.excluded.exposed_stage,
+                        "exposed_at": statement.excluded.exposed_at,
+                    },
+                    where=(t.ledger.c.exposed == sa.false())
+                    & (statement.excluded.exposed == sa.true()),
+                )
+                connection.execute(statement, batch)
+            stored.append(rows(connection))
+        engine.dispose()
+    assert stored[0] == stored[1] and len(stored[0]) > 25
+    assert any(row[7] is not None for row in stored[0]) and stored[0][0][-1] == "text"

@@ -37,7 +37,6 @@ import sqlalchemy as sa
 from rollwise.store import _ingest_pg, _ingest_sqlite
 from rollwise.store import _schema as t
 from rollwise.store._errors import NotFoundError
-from rollwise.store._ingest_pg import add_sightings
 from rollwise.store._merging import AggregateKey, Merged, Sum, add_histogram, describe
 from rollwise.store._pool import reading
 from rollwise.store._records import AggregateRow, ExposureRow, GaugeRow
@@ -195,21 +194,11 @@ class IngestStore:
         gets its first exposure (stage and time); an exposed unit is left as it is."""
         if not sightings:
             return
-        if connection.dialect.name == "postgresql":  # the same, of constant text
-            add_sightings(connection, sightings)
-            return
-        statement = _insert(connection, t.ledger)
-        statement = statement.on_conflict_do_update(
-            index_elements=["rollout_id", "unit"],
-            set_={
-                "exposed": sa.true(),
-                "exposed_stage": statement.excluded.exposed_stage,
-                "exposed_at": statement.excluded.exposed_at,
-            },
-            # The unit joined the exposed side later: its first exposure is now.
-            where=(t.ledger.c.exposed == sa.false()) & (statement.excluded.exposed == sa.true()),
-        )
-        connection.execute(statement, sightings)
+        # One statement of fixed text per database (_ingest_pg.py, _ingest_sqlite.py).
+        if connection.dialect.name == "postgresql":
+            _ingest_pg.add_sightings(connection, sightings)
+        else:
+            _ingest_sqlite.add_sightings(connection, sightings)
 
     @staticmethod
     def _add_gauges(connection: sa.Connection, batches: Sequence[EventBatch]) -> None:

@@ -1,4 +1,4 @@
-"""The aggregate statements of the ingest path on SQLite, as the driver's own SQL.
+"""The aggregate and ledger statements of the ingest path on SQLite, as the driver's own SQL.
 
 On SQLite the server's writer holds the database's write lock for a group's statements, and the
 aggregates are most of them (84 rows per SDK batch in the load test, 42 of them latency
@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rollwise.store._merging import AggregateKey, StoredHistogram
+from rollwise.store._schema import ledger
 
 _KEY = 'rollout_id, stage, "window", exposed, segment, metric'
 #: Rows per upsert: 8 parameters each, well within SQLite's 32,766 (3.32 and later).
@@ -68,3 +69,52 @@ def write_histograms(
             for key, histogram in zip(keys, histograms, strict=True)
         ],
     )
+
+
+_SIGHTING_COLUMNS = (
+    "rollout_id",
+    "unit",
+    "stage",
+    "exposed",
+    "first_seen",
+    "first_exposed",
+    "exposed_stage",
+    "exposed_at",
+)
+#: Rows per ledger upsert: 8 parameters each, 32,000 in all (SQLite's limit: 32,766).
+SIGHTINGS_PER_STATEMENT = 4000
+_SIGHTINGS_HEAD = f"INSERT INTO ledger ({', '.join(_SIGHTING_COLUMNS)}) VALUES "
+_SIGHTING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_SIGHTINGS_TAIL = (
+    " ON CONFLICT (rollout_id, unit) DO UPDATE"
+    " SET exposed = 1, exposed_stage = excluded.exposed_stage, exposed_at = excluded.exposed_at"
+    " WHERE ledger.exposed = 0 AND excluded.exposed = 1"
+)
+
+
+def add_sightings(connection: sa.Connection, sightings: Sequence[dict[str, Any]]) -> None:
+    """``IngestStore._add_exposures``' upsert (a unit's first sighting kept; a unit seen
+    unexposed and now exposed gets its first exposure), the rows in the order given (sorted),
+    ``SIGHTINGS_PER_STATEMENT`` to a statement. Times are written by the column type's own
+    conversion, so they are stored as SQLAlchemy stores them (and read back the same)."""
+    dialect = connection.dialect
+    time = ledger.c.first_seen.type.dialect_impl(dialect).bind_processor(dialect)
+    rows = [
+        (
+            row["rollout_id"],
+            row["unit"],
+            row["stage"],
+            int(row["exposed"]),
+            time(row["first_seen"]) if time is not None else row["first_seen"],
+            int(row["first_exposed"]),
+            row["exposed_stage"],
+            row["exposed_at"]
+            if time is None or row["exposed_at"] is None
+            else time(row["exposed_at"]),
+        )
+        for row in sightings
+    ]
+    for start in range(0, len(rows), SIGHTINGS_PER_STATEMENT):
+        chunk = rows[start : start + SIGHTINGS_PER_STATEMENT]
+        statement = _SIGHTINGS_HEAD + ", ".join([_SIGHTING_ROW] * len(chunk)) + _SIGHTINGS_TAIL
+        connection.exec_driver_sql(statement, tuple(value for row in chunk for value in row))
