@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rollwise.store import _schema as t
-from rollwise.store._merging import AggregateKey, StoredHistogram
+from rollwise.store._merging import SIGHTING_COLUMNS, AggregateKey, StoredHistogram
 
 _KEY_ARRAYS = """
     CAST(:rollouts AS integer[]), CAST(:stages AS integer[]), CAST(:windows AS bigint[]),
@@ -106,20 +106,10 @@ _SIGHTINGS = sa.text(
     WHERE ledger.exposed = false AND excluded.exposed = true
     """
 )
-_SIGHTING_COLUMNS = (
-    "rollout_id",
-    "unit",
-    "stage",
-    "exposed",
-    "first_seen",
-    "first_exposed",
-    "exposed_stage",
-    "exposed_at",
-)
 
 
 def add_sightings(connection: sa.Connection, sightings: Sequence[dict[str, Any]]) -> None:
     """``IngestStore._add_exposures``' upsert (the rows in the order given: sorted)."""
     connection.execute(
-        _SIGHTINGS, {name: [row[name] for row in sightings] for name in _SIGHTING_COLUMNS}
+        _SIGHTINGS, {name: [row[name] for row in sightings] for name in SIGHTING_COLUMNS}
     )

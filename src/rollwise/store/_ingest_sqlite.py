@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rollwise.store._merging import AggregateKey, StoredHistogram
+from rollwise.store._merging import SIGHTING_COLUMNS, AggregateKey, StoredHistogram
 from rollwise.store._schema import ledger
 
 _KEY = 'rollout_id, stage, "window", exposed, segment, metric'
@@ -71,19 +71,9 @@ def write_histograms(
     )
 
 
-_SIGHTING_COLUMNS = (
-    "rollout_id",
-    "unit",
-    "stage",
-    "exposed",
-    "first_seen",
-    "first_exposed",
-    "exposed_stage",
-    "exposed_at",
-)
 #: Rows per ledger upsert: 8 parameters each, 32,000 in all (SQLite's limit: 32,766).
 SIGHTINGS_PER_STATEMENT = 4000
-_SIGHTINGS_HEAD = f"INSERT INTO ledger ({', '.join(_SIGHTING_COLUMNS)}) VALUES "
+_SIGHTINGS_HEAD = f"INSERT INTO ledger ({', '.join(SIGHTING_COLUMNS)}) VALUES "
 _SIGHTING_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _SIGHTINGS_TAIL = (
     " ON CONFLICT (rollout_id, unit) DO UPDATE"

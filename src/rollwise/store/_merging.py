@@ -159,6 +159,20 @@ def describe(key: AggregateKey) -> str:
     return f"rollout {rollout} stage {stage} window {window} {side} {segment!r} {metric}"
 
 
+#: The columns of a ledger row as ``Merged.sightings`` holds them, in the order the upserts
+#: take them (``_ingest_pg.py``, ``_ingest_sqlite.py``).
+SIGHTING_COLUMNS = (
+    "rollout_id",
+    "unit",
+    "stage",
+    "exposed",
+    "first_seen",
+    "first_exposed",
+    "exposed_stage",
+    "exposed_at",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     """A group's rows merged by key: what its statements write."""
