@@ -20,7 +20,7 @@ from rollwise.core import load_flags
 from rollwise.core._flagdump import flags_document
 from rollwise.sdk import Reply, StreamRefused
 from rollwise.sdk._http import HttpTransport
-from rollwise.sdk._stream import Event, read_announcement, read_events
+from rollwise.sdk._stream import Announcement, Event, read_announcement, read_events
 from rollwise.sdk._sync import SnapshotFollower
 from rollwise.sdk._throttle import Throttle
 
@@ -457,6 +457,21 @@ def test_events_are_read_as_the_server_sent_event_format_says() -> None:
     }
     for data in ['{"version": true}', "[13]", "not json"]:
         assert read_announcement(Event("snapshot", data)).version is None
+
+
+def test_an_announcement_of_the_version_held_is_not_decoded() -> None:
+    """The snapshot event sent on every connection, of the version the SDK already serves, is
+    known by its start (the server writes the version first): the rest is not decoded — here
+    it could not be. Any other version, or another order of fields, is decoded whole."""
+    held = '{"version":13,"flags":' + "x" * 100_000
+    assert read_announcement(Event("snapshot", held), 13) == Announcement(13)
+    assert read_announcement(Event("snapshot", held), 12).version is None  # decoded: not JSON
+    whole = json.dumps(document(14), separators=(",", ":"))
+    assert whole.startswith('{"version":14,')
+    assert read_announcement(Event("snapshot", whole), 13).document == document(14)
+    assert read_announcement(Event("snapshot", whole), 14) == Announcement(14)
+    other = '{"flags": {}, "version": 13}'
+    assert read_announcement(Event("snapshot", other), 13).document == {"flags": {}, "version": 13}
 
 
 def test_the_httpx_transport_speaks_the_protocol() -> None:

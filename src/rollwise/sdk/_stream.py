@@ -9,6 +9,7 @@ blank line dispatching the event, ``:`` comment lines (the server's keep-alives)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -69,9 +70,23 @@ class Announcement:
     document: dict[str, object] | None = None
 
 
-def read_announcement(event: Event) -> Announcement:
+#: The start of a snapshot event as the server writes it (``{"version":13,"flags":…``): enough
+#: to tell an announcement of the version held without decoding the rest.
+_VERSION_FIRST = re.compile(r'\{\s*"version"\s*:\s*(\d{1,18})\s*[,}]')
+
+
+def read_announcement(event: Event, held: int | None = None) -> Announcement:
     """The announcement in a ``snapshot`` event; its version is None when the data cannot be
-    read, and the caller then refetches to be safe (a 304 if nothing changed)."""
+    read, and the caller then refetches to be safe (a 304 if nothing changed).
+
+    An event whose data begins with the version ``held`` (the server sends one on every
+    connection, carrying the whole snapshot) is ``Announcement(held)`` at once: a reconnecting
+    SDK does not decode a thousand-flag snapshot (milliseconds of CPU, a thousand SDKs at once
+    after a server restart) only to find the version it already serves."""
+    if held is not None:
+        start = _VERSION_FIRST.match(event.data)
+        if start is not None and int(start.group(1)) == held:
+            return Announcement(held)
     try:
         document = json.loads(event.data)
     except ValueError:

@@ -145,7 +145,7 @@ class SnapshotFollower:
                         self.connected = True
                         delay = self._backoff_first
                         if event.type == "snapshot":
-                            self._follow(read_announcement(event), event.data)
+                            self._follow(read_announcement(event, self.version), event.data)
                         elif event.type == "kill":
                             self._kill(event)
             except StreamRefused as exc:
