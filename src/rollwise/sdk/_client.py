@@ -192,9 +192,7 @@ class Client:
     ) -> Resolution:
         """The variant ``context`` gets for ``flag``, with the reason."""
         served = self._served
-        found = served.by_key.get(flag)
-        if served.switched:  # a kill switch set since the table was read
-            found = served.switched.get(flag, found)
+        found = (served.switched.get(flag) if served.switched else None) or served.by_key.get(flag)
         if found is None:
             missing = Resolution.not_found(flag, default)
             if self._events is not None:
@@ -233,9 +231,7 @@ class Client:
         """Whether ``context`` gets a variant other than the flag's safe default."""
         # The same evaluation as resolve(), without its wrapping: this is the most called method.
         served = self._served
-        found = served.by_key.get(flag)
-        if served.switched:  # a kill switch set since the table was read
-            found = served.switched.get(flag, found)
+        found = (served.switched.get(flag) if served.switched else None) or served.by_key.get(flag)
         if found is None:
             if self._events is not None:
                 self._events.emit(Resolution.not_found(flag, default), context, served.version)
