@@ -6,7 +6,8 @@ at least 10 processes, a 1,000-flag snapshot, p99 < 100 ms).
 Starts a real server process (uvicorn, SQLite) on loopback and applies a flags file of
 ``--flags`` flags (the example's ``new-checkout`` and generated ones with segments and rules, so
 the snapshot is the size a real one is). Then ``--processes`` worker processes each open
-``--clients`` ``rollwise.Client``s (each its own stream, as separate applications would) and,
+``--clients`` ``rollwise.Client``s (each its own stream, as separate applications would), each
+client evaluates the flag once (as a client in traffic has before anyone kills the flag) and,
 once every client serves the current snapshot, record when each evaluates the flag as killed
 (``time.monotonic``: the same clock in every process on Linux):
 
@@ -119,6 +120,12 @@ def _worker(
     if not sweep:
         for index, client in enumerate(opened):
             client.on_change(listener(index))
+    # A flag someone kills is one the application evaluates: each client has evaluated it
+    # before (its rules compiled, its rollout's exposure ledger begun), as a client in traffic
+    # has. Otherwise the first round would also measure each client's first evaluation, made
+    # by the round's own check below while the kill goes out.
+    for client in opened:
+        client.resolve(FLAG, CONTEXT)
     try:
         pipe.send(("ready", [client.stats().snapshot_version for client in opened]))
         while True:
