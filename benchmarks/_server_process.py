@@ -87,6 +87,10 @@ class ServerProcess:
                     raise RuntimeError(f"workers {workers} outlived the server's kill -9")
                 time.sleep(0.01)
 
+    def pids(self) -> list[int]:
+        """The server's process and its workers' (``--workers``)."""
+        return [] if self.process is None else [self.process.pid, *self._children()]
+
     def _children(self) -> list[int]:
         return [] if self.process is None else children(self.process.pid)
 
