@@ -108,10 +108,8 @@ class ServerProcess:
         (~pid << 3) | CPUCLOCK_SCHED), to the nanosecond rather than the 10-ms clock tick of
         /proc/PID/stat (a kill switch costs the server a few of those). A process already
         gone counts nothing."""
-        if self.process is None:
-            return 0.0
         total = 0.0
-        for pid in [self.process.pid, *self._children()]:
+        for pid in self.pids():
             try:
                 total += time.clock_gettime((~pid << 3) | 2)
             except OSError:

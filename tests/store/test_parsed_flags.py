@@ -18,12 +18,12 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """The source of every flags file the store parses from now on."""
-    seen: list[str] = []
+    seen: list[str | None] = []
     real = control.load_flags
 
-    def counted(text: str, source: str = "flags file") -> FlagSet:
+    def counted(text: str, source: str | None = None) -> FlagSet:
         seen.append(source)
         return real(text, source)
 
@@ -32,7 +32,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_kill_switch_after_an_apply_reads_no_file(
-    store: Store, store_url: str, parses: list[str]
+    store: Store, store_url: str, parses: list[str | None]
 ) -> None:
     """After an apply, a kill switch, the flags read and a second apply of a changed file parse
     only the files the applies were given (the first kill switch after applying a thousand
@@ -59,7 +59,7 @@ def test_a_kill_switch_after_an_apply_reads_no_file(
     assert second.flags["new-checkout"].killed and second.flags["search-v2"].killed
 
 
-def test_a_refused_file_is_not_kept(store: Store, parses: list[str]) -> None:
+def test_a_refused_file_is_not_kept(store: Store, parses: list[str | None]) -> None:
     """A file the apply refuses (it drops a flag without ``prune``) is not what later reads
     see: they keep the one stored."""
     store.apply_flags(FLAGS, "flags.yaml", "alice", NOW)

@@ -132,8 +132,17 @@ class ControlStore:
             text = connection.execute(
                 sa.select(t.flag_files.c.text).where(t.flag_files.c.version == version)
             ).scalar_one()
-            cached = self._parsed_flags = (version, load_flags(text, "stored flags"))
+            return self._keep_parsed(version, load_flags(text, "stored flags"))
         return cached[1]
+
+    def _keep_parsed(self, version: int, flags: FlagSet) -> FlagSet:
+        """Keep ``flags`` as the parsed file of ``version`` (the one committed with that
+        version), unless a newer version is kept already: two threads may finish in either
+        order, and the newest is the one asked for next."""
+        cached = self._parsed_flags
+        if cached is None or cached[0] <= version:
+            self._parsed_flags = (version, flags)
+        return flags
 
     def _plan_in(self, connection: sa.Connection, plan_id: int) -> tuple[PlanRecord, Plan]:
         row = connection.execute(sa.select(t.plans).where(t.plans.c.id == plan_id)).one_or_none()
@@ -225,10 +234,9 @@ class ControlStore:
                 {"version": version, "changes": [c.as_dict() for c in changes]},
             )
             applied = FlagsApplied(self._bump_snapshot(connection), changes)
-        # Committed: this file is what the next kill switch and batch check read, so keep it
-        # parsed (reading a thousand flags again took the first kill switch after an apply
-        # about 0.7 s).
-        self._parsed_flags = (version, flags)
+        # Committed: the next kill switch and batch check read this file, already parsed here
+        # (reading a thousand flags again took the first kill switch after an apply 0.7 s).
+        self._keep_parsed(version, flags)
         return applied
 
     def flags_text(self) -> str | None:
