@@ -48,6 +48,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/judgement.py
 	$(BIN)/python benchmarks/validity.py
 	$(BIN)/python benchmarks/mixture.py
+	$(BIN)/python benchmarks/detection_floor.py
 	$(BIN)/python benchmarks/ingestion.py
 	$(BIN)/python benchmarks/server_ingestion.py
 	$(BIN)/python benchmarks/server_batch_cost.py

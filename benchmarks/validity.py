@@ -455,13 +455,21 @@ def run_store_path(
     return Outcome(None, None, exposed_total)
 
 
-def run_fast_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> Outcome:
-    """Whole-traffic rate guards: the same core primitives, with finished strata summed once."""
+def run_fast_path(
+    scenario: Scenario,
+    plan: Plan,
+    rng: np.random.Generator,
+    *,
+    grid: tuple[float, ...] = HARM_ALTERNATIVES,
+    replicates: bool = True,
+) -> Outcome:
+    """Whole-traffic rate guards: the same core primitives, with finished strata summed once.
+    ``grid`` and ``replicates`` are for comparisons (``detection_floor.py``): another mixture
+    than rollwise's, and the replicates the world ships ignored (φ = 1)."""
     guard = plan.guards[0]
     if guard.tolerance is None:
         raise ValueError("the fast path judges a rate guard with a tolerance")
     theta0 = 1 + guard.tolerance.amount
-    grid = tuple(HARM_ALTERNATIVES)
     threshold = math.log(1 / harm_alpha(plan, guard.on_regression))
     stages = len(plan.stages)
     minutes = int(plan.stratum.total_seconds() // 60)
@@ -491,7 +499,7 @@ def run_fast_path(scenario: Scenario, plan: Plan, rng: np.random.Generator) -> O
         exposed_total += tick.requests["", True]
         if tick.stage >= scenario.count_from_stage:
             counted += tick.requests["", True]
-        if tick.replicates is not None:
+        if replicates and tick.replicates is not None:
             for side, added in tick.replicates.items():
                 units[side] += added
             phi = dispersion(
