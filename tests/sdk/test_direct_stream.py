@@ -101,6 +101,41 @@ def test_lines_are_the_same_wherever_the_bytes_are_cut() -> None:
     assert list(read_lines([b"data: a\r"])) == [], "a CR at the very end may be half a CR LF"
 
 
+def test_nothing_of_a_chunk_is_held_while_the_next_is_awaited() -> None:
+    """The snapshot event a stream starts with is a few hundred KiB: the reader lets go of its
+    bytes once its lines are taken, not when the next event arrives (then each client of a
+    process would free them at once, on the kill switch's path)."""
+    big = b"data: " + b"x" * 300_000 + b"\n\n"
+    held: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        yield big[:100_000]
+        yield big[100_000:]
+        # Asked for the next chunk: the reader's frame is the caller of this generator's.
+        frame = sys._getframe(1)
+        held.append(
+            sum(
+                len(value) if isinstance(value, bytes | str) else 0
+                for value in frame.f_locals.values()
+            )
+            + sum(
+                len(item)
+                for value in frame.f_locals.values()
+                if isinstance(value, list)
+                for item in value
+            )
+        )
+        yield b"event: kill\n\n"
+
+    lines = read_lines(chunks())
+    first = next(lines)
+    assert len(first) == len(big) - 2
+    del first
+    assert next(lines) == ""
+    assert next(lines) == "event: kill"
+    assert held and held[0] < 1_000, f"the reader held {held[0]:,} bytes while waiting"
+
+
 def test_the_stream_is_read_over_http_client(serve: Callable[[Script], RawServer]) -> None:
     """The path under the URL's own, the headers, and the events as the server cut them."""
 

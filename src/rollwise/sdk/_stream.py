@@ -26,16 +26,25 @@ def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     """The lines in a stream of bytes as it arrives, without their endings. A line is yielded
     once its end has arrived: a CR at the end of a chunk waits for the next one, which may
     begin with the LF of the same CR LF. What follows the last line ending is not a line (the
-    format drops it)."""
+    format drops it).
+
+    Nothing of a chunk is held while the next one is awaited: the snapshot event a stream
+    starts with is a few hundred KiB, and a reader that kept its bytes until the next event
+    freed them then — on the kill switch's path, each of a process's clients giving back large
+    blocks to the allocator at the same moment."""
     pending = b""
+    line = b""
     for chunk in chunks:
-        data = pending + chunk if pending else chunk
-        lines = data.splitlines(keepends=True)  # on bytes: CR LF, LF and CR only
+        lines = (pending + chunk if pending else chunk).splitlines(keepends=True)
+        del chunk  # on bytes, splitlines splits at CR LF, LF and CR only
         # The last piece waits when it has no ending yet, or a CR whose LF may come next.
         pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
-        for line in lines:
+        lines.reverse()
+        while lines:  # each line let go of as the next is taken
+            line = lines.pop()
             end = 2 if line.endswith(b"\r\n") else 1
             yield line[:-end].decode("utf-8", "replace")
+        line = b""
 
 
 def read_events(lines: Iterable[str]) -> Iterator[Event]:

@@ -148,6 +148,8 @@ class SnapshotFollower:
                             self._follow(read_announcement(event, self.version), event.data)
                         elif event.type == "kill":
                             self._kill(event)
+                        # Not kept while the next event is awaited (``read_lines``).
+                        del event
             except StreamRefused as exc:
                 self._warn("stream", f"rollwise: {exc}; polling the snapshot (version %s)")
             except Exception as exc:
