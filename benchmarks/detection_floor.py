@@ -45,7 +45,7 @@ import numpy as np
 
 from rollwise.core import load_plan
 from rollwise.core.judgement import HARM_ALTERNATIVES, harm_alpha
-from validity import Z95, Scenario, Tick, run_fast_path, scenarios
+from validity import Z95, Scenario, Tick, run_fast_path, scenarios, sprt_exposed
 
 RESULTS = Path(__file__).parent / "results" / "detection_floor.json"
 THETA0 = 1.1
@@ -79,25 +79,6 @@ JUDGES: dict[str, tuple[tuple[float, ...] | None, bool, tuple[float, ...] | None
 
 def _judges(factor: float) -> list[str]:
     return [name for name, (_, _, only) in JUDGES.items() if only is None or factor in only]
-
-
-def _kl_per_exposed(rate: float, factor: float) -> float:
-    """The conditional binomial test's Kullback–Leibler divergence, per exposed request, between
-    the regression and the null at the tolerance."""
-    r = SHARE / (1 - SHARE)
-    p0 = THETA0 * r / (THETA0 * r + 1)
-    p1 = factor * r / (factor * r + 1)
-    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
-    return kl * (rate * factor + rate / r)
-
-
-def wald(rate: float, factor: float, alpha: float, beta: float) -> float:
-    """Wald's approximation of the SPRT's expected sample size — and, for any level-α test of
-    power 1 - β, the lower bound on its expected exposed requests under the regression."""
-    boundary = (1 - beta) * math.log((1 - beta) / alpha)
-    if beta:
-        boundary += beta * math.log(beta / (1 - alpha))
-    return boundary / _kl_per_exposed(rate, factor)
 
 
 class _Replay:
@@ -155,12 +136,12 @@ def main() -> int:
         for name, rate, factor, target in ROWS:
             if args.only and name not in args.only:
                 continue
-            reference = wald(rate, factor, alpha, 0.05)
+            reference = sprt_exposed(THETA0, factor, SHARE, rate, alpha)
             row: dict[str, object] = {
                 "scenario": name,
                 "target": target,
                 "wald_approximation": reference,
-                "power_one_bound": wald(rate, factor, alpha, 0.0),
+                "power_one_bound": sprt_exposed(THETA0, factor, SHARE, rate, alpha, beta=0.0),
                 "judges": {},
             }
             tasks = [

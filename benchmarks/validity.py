@@ -518,15 +518,20 @@ def run_fast_path(
 # --- the scenarios ---------------------------------------------------------------------------
 
 
-def sprt_exposed(theta0: float, theta1: float, share: float, rate: float, alpha: float) -> float:
+def sprt_exposed(
+    theta0: float, theta1: float, share: float, rate: float, alpha: float, beta: float = 0.05
+) -> float:
     """Wald's approximation of the SPRT's expected exposed requests under θ1, for the
-    conditional binomial test of θ0 against θ1 (β = 5 %)."""
-    beta = 0.05
+    conditional binomial test of θ0 against θ1 — which is also Wald's lower bound on the
+    expected sample size of any level-α test of power 1 - β (``beta=0``: a test that always
+    detects needs at least log(1/α) / KL; Wald, *Sequential Analysis*, 1947, §3.4)."""
     r = share / (1 - share)
     p0, p1 = theta0 * r / (theta0 * r + 1), theta1 * r / (theta1 * r + 1)
     kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
     events_per_exposed = rate * theta1 + rate / r
-    boundary = (1 - beta) * math.log((1 - beta) / alpha) + beta * math.log(beta / (1 - alpha))
+    boundary = (1 - beta) * math.log((1 - beta) / alpha)
+    if beta:
+        boundary += beta * math.log(beta / (1 - alpha))
     return boundary / (kl * events_per_exposed)
 
 

@@ -112,19 +112,9 @@ def test_nothing_of_a_chunk_is_held_while_the_next_is_awaited() -> None:
         yield big[:100_000]
         yield big[100_000:]
         # Asked for the next chunk: the reader's frame is the caller of this generator's.
-        frame = sys._getframe(1)
-        held.append(
-            sum(
-                len(value) if isinstance(value, bytes | str) else 0
-                for value in frame.f_locals.values()
-            )
-            + sum(
-                len(item)
-                for value in frame.f_locals.values()
-                if isinstance(value, list)
-                for item in value
-            )
-        )
+        values = list(sys._getframe(1).f_locals.values())
+        values += [item for value in values if isinstance(value, list) for item in value]
+        held.append(sum(len(value) for value in values if isinstance(value, bytes | str)))
         yield b"event: kill\n\n"
 
     lines = read_lines(chunks())

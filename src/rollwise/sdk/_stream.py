@@ -33,18 +33,16 @@ def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     freed them then — on the kill switch's path, each of a process's clients giving back large
     blocks to the allocator at the same moment."""
     pending = b""
-    line = b""
     for chunk in chunks:
-        lines = (pending + chunk if pending else chunk).splitlines(keepends=True)
-        del chunk  # on bytes, splitlines splits at CR LF, LF and CR only
+        data = pending + chunk if pending else chunk
+        lines = data.splitlines(keepends=True)  # on bytes: CR LF, LF and CR only
         # The last piece waits when it has no ending yet, or a CR whose LF may come next.
         pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
-        lines.reverse()
-        while lines:  # each line let go of as the next is taken
-            line = lines.pop()
+        for line in lines:
             end = 2 if line.endswith(b"\r\n") else 1
             yield line[:-end].decode("utf-8", "replace")
-        line = b""
+        chunk = data = line = b""  # let go of this chunk's bytes before the next is read
+        lines.clear()
 
 
 def read_events(lines: Iterable[str]) -> Iterator[Event]:
