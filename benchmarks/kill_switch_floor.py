@@ -12,7 +12,10 @@ to send one server-sent-events frame (a kill event's) on every connection, a pla
 ``time.monotonic()`` (one clock for every process on Linux). Latency is from the moment the
 parent asked to each client's stamp. No HTTP, no middleware, no snapshot, no evaluation: what
 Python servers and clients in threads cannot beat here with these many connections and
-processes. The server's CPU per round (user and system: the kernel's share of each send
+processes. With ``--reader shared``, one thread in each process reads all of its connections
+as they become readable (``selectors``), as the SDK's ``_hub.py`` does since 2026-12-03; with
+``--reader threads`` (the default), a thread per connection, as the SDK did before. The
+server's CPU per round (user and system: the kernel's share of each send
 counts) is printed too.
 
 ``rollwise``: the same clients open ``GET /sdk/v1/stream?kills=true`` on a real ``rollwise
@@ -21,10 +24,10 @@ flipped through the API (kill, unkill, …), timed from the request. Against ``r
 server adds. Against ``kill_switch_sdk.py``: what the SDK adds (reading the stream, applying
 the event to its snapshot, evaluating).
 
-Prints a table and writes benchmarks/results/kill_switch_floor_TARGET.json.
+Prints a table and writes benchmarks/results/kill_switch_floor_TARGET_READER.json.
 
-    python benchmarks/kill_switch_floor.py [--target raw|rollwise] [--processes 10]
-        [--clients 100] [--rounds 10]
+    python benchmarks/kill_switch_floor.py [--target raw|rollwise] [--reader threads|shared]
+        [--processes 10] [--clients 100] [--rounds 10]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import resource
+import selectors
 import socket
 import threading
 import time
@@ -84,15 +88,22 @@ def _server(port_pipe: multiprocessing.connection.Connection, expected: int) -> 
 
 
 def _clients(
-    port: int, count: int, request: bytes, pipe: multiprocessing.connection.Connection
+    port: int,
+    count: int,
+    request: bytes,
+    pipe: multiprocessing.connection.Connection,
+    shared: bool,
 ) -> None:
     """``count`` threads, each on its own connection (sending ``request`` first, if any, and
-    waiting for the first ``event: snapshot`` frame), stamping when a kill frame arrives."""
+    waiting for the first ``event: snapshot`` frame), stamping when a kill frame arrives; with
+    ``shared``, one thread reading all of them as they become readable (the SDK's
+    ``_hub.py``)."""
     stamps = [0.0] * count
     arrived = threading.Semaphore(0)
     opened = threading.Semaphore(0)
 
-    def read(index: int, connection: socket.socket) -> None:
+    def start(connection: socket.socket) -> None:
+        """Send the request, if any, and read up to the end of the first snapshot event."""
         buffered = b""
         if request:
             connection.sendall(request)
@@ -103,27 +114,52 @@ def _clients(
                         f"the stream ended before its snapshot: {buffered[:200]!r}"
                     )
                 buffered += data
-            buffered = b""
+
+    def kills(index: int, buffered: bytes) -> bytes:
+        """Stamp each whole kill frame in ``buffered``; what is left of it."""
+        while True:
+            begin = buffered.find(b"event: kill\n")
+            end = buffered.find(b"\n\n", begin)
+            if begin < 0 or end < 0:
+                return buffered
+            data_line = buffered[begin:end].split(b"\n")[1]
+            json.loads(data_line[len(b"data: ") :])
+            buffered = buffered[end + 2 :]
+            stamps[index] = time.monotonic()
+            arrived.release()
+
+    def read(index: int, connection: socket.socket) -> None:
+        start(connection)
         opened.release()
+        buffered = b""
         while True:
             data = connection.recv(65536)
             if not data:
                 return
-            buffered += data
-            while True:
-                start = buffered.find(b"event: kill\n")
-                end = buffered.find(b"\n\n", start)
-                if start < 0 or end < 0:
-                    break
-                data_line = buffered[start:end].split(b"\n")[1]
-                json.loads(data_line[len(b"data: ") :])
-                buffered = buffered[end + 2 :]
-                stamps[index] = time.monotonic()
-                arrived.release()
+            buffered = kills(index, buffered + data)
+
+    def read_all() -> None:
+        selector = selectors.DefaultSelector()
+        for index, connection in enumerate(connections):
+            start(connection)
+            opened.release()
+            connection.setblocking(False)
+            selector.register(connection, selectors.EVENT_READ, [index, b""])
+        while True:
+            for key, _ in selector.select():
+                state = key.data
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    selector.unregister(key.fileobj)
+                    continue
+                state[1] = kills(state[0], state[1] + data)
 
     connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-    for index, connection in enumerate(connections):
-        threading.Thread(target=read, args=(index, connection), daemon=True).start()
+    if shared:
+        threading.Thread(target=read_all, daemon=True).start()
+    else:
+        for index, connection in enumerate(connections):
+            threading.Thread(target=read, args=(index, connection), daemon=True).start()
     for _ in range(count):
         opened.acquire()
     pipe.send("ready")
@@ -202,6 +238,14 @@ def main() -> int:
         help="raw: the floor's own asyncio server; rollwise: a real server's stream, flipped "
         "through its API",
     )
+    parser.add_argument(
+        "--reader",
+        choices=("threads", "shared"),
+        default="threads",
+        help="threads: a thread per client blocked in recv (the SDK before 2026-12-03); "
+        "shared: one thread per process reading every connection as it becomes readable "
+        "(the SDK since)",
+    )
     args = parser.parse_args()
     total = args.processes * args.clients
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -213,7 +257,8 @@ def main() -> int:
         for _ in range(args.processes):
             parent, child = context.Pipe()
             worker = context.Process(
-                target=_clients, args=(server.port, args.clients, server.request, child)
+                target=_clients,
+                args=(server.port, args.clients, server.request, child, args.reader == "shared"),
             )
             worker.daemon = True
             worker.start()
@@ -254,9 +299,12 @@ def main() -> int:
         if args.target == "raw"
         else f"a rollwise server's kill events on {total:,} streams, from the API request"
     )
+    readers = (
+        f"{args.clients} threads" if args.reader == "threads" else f"one thread of {args.clients}"
+    )
     print(
         f"Kill switch floor ({args.target}): {what}; {args.processes} processes x "
-        f"{args.clients} threads reading them (recv, json.loads, stamp)"
+        f"{readers} reading them (recv, json.loads, stamp)"
     )
     print(
         f"  {'round':<6} {'first ms':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
@@ -275,12 +323,13 @@ def main() -> int:
     )
     result = {
         "target": args.target,
+        "reader": args.reader,
         "processes": args.processes,
         "clients_per_process": args.clients,
         "rounds": rounds,
         "p99_median_ms": p99s[len(p99s) // 2],
     }
-    out = HERE / "results" / f"kill_switch_floor_{args.target}.json"
+    out = HERE / "results" / f"kill_switch_floor_{args.target}_{args.reader}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

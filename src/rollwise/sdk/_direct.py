@@ -26,14 +26,12 @@ import ssl
 import struct
 import sys
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from rollwise.sdk._stream import read_lines
+from rollwise.sdk._hub import READ_BYTES, Chunked, Handover, Sized, attach
+from rollwise.sdk._stream import Event, read_events, read_lines
 from rollwise.sdk._transport import refuse_unless_stream
-
-#: The most read at once; an event is far smaller, a snapshot event far larger.
-READ_BYTES = 65_536
 
 
 def direct_possible(base: str) -> bool:
@@ -65,7 +63,30 @@ def shut_down(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _Reads(io.RawIOBase):
+def _hold(sock: socket.socket) -> io.RawIOBase:
+    """A file on ``sock`` that keeps it open until the file is closed, as ``socket.makefile``
+    does for ``http.client``'s own reads: an answer that will close the connection (``Connection:
+    close``, or a body that ends with it) has ``getresponse`` close the socket, handing it to
+    the response, whose reads must go on."""
+    return sock.makefile("rb", buffering=0)
+
+
+class _SocketFile(io.RawIOBase):
+    """Reads of a socket, which it keeps open until closed (``_hold``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._hold = _hold(sock)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._hold.close()
+        super().close()
+
+
+class _Reads(_SocketFile):
     """A socket's bytes for ``http.client``, each read one blocking ``recv`` that the kernel
     ends after the read timeout (``SO_RCVTIMEO``, set by ``bound_reads``).
 
@@ -75,12 +96,6 @@ class _Reads(io.RawIOBase):
     off a client's CPU per kill (100 clients in a process, a 1,000-flag snapshot: 161 against
     193 µs, the mean of five alternating runs on the 2-core machine; docs/sdk.md).
     """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         try:
@@ -104,6 +119,43 @@ class _Response(http.client.HTTPResponse):
 
     def __init__(self, sock: socket.socket, *args: object, **kwargs: object) -> None:
         super().__init__(_Socket(sock), *args, **kwargs)  # type: ignore[arg-type]
+
+
+class _Head(_SocketFile):
+    """A socket's response head, line by line, and not a byte more: each line is looked at
+    (``MSG_PEEK``) before it is taken, so the body stays in the socket for the shared reading
+    thread (``_hub.py``). A head is a dozen lines, read once per connection."""
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        limit = READ_BYTES if limit is None or limit < 0 else limit
+        line = b""
+        while len(line) < limit:
+            try:
+                ahead = self._sock.recv(min(limit - len(line), 8192), socket.MSG_PEEK)
+            except BlockingIOError:
+                raise TimeoutError("the event stream said nothing for its read timeout") from None
+            if not ahead:
+                break
+            end = ahead.find(b"\n")
+            line += self._sock.recv(len(ahead) if end < 0 else end + 1)
+            if end >= 0:
+                break
+        return line
+
+
+class _HeadSocket:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str) -> _Head:
+        return _Head(self._sock)
+
+
+class _HeadResponse(http.client.HTTPResponse):
+    """The answer's head read through ``_Head``; its body is left to the shared thread."""
+
+    def __init__(self, sock: socket.socket, *args: object, **kwargs: object) -> None:
+        super().__init__(_HeadSocket(sock), *args, **kwargs)  # type: ignore[arg-type]
 
 
 def bound_reads(sock: socket.socket, seconds: float) -> bool:
@@ -161,6 +213,40 @@ class DirectStream:
                 (``refuse_unless_stream``).
             OSError, http.client.HTTPException: the connection failed, timed out or broke.
         """
+        with self._answer(shared=False) as (response, _):
+            if response is not None:
+                yield from read_lines(iter(lambda: response.read1(READ_BYTES), b""))
+
+    def events(self, at_once: Callable[[Event], bool]) -> Iterator[Event]:
+        """Connect, check the answer, and yield the stream's events until it ends; raises as
+        ``lines`` does. Where the socket's reads can be left to the process's shared reading
+        thread (a plain connection on Linux or macOS), they are: each event is first offered
+        to ``at_once`` on that thread, and only those it does not serve there are yielded
+        (``Handover``)."""
+        with self._answer(shared=True) as (response, sock):
+            if response is None:
+                return
+            if sock is None:  # TLS, or no kernel-bounded reads: read here
+                yield from read_events(read_lines(iter(lambda: response.read1(READ_BYTES), b"")))
+                return
+            handover = Handover(at_once)
+            body = Chunked() if response.chunked else Sized(response.length)
+            reader = attach(sock, body, handover, self._read_timeout)
+            try:
+                yield from handover
+            finally:
+                if not handover.ended:
+                    shut_down(sock)  # the shared thread sees the end and lets the socket go
+                    handover.wait_ended(5.0)
+                reader.settle(1.0)
+
+    @contextlib.contextmanager
+    def _answer(
+        self, *, shared: bool
+    ) -> Iterator[tuple[http.client.HTTPResponse | None, socket.socket | None]]:
+        """The checked answer to the stream request (None when cancelled while connecting),
+        and, with ``shared``, its socket when the body may be read by the shared thread (its
+        head read and nothing more)."""
         parts = urlsplit(self._url)
         host, port = parts.hostname or "", parts.port
         connection: http.client.HTTPConnection
@@ -177,15 +263,17 @@ class DirectStream:
             connection.connect()
             self._socket = sock = connection.sock
             if self._cancelled or sock is None:
+                yield None, None
                 return
             connection.request("GET", path, headers=self._headers)
             # The answer may wait for the first event; then come keep-alives every 15 s.
-            if bound_reads(sock, self._read_timeout):
-                connection.response_class = _Response
+            bounded = bound_reads(sock, self._read_timeout)
+            if bounded:
+                connection.response_class = _HeadResponse if shared else _Response
             response = connection.getresponse()
             try:
                 refuse_unless_stream(response.status, response.getheader("Content-Type", ""))
-                yield from read_lines(iter(lambda: response.read1(READ_BYTES), b""))
+                yield response, (sock if shared and bounded else None)
             finally:
                 response.close()
         finally:

@@ -12,6 +12,7 @@ from functools import partial
 import httpx
 
 from rollwise.sdk._direct import DirectStream, direct_possible, shut_down
+from rollwise.sdk._stream import Event, read_events
 from rollwise.sdk._transport import Reply, StreamRefused, refuse_unless_stream
 
 SNAPSHOT_PATH = "/sdk/v1/snapshot"
@@ -100,8 +101,29 @@ class HttpTransport:
         headers = {**self._headers, "Accept": "text/event-stream"}
         base = self.url
         read = self._stream_direct if self._direct[base] else self._stream
-        try:
+        with self._failing_over(base):
             yield from read(base, headers)
+
+    def events(self, at_once: Callable[[Event], bool]) -> Iterator[Event]:
+        """The stream's events, as ``stream()``'s lines would give them, failing over as it
+        does; where the process's shared reading thread reads the stream (``_hub.py``), each
+        event is first offered to ``at_once`` there, and only those it does not serve are
+        yielded."""
+        headers = {**self._headers, "Accept": "text/event-stream"}
+        base = self.url
+        with self._failing_over(base):
+            if not self._direct[base]:
+                yield from read_events(self._stream(base, headers))
+                return
+            direct = self._direct_stream(base, headers)
+            if not self._closed:
+                yield from direct.events(at_once)
+
+    @contextlib.contextmanager
+    def _failing_over(self, base: str) -> Iterator[None]:
+        """A stream from ``base`` that fails sends the next try to the next server."""
+        try:
+            yield
         except StreamRefused as exc:
             self._judge(base, exc.status)
             raise
@@ -111,7 +133,7 @@ class HttpTransport:
         finally:
             self._cancel = None
 
-    def _stream_direct(self, base: str, headers: dict[str, str]) -> Iterator[str]:
+    def _direct_stream(self, base: str, headers: dict[str, str]) -> DirectStream:
         if base.startswith("https:") and self._ssl is None:
             self._ssl = httpx.create_ssl_context(verify=True, trust_env=True)
         direct = DirectStream(
@@ -122,6 +144,10 @@ class HttpTransport:
             context=self._ssl,
         )
         self._cancel = direct.cancel
+        return direct
+
+    def _stream_direct(self, base: str, headers: dict[str, str]) -> Iterator[str]:
+        direct = self._direct_stream(base, headers)
         if not self._closed:
             yield from direct.lines()
 

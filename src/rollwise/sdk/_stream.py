@@ -22,49 +22,94 @@ class Event:
     data: str
 
 
-def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The lines in a stream of bytes as it arrives, without their endings. A line is yielded
-    once its end has arrived: a CR at the end of a chunk waits for the next one, which may
-    begin with the LF of the same CR LF. What follows the last line ending is not a line (the
-    format drops it).
+class LineReader:
+    """The lines in a stream of bytes, fed as it arrives (``feed``), without their endings. A
+    line is given once its end has arrived: a CR at the end of a chunk waits for the next one,
+    which may begin with the LF of the same CR LF. What follows the last line ending is not a
+    line (the format drops it).
 
-    Nothing of a chunk is held while the next one is awaited: the snapshot event a stream
-    starts with is a few hundred KiB, and a reader that kept its bytes until the next event
-    freed them then — on the kill switch's path, each of a process's clients giving back large
-    blocks to the allocator at the same moment."""
-    pending = b""
-    for chunk in chunks:
-        data = pending + chunk if pending else chunk
+    Nothing of a chunk is held once its lines are taken, but the unfinished last line: the
+    snapshot event a stream starts with is a few hundred KiB, and a reader that kept its bytes
+    until the next event freed them then — on the kill switch's path, each of a process's
+    clients giving back large blocks to the allocator at the same moment."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        #: The unfinished last line, in the pieces it came in: a snapshot event is one line of
+        #: a few hundred KiB, and joining each piece to the ones before as it came would copy
+        #: it again at every read.
+        self._pending: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        pending = self._pending
+        if pending and b"\n" not in chunk and b"\r" not in chunk:  # the line goes on
+            pending.append(chunk)
+            return []
+        if pending:
+            pending.append(chunk)
+            data = b"".join(pending)
+            pending.clear()
+        else:
+            data = chunk
         lines = data.splitlines(keepends=True)  # on bytes: CR LF, LF and CR only
+        if not lines:
+            return []
         # The last piece waits when it has no ending yet, or a CR whose LF may come next.
-        pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
-        for line in lines:
-            end = 2 if line.endswith(b"\r\n") else 1
-            yield line[:-end].decode("utf-8", "replace")
-        chunk = data = line = b""  # let go of this chunk's bytes before the next is read
+        if not lines[-1].endswith(b"\n"):
+            pending.append(lines.pop())
+        return [
+            line[: -2 if line.endswith(b"\r\n") else -1].decode("utf-8", "replace")
+            for line in lines
+        ]
+
+
+def read_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines in a stream of bytes as it arrives (``LineReader``); nothing of a chunk is held
+    while the next one is awaited."""
+    reader = LineReader()
+    for chunk in chunks:
+        lines = reader.feed(chunk)
+        chunk = b""  # let go of this chunk's bytes before the next is read
+        yield from lines
         lines.clear()
+
+
+class EventReader:
+    """The events in a stream of lines (without line endings), fed one line at a time."""
+
+    __slots__ = ("_data", "_kind")
+
+    def __init__(self) -> None:
+        self._kind = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Event | None:
+        """The event ``line`` dispatches, if it does."""
+        if not line:
+            data, kind = self._data, self._kind
+            self._kind, self._data = "", []
+            return Event(kind or "message", "\n".join(data)) if data else None
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            self._kind = value
+        elif field == "data":
+            self._data.append(value)
+        # ``id`` and ``retry`` are not used: the SDK reconnects with its own backoff and
+        # catches up from the snapshot the server announces on connecting.
+        return None
 
 
 def read_events(lines: Iterable[str]) -> Iterator[Event]:
     """The events in a stream of lines (without line endings)."""
-    kind = ""
-    data: list[str] = []
+    reader = EventReader()
     for line in lines:
-        if not line:
-            if data:
-                yield Event(kind or "message", "\n".join(data))
-            kind, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            kind = value
-        elif field == "data":
-            data.append(value)
-        # ``id`` and ``retry`` are not used: the SDK reconnects with its own backoff and
-        # catches up from the snapshot the server announces on connecting.
+        event = reader.feed(line)
+        if event is not None:
+            yield event
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +127,13 @@ class Announcement:
 _VERSION_FIRST = re.compile(r'\{\s*"version"\s*:\s*(\d{1,18})\s*[,}]')
 
 
+def announces(event: Event, version: int) -> bool:
+    """Whether a ``snapshot`` event's data begins with ``version`` (read without decoding the
+    rest)."""
+    start = _VERSION_FIRST.match(event.data)
+    return start is not None and int(start.group(1)) == version
+
+
 def read_announcement(event: Event, held: int | None = None) -> Announcement:
     """The announcement in a ``snapshot`` event; its version is None when the data cannot be
     read, and the caller then refetches to be safe (a 304 if nothing changed).
@@ -90,10 +142,8 @@ def read_announcement(event: Event, held: int | None = None) -> Announcement:
     connection, carrying the whole snapshot) is ``Announcement(held)`` at once: a reconnecting
     SDK does not decode a thousand-flag snapshot (milliseconds of CPU, a thousand SDKs at once
     after a server restart) only to find the version it already serves."""
-    if held is not None:
-        start = _VERSION_FIRST.match(event.data)
-        if start is not None and int(start.group(1)) == held:
-            return Announcement(held)
+    if held is not None and announces(event, held):
+        return Announcement(held)
     try:
         document = json.loads(event.data)
     except ValueError:

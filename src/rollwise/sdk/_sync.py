@@ -23,32 +23,47 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar, cast
 
 from rollwise.core import InputError
 from rollwise.sdk._snapshot import Snapshot, parse_snapshot, snapshot_of, with_kill
-from rollwise.sdk._stream import Announcement, Event, read_announcement, read_events, read_kill
+from rollwise.sdk._stream import (
+    Announcement,
+    Event,
+    Kill,
+    announces,
+    read_announcement,
+    read_events,
+    read_kill,
+)
 from rollwise.sdk._throttle import Throttle
 from rollwise.sdk._transport import StreamRefused, Transport
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 _REFUSED = frozenset({401, 403})
+_T = TypeVar("_T")
 
 
-class _Lines:
-    """A stream's lines, closed (its connection released) as soon as the follower stops
-    reading, rather than whenever the garbage collector gets to it."""
+class _Lines(Generic[_T]):
+    """A stream's lines (or events), closed (its connection released) as soon as the follower
+    stops reading, rather than whenever the garbage collector gets to it."""
 
-    def __init__(self, lines: Iterator[str]) -> None:
+    def __init__(self, lines: Iterator[_T]) -> None:
         self._lines = lines
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[_T]:
         return self._lines
 
     def close(self) -> None:
         close = getattr(self._lines, "close", None)
         if callable(close):
             close()
+
+
+def _read_events(lines: _Lines[str]) -> Iterator[Event]:
+    with contextlib.closing(lines):
+        yield from read_events(lines)
 
 
 class SnapshotFollower:
@@ -138,12 +153,11 @@ class SnapshotFollower:
         delay = self._backoff_first
         while not self._stop.is_set():
             try:
-                with contextlib.closing(_Lines(self._transport.stream())) as lines:
-                    for event in read_events(lines):
+                with contextlib.closing(_Lines(self._events())) as events:
+                    for event in events:
                         if self._stop.is_set():
                             break
                         self.connected = True
-                        delay = self._backoff_first
                         if event.type == "snapshot":
                             self._follow(read_announcement(event, self.version), event.data)
                         elif event.type == "kill":
@@ -156,10 +170,34 @@ class SnapshotFollower:
                 if self._stop.is_set():  # close() ended the stream: nothing broke
                     break
                 self._warn("stream", "rollwise: the event stream broke (%s); version %s", exc)
+            if self.connected:  # an event came: the server answered, start the backoff over
+                delay = self._backoff_first
             self.connected = False
             self._wait_polling(delay * self._random.uniform(0.5, 1.0))
             delay = min(delay * 2.0, self._backoff_max)
         self.connected = False
+
+    def _events(self) -> Iterator[Event]:
+        """The stream's events: through the transport's ``events`` where it has one (the
+        process's shared reading thread serves what it can at once, ``_at_once``), else read
+        from its lines here."""
+        events = getattr(self._transport, "events", None)
+        if callable(events):
+            return cast(Iterator[Event], events(self._at_once))
+        return _read_events(_Lines(self._transport.stream()))
+
+    def _at_once(self, event: Event) -> bool:
+        """On the shared reading thread, while this follower's thread has no event in hand:
+        serve ``event`` there if nothing in it can block — a kill switch set on the snapshot
+        served (with no cache file to rewrite), an announcement of the version held, an event
+        of a type the protocol does not use. Whether it did; the follower's thread takes any
+        other."""
+        self.connected = True
+        if event.type == "kill":
+            return self._cache_path is None and self._kill_in_place(read_kill(event))
+        if event.type == "snapshot":
+            return self.version is not None and announces(event, self.version)
+        return True
 
     def _follow(self, announced: Announcement, data: str) -> None:
         """Serve what an event announces: the snapshot it carries, or else a fetch."""
@@ -181,7 +219,14 @@ class SnapshotFollower:
         """Apply a kill switch change to the snapshot served when it is the next version (no
         snapshot to read: a kill reaches the application in microseconds); otherwise, or when
         a cache file is kept (it must hold the whole snapshot), fetch the snapshot."""
-        kill = read_kill(event)
+        if not self._kill_in_place(read_kill(event)):
+            self.refresh()
+        elif self._cache_path is not None:
+            self._etag = None  # the whole snapshot of this version, not a 304
+            self.refresh()
+
+    def _kill_in_place(self, kill: Kill | None) -> bool:
+        """Serve the snapshot served with ``kill`` set, if it says what the next version is."""
         current = self._snapshot
         if (
             kill is None
@@ -190,12 +235,9 @@ class SnapshotFollower:
             or kill.version != self.version + 1
             or current.flag(kill.flag) is None
         ):
-            self.refresh()
-            return
+            return False
         self._use(with_kill(current, kill.flag, kill.killed, kill.version), None)
-        if self._cache_path is not None:
-            self._etag = None  # the whole snapshot of this version, not a 304
-            self.refresh()
+        return True
 
     def _wait_polling(self, seconds: float) -> None:
         """Wait before reconnecting, fetching the snapshot whenever a poll is due."""
