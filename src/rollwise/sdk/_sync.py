@@ -157,11 +157,12 @@ class SnapshotFollower:
                     for event in events:
                         if self._stop.is_set():
                             break
-                        self.connected = True
                         if event.type == "snapshot":
                             self._follow(read_announcement(event, self.version), event.data)
                         elif event.type == "kill":
                             self._kill(event)
+                        # Once served: connected means serving what the stream said so far.
+                        self.connected = True
                         # Not kept while the next event is awaited (``read_lines``).
                         del event
             except StreamRefused as exc:
@@ -192,12 +193,15 @@ class SnapshotFollower:
         served (with no cache file to rewrite), an announcement of the version held, an event
         of a type the protocol does not use. Whether it did; the follower's thread takes any
         other."""
-        self.connected = True
         if event.type == "kill":
-            return self._cache_path is None and self._kill_in_place(read_kill(event))
-        if event.type == "snapshot":
-            return self.version is not None and announces(event, self.version)
-        return True
+            served = self._cache_path is None and self._kill_in_place(read_kill(event))
+        elif event.type == "snapshot":
+            served = self.version is not None and announces(event, self.version)
+        else:
+            served = True
+        if served:  # else the follower's thread says so once it has served it
+            self.connected = True
+        return served
 
     def _follow(self, announced: Announcement, data: str) -> None:
         """Serve what an event announces: the snapshot it carries, or else a fetch."""
