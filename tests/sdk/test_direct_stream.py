@@ -64,6 +64,16 @@ class RawServer:
         self._thread.join(2.0)
 
 
+def silent_after_an_event(release: threading.Event) -> Script:
+    """A server that sends its first event, then nothing (no keep-alive) until ``release``."""
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
+        release.wait(30)
+
+    return script
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[[Script], RawServer]]:
     started: list[RawServer] = []
@@ -196,11 +206,7 @@ def test_close_ends_a_stream_another_thread_is_reading(
     """The server says nothing after its first event (its keep-alive is 15 s away, the read
     timeout 45 s): ``close`` ends the read now, and the reader sees the end of the stream."""
     release = threading.Event()
-
-    def script(conn: socket.socket) -> None:
-        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
-        release.wait(30)
-
+    script = silent_after_an_event(release)
     server = serve(script)
     transport = HttpTransport(server.url, "sdk-key")
     lines: list[str] = []
@@ -254,11 +260,7 @@ def test_a_silent_stream_times_out_and_fails_over(
     timeout, as a failed exchange: the next try goes to the next server. The same whether the
     kernel bounds each read (``SO_RCVTIMEO``, where the platform has it) or Python does."""
     release = threading.Event()
-
-    def script(conn: socket.socket) -> None:
-        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
-        release.wait(30)
-
+    script = silent_after_an_event(release)
     if not bounded_by_kernel:
         monkeypatch.setattr(sys, "platform", "win32")
     first, second = serve(script), serve(script)

@@ -19,7 +19,14 @@ from rollwise.sdk._hub import Chunked, Sized
 from rollwise.sdk._stream import Event
 from rollwise.sdk._transport import StreamRefused
 from tests.sdk.test_close import server  # noqa: F401 - the fixture
-from tests.sdk.test_direct_stream import HEAD, RawServer, Script, chunk, serve  # noqa: F401
+from tests.sdk.test_direct_stream import (  # noqa: F401 - serve is the fixture
+    HEAD,
+    RawServer,
+    Script,
+    chunk,
+    serve,
+    silent_after_an_event,
+)
 from tests.sdk.test_live_client import wait_until
 
 SHARED = "rollwise-streams"
@@ -135,11 +142,7 @@ def test_a_silent_stream_times_out_and_fails_over(
     serve: Callable[[Script], RawServer],  # noqa: F811
 ) -> None:
     release = threading.Event()
-
-    def script(conn: socket.socket) -> None:
-        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
-        release.wait(30)
-
+    script = silent_after_an_event(release)
     first, second = serve(script), serve(script)
     transport = HttpTransport([first.url, second.url], "sdk-key", stream_read_timeout=0.3)
     started = time.monotonic()
@@ -156,11 +159,7 @@ def test_close_ends_a_stream_another_thread_is_reading(
     serve: Callable[[Script], RawServer],  # noqa: F811
 ) -> None:
     release = threading.Event()
-
-    def script(conn: socket.socket) -> None:
-        conn.sendall(HEAD + chunk(b"event: snapshot\ndata: {}\n\n"))
-        release.wait(30)
-
+    script = silent_after_an_event(release)
     raw = serve(script)
     transport = HttpTransport(raw.url, "sdk-key")
     offered = threading.Event()

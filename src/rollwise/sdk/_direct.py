@@ -177,6 +177,11 @@ def bound_reads(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
+def _body_lines(response: http.client.HTTPResponse) -> Iterator[str]:
+    """The lines of an answer's body, read on this thread."""
+    return read_lines(iter(lambda: response.read1(READ_BYTES), b""))
+
+
 class DirectStream:
     """One stream request: ``lines()`` yields its lines. ``cancel()``, from another thread,
     ends it: it shuts the socket down, or, while the socket is being connected, has ``lines``
@@ -215,7 +220,7 @@ class DirectStream:
         """
         with self._answer(shared=False) as (response, _):
             if response is not None:
-                yield from read_lines(iter(lambda: response.read1(READ_BYTES), b""))
+                yield from _body_lines(response)
 
     def events(self, at_once: Callable[[Event], bool]) -> Iterator[Event]:
         """Connect, check the answer, and yield the stream's events until it ends; raises as
@@ -227,7 +232,7 @@ class DirectStream:
             if response is None:
                 return
             if sock is None:  # TLS, or no kernel-bounded reads: read here
-                yield from read_events(read_lines(iter(lambda: response.read1(READ_BYTES), b"")))
+                yield from read_events(_body_lines(response))
                 return
             handover = Handover(at_once)
             body = Chunked() if response.chunked else Sized(response.length)
